@@ -1,0 +1,15 @@
+"""CNN Lab — entry point: page config, navigation over pages/, shared sidebar."""
+
+import streamlit as st
+
+st.set_page_config(page_title="CNN Lab", page_icon="🧠", layout="wide")
+
+from pages.common import sidebar  # noqa: E402  (after set_page_config)
+
+nav = st.navigation(
+    [
+        st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
+    ]
+)
+sidebar()
+nav.run()

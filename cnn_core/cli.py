@@ -1,0 +1,134 @@
+"""``python -m cnn_core train | evaluate | runs``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .store import DEFAULT_ROOT, CheckpointError, RunStore
+from .training import DEVICES, OPTIMIZERS, SCHEDULES, Run, TrainConfig, evaluate
+
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cnn_core", description="CNN Lab: train and evaluate the MNIST CNN.")
+    parser.add_argument("--runs-dir", default=str(DEFAULT_ROOT), help="folder of saved runs (default: checkpoints/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model and save it as a run")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        default = getattr(defaults, f.name)
+        kind = _bool if isinstance(default, bool) else type(default)
+        train.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
+                           choices=_CHOICES.get(f.name), help=f"(default: {default})")
+    train.add_argument("--name", required=True, help="run name (folder under --runs-dir)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run of that name")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser("evaluate", help="test-set accuracy and loss of a saved run")
+    ev.add_argument("run", help="run name, or a path such as checkpoints/baseline")
+
+    sub.add_parser("runs", help="list saved runs")
+    return parser
+
+
+def _store_and_name(runs_dir: str, run: str) -> tuple[RunStore, str]:
+    p = Path(run)
+    if len(p.parts) > 1:  # a path: its parent is the store
+        return RunStore(p.parent), p.name
+    return RunStore(runs_dir), run
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .data import load_mnist
+
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = RunStore(args.runs_dir)
+    if store.exists(args.name) and not args.overwrite:
+        print(f"error: run {args.name!r} exists in {store.root}; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    data = load_mnist()
+    run = Run(cfg, data, name=args.name)
+    bar = None if args.no_progress else tqdm(unit="step", dynamic_ncols=True)
+    say = bar.write if bar is not None else print
+    val_acc = {}
+
+    def on_event(event: str, info: dict) -> None:
+        if event == "step" and bar is not None:
+            bar.total = run.progress["total_steps"]
+            bar.update(1)
+            bar.set_postfix(epoch=info["epoch"], loss=f"{info['loss']:.4f}", acc=f"{info['accuracy']:.3f}", **val_acc)
+        elif event == "epoch":
+            val_acc["val_acc"] = f"{info['val_accuracy']:.4f}"
+            say(f"epoch {info['epoch']}: train loss {info['train_loss']:.4f} acc {info['train_accuracy']:.4f} | "
+                f"val loss {info['val_loss']:.4f} acc {info['val_accuracy']:.4f} | "
+                f"{info['seconds']:.1f} s, {info['images_per_s']:.0f} img/s")
+
+    run.callback = on_event
+    run.run()
+    if bar is not None:
+        bar.close()
+    if run.status != "finished":
+        print(f"error: run {run.status}: {run.error or ''}", file=sys.stderr)
+        return 1
+    command = "python -m cnn_core " + shlex.join(sys.argv[1:])
+    path = store.save(run, args.name, command=command, overwrite=args.overwrite)
+    r = run.results
+    print(f"test accuracy {100 * r['accuracy']:.2f}%  loss {r['loss']:.4f}  top-5 {100 * r['top5_accuracy']:.2f}%  "
+          f"(best epoch {run.best['epoch']}, val {100 * run.best['val_accuracy']:.2f}%)  saved to {path}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import load_mnist
+
+    store, name = _store_and_name(args.runs_dir, args.run)
+    try:
+        model, info = store.load_model(name)
+    except (CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    data = load_mnist()
+    r = evaluate(model, data.test_images, data.test_labels)
+    print(f"{name}: test accuracy {100 * r['accuracy']:.2f}% ({round(r['accuracy'] * r['n'])}/{r['n']})  "
+          f"loss {r['loss']:.4f}  top-5 {100 * r['top5_accuracy']:.2f}%")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    runs = RunStore(args.runs_dir).list_runs()
+    if not runs:
+        print(f"no saved runs in {args.runs_dir}")
+    for info in runs:
+        if "error" in info:
+            print(f"{info['name']:<20} DAMAGED: {info['error']}")
+            continue
+        c, r = info["config"], info["results"]
+        print(f"{info['name']:<20} {'BN   ' if c['batchnorm'] else 'no-BN'}  {c['optimizer']:<8} lr {c['lr']:<8g} "
+              f"{c['epochs']:>3} ep  test acc {100 * r['accuracy']:.2f}%  {'(shipped)' if info['shipped'] else ''}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return {"train": cmd_train, "evaluate": cmd_evaluate, "runs": cmd_runs}[args.command](args)

@@ -1,0 +1,175 @@
+"""Saved runs: ``<root>/<name>/{model.pt, run.json, metrics.csv}``.
+
+A save writes everything into a hidden temporary folder and renames it into place, so a run killed
+mid-save never leaves a half-written run that ``list_runs`` shows. ``model.pt`` is a state_dict only
+and loads with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import torch
+
+from .model import MnistCNN, count_parameters
+from .training import Run, TrainConfig
+
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+SHIPPED_RUNS = ("baseline", "batchnorm", "adv-trained")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+METRIC_COLUMNS = ["kind", "step", "epoch", "loss", "accuracy", "lr", "train_loss", "train_accuracy",
+                  "val_loss", "val_accuracy", "train_seconds", "seconds", "images_per_s"]
+
+
+class CheckpointError(RuntimeError):
+    """A saved run is missing, damaged or does not fit the model; the message names the file."""
+
+
+def sanitize_name(name: str) -> str:
+    """Turn a user-given run name into a safe folder name, or raise ValueError.
+
+    Spaces and other characters become '-'; path separators and leading dots cannot survive, so a
+    name can never escape the store.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip(".-_")[:64]
+    if not cleaned or not _NAME.fullmatch(cleaned):
+        raise ValueError(f"run name {name!r} has no usable characters (use letters, digits, '.', '_' or '-')")
+    return cleaned
+
+
+class RunStore:
+    def __init__(self, root: Path | str = DEFAULT_ROOT):
+        self.root = Path(root)
+
+    def path(self, name: str) -> Path:
+        return self.root / sanitize_name(name)
+
+    def exists(self, name: str) -> bool:
+        p = self.path(name)
+        return (p / "run.json").is_file() and (p / "model.pt").is_file()
+
+    def list_runs(self) -> list[dict]:
+        """run.json of every complete saved run, sorted by name; damaged ones carry an 'error'."""
+        runs = []
+        if not self.root.is_dir():
+            return runs
+        for p in sorted(self.root.iterdir()):
+            if p.name.startswith(".") or not p.is_dir() or not (p / "model.pt").is_file():
+                continue
+            try:
+                info = self.load_info(p.name)
+            except CheckpointError as exc:
+                info = {"name": p.name, "error": str(exc)}
+            info["shipped"] = p.name in SHIPPED_RUNS
+            runs.append(info)
+        return runs
+
+    def save(self, run: Run, name: str | None = None, command: str | None = None, overwrite: bool = False) -> Path:
+        """Write a finished run atomically; returns its folder."""
+        if run.status != "finished" or run.results is None:
+            raise ValueError(f"only finished runs can be saved (run {run.name} is {run.status})")
+        name = sanitize_name(name or run.name)
+        final = self.root / name
+        if final.exists() and not overwrite:
+            raise FileExistsError(f"a run named {name!r} already exists in {self.root}")
+        snap = run.snapshot()
+        info = {
+            "name": name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": snap["config"],
+            "results": snap["results"],
+            "best": snap["best"],
+            "epochs": snap["epochs"],
+            "timings": {
+                "total_seconds": snap["total_seconds"],
+                "seconds_per_epoch": _mean(e["seconds"] for e in snap["epochs"]),
+                "train_images_per_s": _mean(e["images_per_s"] for e in snap["epochs"]),
+                "device": str(run.device),
+                "torch_threads": torch.get_num_threads(),
+            },
+            "param_count": count_parameters(run.model),
+            "torch_version": torch.__version__,
+            "command": command or " ".join([os.path.basename(sys.executable), *sys.argv]),
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            torch.save({k: v.cpu() for k, v in run.model.state_dict().items()}, tmp / "model.pt")
+            _write_metrics(tmp / "metrics.csv", snap["steps"], snap["epochs"])
+            (tmp / "run.json").write_text(json.dumps(info, indent=1))
+            if final.exists():  # replace: move the old one aside first, delete it only after the swap
+                old = self.root / f".old-{name}-{uuid.uuid4().hex[:8]}"
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def load_info(self, name: str) -> dict:
+        f = self.path(name) / "run.json"
+        try:
+            info = json.loads(f.read_text())
+            TrainConfig.from_dict(info["config"])
+            return info
+        except FileNotFoundError as exc:
+            raise CheckpointError(f"{f} does not exist: no saved run named {name!r}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{f} is damaged or not a CNN Lab run ({exc})") from exc
+
+    def load_model(self, name: str, device: str | torch.device = "cpu") -> tuple[MnistCNN, dict]:
+        """(eval-mode model, run.json) of a saved run; CheckpointError names the bad file."""
+        info = self.load_info(name)
+        f = self.path(name) / "model.pt"
+        model = MnistCNN(batchnorm=bool(info["config"]["batchnorm"]))
+        try:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except FileNotFoundError as exc:
+            raise CheckpointError(f"{f} does not exist") from exc
+        except Exception as exc:  # unpickling errors, size/key mismatches
+            raise CheckpointError(f"{f} could not be loaded into the model its run.json describes: {exc}") from exc
+        return model.to(device).eval(), info
+
+    def load_metrics(self, name: str) -> list[dict]:
+        with open(self.path(name) / "metrics.csv", newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def delete(self, name: str) -> None:
+        """Delete a saved run. Shipped runs are protected."""
+        name = sanitize_name(name)
+        if name in SHIPPED_RUNS:
+            raise PermissionError(f"{name!r} is a shipped run and cannot be deleted")
+        target = self.root / name
+        if not target.is_dir():
+            raise CheckpointError(f"{target} does not exist")
+        trash = self.root / f".del-{name}-{uuid.uuid4().hex[:8]}"
+        os.replace(target, trash)  # disappears from the listing atomically
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def _write_metrics(path: Path, steps: list[dict], epochs: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for s in steps:
+            w.writerow({"kind": "step", **s})
+        for e in epochs:
+            w.writerow({"kind": "epoch", **e})

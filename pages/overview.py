@@ -1,0 +1,55 @@
+"""Overview: the network's numbers and its predictions on random test digits."""
+
+import numpy as np
+import streamlit as st
+
+from cnn_core.data import to_float
+from cnn_core.model import layer_table, neuron_counts, parameter_split, predict_proba
+from cnn_core.plots import digit_grid, prediction_titles
+from pages.common import SHIPPED, require_data, require_models
+
+N_SAMPLES = 12
+
+st.title("CNN Lab — a convolutional network on MNIST")
+st.markdown(
+    "The assignment's network: **conv1** (32 filters 3×3, stride 1, padding 1) → ReLU → 2×2 max-pool → "
+    "**conv2** (32 filters 3×3) → ReLU → 2×2 max-pool → **fc1** (500) → ReLU → **fc2** (10) → softmax. "
+    "Inputs are pixel intensities in [0, 1]; the model normalizes them itself."
+)
+
+data = require_data()
+models = require_models()
+name = st.radio("Model", list(models), format_func=lambda n: SHIPPED[n], horizontal=True)
+model, info = models[name]
+
+st.header("Predictions on random test digits")
+if "overview_seed" not in st.session_state:
+    st.session_state.overview_seed = 0
+if st.button("🎲 New sample"):
+    st.session_state.overview_seed = int(np.random.default_rng().integers(2**31))
+idx = np.random.default_rng(st.session_state.overview_seed).choice(len(data.test_labels), N_SAMPLES, replace=False)
+probs = predict_proba(model, to_float(data.test_images[idx]))
+conf, pred = probs.max(1)
+true = data.test_labels[idx].tolist()
+titles, wrong = prediction_titles(true, pred.tolist(), conf.tolist())
+n_right = N_SAMPLES - sum(wrong)
+st.markdown(f"**{n_right} of {N_SAMPLES} correct** — test-set accuracy of this model: "
+            f"**{100 * info['results']['accuracy']:.2f}%** on all 10,000 test digits. Wrong predictions are red.")
+st.plotly_chart(digit_grid(data.test_images[idx].numpy(), titles, wrong), width="stretch", key="overview_grid")
+st.caption(f"Test indices: {', '.join(map(str, idx.tolist()))}")
+
+st.header("Layer by layer")
+params, neurons = parameter_split(model), neuron_counts(model)
+c1, c2, c3 = st.columns(3)
+c1.metric("Parameters", f"{params['total']:,}",
+          help="Weights and biases" + (" (incl. BatchNorm γ, β)" if model.batchnorm else ""))
+c1.caption(f"conv {params['conv']:,} · fully connected {params['fc']:,}"
+           + (f" · BatchNorm {params['batchnorm']:,}" if model.batchnorm else ""))
+c2.metric("Neurons (conv + FC outputs)", f"{neurons['total']:,}")
+c2.caption(f"conv {neurons['conv']:,} · fully connected {neurons['fc']:,}")
+c3.metric("Units incl. input & pooling", f"{neurons['incl_input_and_pooling']:,}")
+c3.caption("also counts the 784 input pixels and the pooling outputs")
+st.dataframe(layer_table(model), hide_index=True, width="stretch")
+st.caption("Output size of a convolution or pooling window: (W − K + 2P) / S + 1. "
+           "'neurons' counts units that compute a weighted sum (conv and FC outputs); the last column also "
+           "counts the input pixels and pooling outputs — both conventions appear in answers to the assignment.")

@@ -1,0 +1,44 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_runs_and_evaluate_on_a_tiny_subset(tmp_path):
+    out = cli("--runs-dir", str(tmp_path), "train", "--name", "tiny", "--train-subset", "256", "--epochs", "1",
+              "--batchnorm", "true", "--optimizer", "sgd", "--lr", "0.05", "--schedule", "cosine")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"epoch 1: train loss \d\.\d{4} acc", out.stdout)
+    trained = float(re.search(r"test accuracy (\d+\.\d+)%", out.stdout).group(1))
+    listing = cli("--runs-dir", str(tmp_path), "runs")
+    assert re.search(r"^tiny\s+BN\s+sgd\s+lr 0.05\s+1 ep", listing.stdout, re.M)
+    ev = cli("evaluate", str(tmp_path / "tiny"))
+    assert ev.returncode == 0 and f"test accuracy {trained:.2f}%" in ev.stdout
+
+    again = cli("--runs-dir", str(tmp_path), "train", "--name", "tiny", "--train-subset", "256")
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr
+
+
+def test_bad_flags_give_clear_messages(tmp_path):
+    out = cli("--runs-dir", str(tmp_path), "train", "--name", "x", "--lr", "-1")
+    assert out.returncode == 2 and "lr must be in (0, 10], got -1.0" in out.stderr
+    out = cli("--runs-dir", str(tmp_path), "train", "--name", "x", "--optimizer", "lbfgs")
+    assert out.returncode == 2 and "invalid choice: 'lbfgs'" in out.stderr
+    out = cli("--runs-dir", str(tmp_path), "evaluate", "missing-run")
+    assert out.returncode == 1 and "no saved run named 'missing-run'" in out.stderr
+
+
+@pytest.mark.parametrize("run, target", [("baseline", 99.3), ("batchnorm", 99.45)])
+def test_shipped_checkpoints_reach_their_targets(run, target):
+    out = cli("evaluate", f"checkpoints/{run}")
+    assert out.returncode == 0, out.stderr
+    accuracy = float(re.search(r"test accuracy (\d+\.\d+)% \((\d+)/10000\)", out.stdout).group(1))
+    assert accuracy >= target

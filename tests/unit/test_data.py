@@ -1,0 +1,87 @@
+import gzip
+import shutil
+
+import pytest
+import torch
+
+from cnn_core.data import SHIPPED_DIR, DataError, iterate_batches, load_mnist, stratified_split
+
+
+def test_all_70000_digits_load_as_uint8(mnist):
+    assert mnist.train_images.shape == (60000, 28, 28) and mnist.test_images.shape == (10000, 28, 28)
+    assert mnist.train_images.dtype == torch.uint8 and mnist.train_labels.dtype == torch.int64
+    assert mnist.test_labels[:8].tolist() == [7, 2, 1, 0, 4, 1, 4, 9]  # the canonical first test digits
+    assert torch.bincount(mnist.train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert int(mnist.train_images.max()) == 255
+
+
+def _copy_shipped(tmp_path):
+    ship = tmp_path / "ship"
+    shutil.copytree(SHIPPED_DIR, ship)
+    return ship
+
+
+def test_corrupted_file_is_named_in_the_error(tmp_path):
+    ship = _copy_shipped(tmp_path)
+    name = "t10k-labels-idx1-ubyte"
+    with gzip.open(ship / f"{name}.gz", "rb") as fh:
+        content = bytearray(fh.read())
+    content[100] ^= 0xFF  # one flipped byte: still valid gzip, wrong MD5
+    (ship / f"{name}.gz").chmod(0o644)
+    with gzip.open(ship / f"{name}.gz", "wb") as fh:
+        fh.write(bytes(content))
+    with pytest.raises(DataError, match=f"{name}.gz.*MD5.*git checkout"):
+        load_mnist(ship, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "MNIST" / "raw" / name).exists()  # nothing unverified is left behind
+
+
+def test_missing_and_non_gzip_files_get_clear_errors(tmp_path):
+    ship = _copy_shipped(tmp_path)
+    (ship / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="lacks train-labels-idx1-ubyte.gz"):
+        load_mnist(ship, tmp_path / "cache")
+    ship2 = _copy_shipped(tmp_path / "b")
+    (ship2 / "t10k-images-idx3-ubyte.gz").chmod(0o644)
+    (ship2 / "t10k-images-idx3-ubyte.gz").write_bytes(b"not a gzip file")
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz is not a readable gzip"):
+        load_mnist(ship2, tmp_path / "cache2")
+
+
+def test_a_damaged_cache_is_rebuilt_from_the_shipped_files(tmp_path):
+    ship = _copy_shipped(tmp_path)
+    cache = tmp_path / "cache"
+    first = load_mnist(ship, cache)
+    raw = cache / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    raw.write_bytes(raw.read_bytes()[:-1] + b"\x00")  # tamper with the cached copy
+    again = load_mnist(ship, cache)
+    assert torch.equal(first.test_labels, again.test_labels)
+
+
+def test_stratified_split_is_54k_6k_proportional_and_seeded(mnist):
+    labels = mnist.train_labels
+    train, val = stratified_split(labels, 0.1, seed=0)
+    assert (len(train), len(val)) == (54000, 6000)
+    both = torch.cat([train, val])
+    assert len(torch.unique(both)) == 60000  # disjoint and complete
+    share = torch.bincount(labels).double() * 0.1
+    assert (torch.bincount(labels[val]).double() - share).abs().max() < 1
+    assert torch.equal(val, stratified_split(labels, 0.1, seed=0)[1])
+    assert not torch.equal(val, stratified_split(labels, 0.1, seed=1)[1])
+    with pytest.raises(ValueError, match="val_fraction"):
+        stratified_split(labels, 1.5)
+
+
+def test_batches_are_float_pixels_and_one_seeded_permutation_per_epoch(mnist):
+    idx = torch.arange(1000)
+    gen = torch.Generator().manual_seed(3)
+    epoch1 = list(iterate_batches(mnist.train_images, mnist.train_labels, idx, 128, gen))
+    epoch2 = list(iterate_batches(mnist.train_images, mnist.train_labels, idx, 128, gen))
+    x, y = epoch1[0]
+    assert x.shape == (128, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (128,)
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.max()) == 1.0
+    assert [len(b[1]) for b in epoch1] == [128] * 7 + [104]
+    seen = torch.cat([b[1] for b in epoch1])
+    assert torch.equal(seen.sort().values, mnist.train_labels[idx].sort().values)  # every digit once
+    assert not torch.equal(torch.cat([b[1] for b in epoch2]), seen)  # a new order each epoch
+    again = list(iterate_batches(mnist.train_images, mnist.train_labels, idx, 128, torch.Generator().manual_seed(3)))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(again, epoch1, strict=True))

@@ -1,0 +1,71 @@
+import torch
+import torch.nn.functional as F
+
+from cnn_core.model import (
+    MNIST_MEAN,
+    MNIST_STD,
+    MnistCNN,
+    conv_output_size,
+    layer_table,
+    neuron_counts,
+    parameter_split,
+    predict_proba,
+)
+
+
+def test_exact_parameter_counts():
+    assert parameter_split(MnistCNN()) == {"total": 799078, "conv": 9568, "fc": 789510, "batchnorm": 0}
+    assert parameter_split(MnistCNN(batchnorm=True)) == {"total": 800206, "conv": 9568, "fc": 789510, "batchnorm": 1128}
+
+
+def test_exact_neuron_counts_both_conventions():
+    for bn in (False, True):
+        assert neuron_counts(MnistCNN(bn)) == {"conv": 31360, "fc": 510, "total": 31870, "incl_input_and_pooling": 40494}
+
+
+def test_output_size_formula():
+    assert conv_output_size(28, 3, 1, 1) == 28
+    assert conv_output_size(28, 2, 0, 2) == 14
+    assert conv_output_size(14, 2, 0, 2) == 7
+    assert conv_output_size(32, 5, 0, 1) == 28
+
+
+def test_layer_table_rows():
+    t = layer_table(MnistCNN()).set_index("layer")
+    assert list(t.index) == ["input", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2"]
+    assert t.loc["pool2", "output shape"] == "32×7×7" and t.loc["flatten", "output shape"] == "1568"
+    assert t.loc["conv1", "output-size arithmetic"] == "(28 − 3 + 2·1) / 1 + 1 = 28"
+    assert t.loc["fc1", "parameters"] == 784500 and t.loc["fc2", "parameters"] == 5010
+    assert t["parameters"].sum() == 799078
+    bn = layer_table(MnistCNN(True)).set_index("layer")
+    assert bn.loc["bn3", "parameters"] == 1000 and bn["parameters"].sum() == 800206
+
+
+def test_forward_normalizes_pixel_inputs_itself():
+    torch.manual_seed(0)
+    m = MnistCNN().eval()
+    x = torch.rand(4, 1, 28, 28)
+    z = (x - MNIST_MEAN) / MNIST_STD
+    h = m.pool(F.relu(m.conv2(m.pool(F.relu(m.conv1(z))))))
+    expected = m.fc2(F.relu(m.fc1(h.flatten(1))))
+    assert torch.allclose(m(x), expected, atol=1e-6)
+    assert set(m.state_dict()) == {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+                                   "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+
+
+def test_seeded_init_does_not_depend_on_the_global_rng():
+    torch.manual_seed(1)  # another thread may be using the global RNG: it must not matter
+    a = MnistCNN(generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(2)
+    b = MnistCNN(generator=torch.Generator().manual_seed(5))
+    c = MnistCNN(generator=torch.Generator().manual_seed(6))
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert not torch.equal(a.conv1.weight, c.conv1.weight)
+    bound = 1 / 9**0.5  # conv1 fan_in = 1·3·3
+    assert a.conv1.weight.abs().max().item() <= bound and a.conv1.bias.abs().max().item() <= bound
+
+
+def test_predict_proba_is_a_distribution_and_keeps_eval_mode():
+    m = MnistCNN(True).eval()
+    p = predict_proba(m, torch.rand(5, 1, 28, 28))
+    assert p.shape == (5, 10) and torch.allclose(p.sum(1), torch.ones(5)) and not m.training

@@ -1,0 +1,119 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnn_core.store import SHIPPED_RUNS, CheckpointError, RunStore, sanitize_name
+from cnn_core.training import Run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_round_trip_is_bit_exact(tmp_path, tiny_run):
+    store = RunStore(tmp_path)
+    path = store.save(tiny_run, "my run", command="python -m cnn_core train ...")
+    assert path == tmp_path / "my-run"
+    model, info = store.load_model("my-run")
+    assert not model.training
+    x = torch.rand(16, 1, 28, 28)
+    tiny_run.model.eval()
+    assert torch.equal(model(x), tiny_run.model(x))
+    assert info["param_count"] == 799078 and info["torch_version"] == torch.__version__
+    assert info["command"] == "python -m cnn_core train ..." and info["config"]["train_subset"] == 512
+    assert info["results"]["accuracy"] == tiny_run.results["accuracy"]
+    state = torch.load(path / "model.pt", weights_only=True)  # a plain state_dict
+    assert set(state) == set(tiny_run.model.state_dict())
+    rows = store.load_metrics("my-run")
+    assert sum(r["kind"] == "step" for r in rows) == len(tiny_run.steps)
+    assert sum(r["kind"] == "epoch" for r in rows) == 2
+    assert [r["name"] for r in store.list_runs()] == ["my-run"]
+
+
+def test_names_are_sanitized_and_never_escape_the_store(tmp_path):
+    assert sanitize_name(" my run ") == "my-run"
+    assert sanitize_name("../../etc/passwd") == "etc-passwd"
+    assert sanitize_name("a/b\\c") == "a-b-c"
+    for bad in ("", "...", "/", " - "):
+        with pytest.raises(ValueError, match="no usable characters"):
+            sanitize_name(bad)
+    store = RunStore(tmp_path)
+    assert store.path("../outside").parent == tmp_path
+
+
+def test_saving_twice_needs_overwrite_and_unfinished_runs_cannot_be_saved(tmp_path, tiny_run, mnist, tiny_config):
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "r")
+    with pytest.raises(FileExistsError):
+        store.save(tiny_run, "r")
+    store.save(tiny_run, "r", overwrite=True)
+    assert len(store.list_runs()) == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(ValueError, match="only finished runs"):
+        store.save(Run(tiny_config(), mnist), "pending")
+
+
+_CRASHING_SAVE = """
+import os, sys
+sys.path.insert(0, {repo!r})
+import cnn_core.store as store
+from cnn_core.data import load_mnist
+from cnn_core.training import Run, TrainConfig
+run = Run(TrainConfig(train_subset=64, epochs=1, batch_size=64, device="cpu", seed=7), load_mnist()).run()
+real = store._write_metrics
+def die(path, *a):
+    real(path, *a)
+    os._exit(9)  # the process is killed half-way through the save: no cleanup code runs
+store._write_metrics = die
+store.RunStore({root!r}).save(run, "r", overwrite=True)
+"""
+
+
+def test_a_save_killed_midway_leaves_no_listed_run_and_the_old_one_intact(tmp_path, tiny_run):
+    store = RunStore(tmp_path)
+    script = _CRASHING_SAVE.format(repo=str(REPO), root=str(tmp_path))
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == 9, crashed.stderr
+    assert store.list_runs() == [] and not (tmp_path / "r").exists()
+    assert any(p.name.startswith(".tmp-r-") for p in tmp_path.iterdir())  # the half-written folder is hidden
+
+    store.save(tiny_run, "r")
+    before = (tmp_path / "r" / "model.pt").read_bytes()
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == 9, crashed.stderr
+    assert (tmp_path / "r" / "model.pt").read_bytes() == before
+    assert store.load_info("r")["config"]["seed"] == 1  # still the tiny run, not the killed one
+    assert [r["name"] for r in store.list_runs()] == ["r"]
+
+
+def test_damaged_or_mismatched_checkpoints_raise_naming_the_file(tmp_path, tiny_run):
+    store = RunStore(tmp_path)
+    path = store.save(tiny_run, "r")
+    (path / "model.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"r/model\.pt could not be loaded"):
+        store.load_model("r")
+    store.save(tiny_run, "r", overwrite=True)
+    info = json.loads((path / "run.json").read_text())
+    info["config"]["batchnorm"] = True  # weights of a no-BN model, described as BN
+    (path / "run.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match=r"(?s)model\.pt could not be loaded.*bn1"):
+        store.load_model("r")
+    (path / "run.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"run\.json is damaged"):
+        store.load_model("r")
+    assert "damaged" in store.list_runs()[0]["error"]  # listing still works
+    with pytest.raises(CheckpointError, match="no saved run named 'nope'"):
+        store.load_model("nope")
+
+
+def test_delete_protects_shipped_runs(tmp_path, tiny_run):
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "mine")
+    store.save(tiny_run, SHIPPED_RUNS[0])
+    with pytest.raises(PermissionError):
+        store.delete(SHIPPED_RUNS[0])
+    store.delete("mine")
+    assert [r["name"] for r in store.list_runs()] == [SHIPPED_RUNS[0]]
+    assert sorted(os.listdir(tmp_path)) == [SHIPPED_RUNS[0]]

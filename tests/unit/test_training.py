@@ -1,0 +1,122 @@
+import math
+import time
+
+import pytest
+import torch
+
+from cnn_core.training import Run, TrainConfig, evaluate, per_class_metrics
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("optimizer", "lbfgs"), ("schedule", "step"), ("device", "tpu"), ("lr", 0), ("lr", -1e-3), ("momentum", 1.0),
+     ("weight_decay", -0.1), ("batch_size", 0), ("batch_size", 2.5), ("epochs", 0), ("seed", -1),
+     ("val_fraction", 0.0), ("val_fraction", 0.9), ("train_subset", -5), ("batchnorm", "yes")],
+)
+def test_invalid_config_names_the_field_and_range(field, value):
+    with pytest.raises(ValueError, match=f"^{field} must be .* got"):
+        TrainConfig(**{field: value}).validate()
+
+
+def test_from_dict_rejects_unknown_fields():
+    assert TrainConfig.from_dict({"lr": 0.1}).lr == 0.1
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_a_run_records_history_keeps_best_weights_and_evaluates_the_test_set(tiny_run, mnist):
+    snap = tiny_run.snapshot()
+    assert snap["status"] == "finished" and snap["error"] is None
+    assert len(snap["steps"]) == math.ceil(512 / 64) * 2 == snap["progress"]["total_steps"]
+    assert [e["epoch"] for e in snap["epochs"]] == [1, 2]
+    for e in snap["epochs"]:
+        assert 0 <= e["val_accuracy"] <= 1 and e["images_per_s"] > 0 and e["seconds"] >= e["train_seconds"] > 0
+    best = max(snap["epochs"], key=lambda e: e["val_accuracy"])
+    assert snap["best"] == {"epoch": best["epoch"], "val_accuracy": best["val_accuracy"]}
+    r = snap["results"]
+    assert r["n"] == 10000 and sum(map(sum, r["confusion"])) == 10000
+    assert r["accuracy"] == pytest.approx(sum(r["confusion"][k][k] for k in range(10)) / 10000)
+    assert r["top5_accuracy"] >= r["accuracy"] > 0.5  # 512 digits, 2 epochs: well above chance
+    assert [c["support"] for c in r["per_class"]] == torch.bincount(mnist.test_labels).tolist()
+    # The run's model holds the best weights, and they give exactly the reported test numbers.
+    assert evaluate(tiny_run.model, mnist.test_images, mnist.test_labels)["accuracy"] == r["accuracy"]
+
+
+def test_same_seed_gives_an_identical_loss_curve(mnist, tiny_run, tiny_config):
+    again = Run(tiny_config(), mnist).run()
+    assert [s["loss"] for s in again.steps] == [s["loss"] for s in tiny_run.steps]
+    other = Run(tiny_config(seed=2), mnist).run()
+    assert [s["loss"] for s in other.steps] != [s["loss"] for s in tiny_run.steps]
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("sgd", "onecycle"), ("momentum", "cosine"), ("rmsprop", "constant")])
+def test_every_optimizer_and_schedule_trains(mnist, optimizer, schedule, tiny_config):
+    lr = {"sgd": 0.1, "momentum": 0.05, "rmsprop": 1e-3}[optimizer]
+    run = Run(tiny_config(optimizer=optimizer, schedule=schedule, lr=lr, batchnorm=True, epochs=1), mnist).run()
+    assert run.status == "finished", run.error
+    assert run.results["accuracy"] > 0.3
+    lrs = [s["lr"] for s in run.steps]
+    if schedule == "constant":
+        assert set(lrs) == {lr}
+    else:
+        assert max(lrs) <= lr + 1e-12 and lrs[-1] < lr / 10  # annealed by the end
+
+
+def test_stop_from_another_thread_stops_within_one_step(mnist, tiny_config):
+    run = Run(tiny_config(train_subset=0, epochs=50), mnist).start()
+    deadline = time.monotonic() + 60
+    while run.snapshot()["progress"].get("step", 0) < 3:
+        assert time.monotonic() < deadline and run.status != "failed", run.error
+        time.sleep(0.01)
+    run.stop()
+    steps_when_asked = len(run.snapshot()["steps"])
+    assert run.wait(timeout=30)
+    snap = run.snapshot()
+    assert snap["status"] == "stopped" and snap["results"] is None
+    assert len(snap["steps"]) <= steps_when_asked + 1  # at most the step already under way
+
+
+def test_snapshot_is_a_copy(tiny_run):
+    snap = tiny_run.snapshot()
+    snap["steps"].clear()
+    snap["progress"]["step"] = -1
+    assert len(tiny_run.steps) > 0 and tiny_run.progress["step"] > 0
+
+
+def test_a_failing_run_reports_instead_of_raising(mnist, tiny_config):
+    def explode(event, info):
+        raise RuntimeError("boom in callback")
+
+    run = Run(tiny_config(), mnist, callback=explode).run()
+    assert run.status == "failed" and "boom in callback" in run.error
+
+
+class _Constant(torch.nn.Module):
+    """Predicts class 0 for every input."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        out = torch.zeros(len(x), 10)
+        out[:, 0] = 1.0
+        return out + 0 * self.w
+
+
+def test_evaluate_against_hand_computed_numbers(mnist):
+    labels = mnist.test_labels[:1000]
+    r = evaluate(_Constant(), mnist.test_images[:1000], labels)
+    zeros = int((labels == 0).sum())
+    assert r["accuracy"] == zeros / 1000
+    assert [row[0] for row in r["confusion"]] == torch.bincount(labels, minlength=10).tolist()
+    assert r["per_class"][0]["recall"] == 1.0 and r["per_class"][0]["precision"] == zeros / 1000
+    expected_loss = torch.nn.functional.cross_entropy(torch.eye(10)[torch.zeros(1000, dtype=torch.long)], labels)
+    assert r["loss"] == pytest.approx(expected_loss.item(), rel=1e-6)
+
+
+def test_per_class_metrics_formula():
+    confusion = torch.tensor([[8, 2], [1, 9]])
+    m = per_class_metrics(confusion)
+    assert m[0]["precision"] == pytest.approx(8 / 9) and m[0]["recall"] == pytest.approx(0.8)
+    assert m[0]["f1"] == pytest.approx(2 * (8 / 9) * 0.8 / (8 / 9 + 0.8)) and m[1]["support"] == 10
