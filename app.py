@@ -2,13 +2,15 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="CNN Lab", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
 
 from pages.common import sidebar  # noqa: E402  (after set_page_config)
 
 nav = st.navigation(
     [
-        st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
+        st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/results.py", title="Results", icon=":material/analytics:"),
     ]
 )
 sidebar()

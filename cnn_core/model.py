@@ -68,10 +68,8 @@ def init_weights(model: nn.Module, generator: torch.Generator) -> None:
 
 
 def count_parameters(model: nn.Module, prefix: tuple[str, ...] = ()) -> int:
-    """Trainable parameters, optionally only those whose name starts with one of ``prefix``."""
-    return sum(
-        p.numel() for n, p in model.named_parameters() if p.requires_grad and (not prefix or n.startswith(prefix))
-    )
+    """Learnable parameters (frozen ones included), optionally only names starting with ``prefix``."""
+    return sum(p.numel() for n, p in model.named_parameters() if not prefix or n.startswith(prefix))
 
 
 def parameter_split(model: nn.Module) -> dict[str, int]:

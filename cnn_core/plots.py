@@ -48,3 +48,101 @@ def prediction_titles(true: list[int], pred: list[int], conf: list[float]) -> tu
     """'true 7 → pred 7 (99%)' titles and the wrong-mask for ``digit_grid``."""
     titles = [f"true {t} → pred {p} ({100 * c:.0f}%)" + (" ✗" if t != p else "") for t, p, c in zip(true, pred, conf, strict=True)]
     return titles, [t != p for t, p in zip(true, pred, strict=True)]
+
+
+def run_color(batchnorm: bool) -> str:
+    return COLORS["BN" if batchnorm else "no-BN"]
+
+
+def ema(values: list[float], alpha: float = 0.05) -> list[float]:
+    """Debiased exponential moving average: s_t = (1−α)s_{t−1} + α·v_t, divided by 1 − (1−α)^t."""
+    out, s = [], 0.0
+    for t, v in enumerate(values, start=1):
+        s = (1 - alpha) * s + alpha * v
+        out.append(s / (1 - (1 - alpha) ** t))
+    return out
+
+
+def thin(n: int, max_points: int = 2000) -> slice:
+    """A stride that keeps at most ``max_points`` of ``n`` points (always keeping the first)."""
+    return slice(None, None, max(1, -(-n // max_points)))
+
+
+def _dashes():
+    while True:
+        yield from ("solid", "dash", "dot", "dashdot")
+
+
+def step_loss_figure(snapshots: list[dict], max_points: int = 2000) -> go.Figure:
+    """Per-step training loss of each run: smoothed line, raw values faint behind it (SVG lines)."""
+    fig = go.Figure()
+    dash = {True: _dashes(), False: _dashes()}
+    for snap in snapshots:
+        steps = snap["steps"]
+        if not steps:
+            continue
+        bn = snap["config"]["batchnorm"]
+        color, style = run_color(bn), next(dash[bn])
+        x = [s["step"] for s in steps]
+        raw = [s["loss"] for s in steps]
+        smooth = ema(raw)
+        keep = thin(len(x), max_points)
+        fig.add_trace(go.Scatter(x=x[keep], y=raw[keep], mode="lines", line=dict(color=color, width=1), opacity=0.25,
+                                 name=f"{snap['name']} (raw)", showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=x[keep], y=smooth[keep], mode="lines", line=dict(color=color, width=3, dash=style),
+                                 name=snap["name"]))
+    fig.update_layout(title="Training loss per step (smoothed; raw faint)", xaxis_title="step", yaxis_title="cross-entropy",
+                      yaxis_type="log", height=420, margin=dict(l=10, r=10, t=50, b=10), font=FONT,
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def epoch_figure(snapshots: list[dict]) -> go.Figure:
+    """Per-epoch training and validation loss (left) and accuracy (right) of each run."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss per epoch", "accuracy per epoch (%)"))
+    dash = {True: _dashes(), False: _dashes()}
+    for snap in snapshots:
+        epochs = snap["epochs"]
+        if not epochs:
+            continue
+        bn = snap["config"]["batchnorm"]
+        color, style = run_color(bn), next(dash[bn])
+        x = [e["epoch"] for e in epochs]
+        for col, key, scale in ((1, "loss", 1), (2, "accuracy", 100)):
+            fig.add_trace(go.Scatter(x=x, y=[scale * e[f"val_{key}"] for e in epochs], mode="lines+markers",
+                                     line=dict(color=color, width=3, dash=style), name=f"{snap['name']} validation",
+                                     legendgroup=snap["name"], showlegend=col == 1), row=1, col=col)
+            fig.add_trace(go.Scatter(x=x, y=[scale * e[f"train_{key}"] for e in epochs], mode="lines+markers",
+                                     line=dict(color=color, width=1.5, dash="dot"), marker=dict(symbol="circle-open"),
+                                     name=f"{snap['name']} training", legendgroup=snap["name"], showlegend=col == 1),
+                          row=1, col=col)
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=50, b=10), font=FONT, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def confusion_figure(confusion: list[list[int]], title: str = "Confusion matrix (test set)") -> go.Figure:
+    """10×10 counts, rows = true class, columns = predicted; the diagonal is left out of the colour
+    scale so the few mistakes stay visible next to ~1,000 correct digits per class."""
+    z = np.asarray(confusion, dtype=float)
+    off = z.copy()
+    np.fill_diagonal(off, np.nan)
+    fig = go.Figure(go.Heatmap(z=off, x=list(range(10)), y=list(range(10)), colorscale="Reds", showscale=True,
+                               colorbar=dict(title="errors"), hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.add_trace(go.Heatmap(z=np.where(np.eye(10, dtype=bool), z, np.nan), x=list(range(10)), y=list(range(10)),
+                             colorscale=[[0, "#e8f4e8"], [1, "#e8f4e8"]], showscale=False,
+                             hovertemplate="true %{y}, predicted %{x}: %{z} correct<extra></extra>"))
+    text = [[f"{int(v)}" if v else "" for v in row] for row in z]
+    fig.update_traces(text=text, texttemplate="%{text}", textfont=dict(size=13))
+    fig.update_xaxes(title_text="predicted", dtick=1, side="top")
+    fig.update_yaxes(title_text="true", dtick=1, autorange="reversed")
+    fig.update_layout(title=title, height=520, margin=dict(l=10, r=10, t=90, b=10), font=FONT)
+    return fig
+
+
+def misclassified(probs: np.ndarray, labels: np.ndarray, limit: int = 24) -> tuple[np.ndarray, list[str]]:
+    """Indices of wrongly classified digits, most confident mistakes first, with their titles."""
+    pred, conf = probs.argmax(1), probs.max(1)
+    wrong = np.flatnonzero(pred != labels)
+    wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:limit]
+    return wrong, [f"#{i}: true {labels[i]} → {pred[i]} ({100 * conf[i]:.0f}%)" for i in wrong]

@@ -147,6 +147,17 @@ class RunStore:
         with open(self.path(name) / "metrics.csv", newline="") as fh:
             return list(csv.DictReader(fh))
 
+    def load_history(self, name: str) -> dict:
+        """A saved run in the shape of ``Run.snapshot()`` (name, config, steps, epochs, results)."""
+        info = self.load_info(name)
+        steps = [{"step": int(r["step"]), "epoch": int(r["epoch"]), "loss": float(r["loss"])}
+                 for r in self.load_metrics(name) if r["kind"] == "step"]
+        return {**info, "status": "finished", "steps": steps}
+
+    def mtime(self, name: str) -> float:
+        """Modification time of the run's weights (a cache key that changes when a run is replaced)."""
+        return (self.path(name) / "model.pt").stat().st_mtime
+
     def delete(self, name: str) -> None:
         """Delete a saved run. Shipped runs are protected."""
         name = sanitize_name(name)

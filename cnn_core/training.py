@@ -88,13 +88,14 @@ def _is_int(v) -> bool:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """auto → cuda if available, else mps, else cpu."""
+    """auto → cuda if available, else mps, else cpu. Asking for one that is absent is a ValueError."""
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
+    if not available.get(name, False):
+        raise ValueError(f"device must be one available on this machine ({', '.join(d for d, ok in available.items() if ok)}"
+                         f" or auto), got {name!r}")
     return torch.device(name)
 
 

@@ -1,14 +1,28 @@
-"""Shared UI pieces: cached data and models, the sidebar. Not a page itself."""
+"""Shared UI pieces: cached data, models and the run registry; the sidebar; the prediction grid.
+Not a page itself."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
 import streamlit as st
 import torch
 
-from cnn_core.data import DataError, Mnist, load_mnist
-from cnn_core.store import CheckpointError, RunStore
+from cnn_core.data import DataError, Mnist, load_mnist, to_float
+from cnn_core.model import predict_proba
+from cnn_core.plots import digit_grid, prediction_titles
+from cnn_core.registry import RunRegistry
+from cnn_core.store import DEFAULT_ROOT, CheckpointError, RunStore
 
 SHIPPED = {"baseline": "Baseline (no BatchNorm)", "batchnorm": "BatchNorm"}
+MAX_ACTIVE_RUNS = int(os.environ.get("CNN_LAB_MAX_RUNS", 2))  # concurrent training runs per server (README)
+RUNS_DIR = Path(os.environ.get("CNN_LAB_RUNS_DIR", DEFAULT_ROOT))  # shipped and trained runs
+
+
+def run_store() -> RunStore:
+    return RunStore(RUNS_DIR)
 
 
 @st.cache_resource(show_spinner="Loading MNIST (70,000 digits)…")
@@ -16,19 +30,36 @@ def mnist() -> Mnist:
     return load_mnist()
 
 
+def _frozen(model: torch.nn.Module) -> torch.nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
 @st.cache_resource(show_spinner="Loading the shipped models…")
 def shipped_models() -> dict[str, tuple[torch.nn.Module, dict]]:
     """name → (eval-mode model with frozen weights, run.json). Shared by all sessions: never mutate."""
-    store, models = RunStore(), {}
+    store, models = run_store(), {}
     for name in SHIPPED:
         try:
             model, info = store.load_model(name)
         except CheckpointError:
             continue
-        for p in model.parameters():
-            p.requires_grad_(False)
-        models[name] = (model, info)
+        models[name] = (_frozen(model), info)
     return models
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def saved_model(name: str, mtime: float) -> tuple[torch.nn.Module, dict]:
+    """Any saved run's (frozen eval-mode model, run.json); ``mtime`` keys the cache to the file."""
+    model, info = run_store().load_model(name)
+    return _frozen(model), info
+
+
+@st.cache_resource
+def registry() -> RunRegistry:
+    """The server's live training runs, shared by every browser session."""
+    return RunRegistry(mnist, run_store(), max_active=MAX_ACTIVE_RUNS)
 
 
 def require_data() -> Mnist:
@@ -49,6 +80,23 @@ def require_models() -> dict[str, tuple[torch.nn.Module, dict]]:
     return models
 
 
+def prediction_grid(model: torch.nn.Module, data: Mnist, key: str, n: int = 12, test_accuracy: float | None = None) -> None:
+    """n random test digits with true and predicted labels (wrong ones red) and a "New sample" button."""
+    seed_key = f"{key}_seed"
+    st.session_state.setdefault(seed_key, 0)
+    if st.button("New sample", icon=":material/casino:", key=f"{key}_new"):
+        st.session_state[seed_key] = int(np.random.default_rng().integers(2**31))
+    idx = np.random.default_rng(st.session_state[seed_key]).choice(len(data.test_labels), n, replace=False)
+    conf, pred = predict_proba(model, to_float(data.test_images[idx])).max(1)
+    titles, wrong = prediction_titles(data.test_labels[idx].tolist(), pred.tolist(), conf.tolist())
+    line = f"**{n - sum(wrong)} of {n} correct**"
+    if test_accuracy is not None:
+        line += f" — test-set accuracy of this model: **{100 * test_accuracy:.2f}%** on all 10,000 test digits"
+    st.markdown(line + ". Wrong predictions are red.")
+    st.plotly_chart(digit_grid(data.test_images[idx].numpy(), titles, wrong), key=f"{key}_grid")
+    st.caption(f"Test indices: {', '.join(map(str, idx.tolist()))}")
+
+
 def sidebar() -> None:
     with st.sidebar:
         st.markdown("### CNN Lab")
@@ -60,3 +108,6 @@ def sidebar() -> None:
                 st.markdown(f"**{label}**: {100 * acc:.2f}% test accuracy")
             else:
                 st.markdown(f"**{label}**: _missing_ (`checkpoints/{name}`)")
+        active = registry().active()
+        if active:
+            st.markdown(f"**Training now**: {', '.join(r.name for r in active)}")

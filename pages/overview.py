@@ -1,14 +1,9 @@
 """Overview: the network's numbers and its predictions on random test digits."""
 
-import numpy as np
 import streamlit as st
 
-from cnn_core.data import to_float
-from cnn_core.model import layer_table, neuron_counts, parameter_split, predict_proba
-from cnn_core.plots import digit_grid, prediction_titles
-from pages.common import SHIPPED, require_data, require_models
-
-N_SAMPLES = 12
+from cnn_core.model import layer_table, neuron_counts, parameter_split
+from pages.common import SHIPPED, prediction_grid, require_data, require_models
 
 st.title("CNN Lab — a convolutional network on MNIST")
 st.markdown(
@@ -23,20 +18,7 @@ name = st.radio("Model", list(models), format_func=lambda n: SHIPPED[n], horizon
 model, info = models[name]
 
 st.header("Predictions on random test digits")
-if "overview_seed" not in st.session_state:
-    st.session_state.overview_seed = 0
-if st.button("🎲 New sample"):
-    st.session_state.overview_seed = int(np.random.default_rng().integers(2**31))
-idx = np.random.default_rng(st.session_state.overview_seed).choice(len(data.test_labels), N_SAMPLES, replace=False)
-probs = predict_proba(model, to_float(data.test_images[idx]))
-conf, pred = probs.max(1)
-true = data.test_labels[idx].tolist()
-titles, wrong = prediction_titles(true, pred.tolist(), conf.tolist())
-n_right = N_SAMPLES - sum(wrong)
-st.markdown(f"**{n_right} of {N_SAMPLES} correct** — test-set accuracy of this model: "
-            f"**{100 * info['results']['accuracy']:.2f}%** on all 10,000 test digits. Wrong predictions are red.")
-st.plotly_chart(digit_grid(data.test_images[idx].numpy(), titles, wrong), width="stretch", key="overview_grid")
-st.caption(f"Test indices: {', '.join(map(str, idx.tolist()))}")
+prediction_grid(model, data, key="overview", test_accuracy=info["results"]["accuracy"])
 
 st.header("Layer by layer")
 params, neurons = parameter_split(model), neuron_counts(model)

@@ -9,7 +9,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
+
+# Conditions, not sleeps: web-first assertions retry up to this long (a cold server loads MNIST first).
+expect.set_options(timeout=60_000)
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output"
@@ -74,7 +77,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
     context.set_default_timeout(60_000)
     page = context.new_page()
     yield page

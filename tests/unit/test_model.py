@@ -16,6 +16,8 @@ from cnn_core.model import (
 def test_exact_parameter_counts():
     assert parameter_split(MnistCNN()) == {"total": 799078, "conv": 9568, "fc": 789510, "batchnorm": 0}
     assert parameter_split(MnistCNN(batchnorm=True)) == {"total": 800206, "conv": 9568, "fc": 789510, "batchnorm": 1128}
+    frozen = MnistCNN().requires_grad_(False)  # how the app caches models for attacks
+    assert parameter_split(frozen)["total"] == 799078
 
 
 def test_exact_neuron_counts_both_conventions():

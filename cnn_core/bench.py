@@ -1,0 +1,108 @@
+"""``python -m cnn_core.bench``: training throughput of this engine vs a seed-style pipeline.
+
+Seed-style = what the student answers do: a torchvision ``MNIST`` Dataset with per-item
+``ToTensor()`` + ``Normalize`` (a PIL image per digit) and a ``DataLoader(batch_size=64, shuffle=True)``.
+Engine = whole data set in uint8 tensors, batches by indexing. Both train the same model for the same
+number of images; rounds are interleaved so machine noise hits both alike, and the medians are
+compared as ratios. Also measured: the data pipelines alone (no model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .data import CACHE_DIR, iterate_batches, load_mnist, prepare_raw
+from .model import MNIST_MEAN, MNIST_STD, MnistCNN
+from .training import resolve_device
+
+
+def _seed_loader(batch_size: int):
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    root = prepare_raw() or CACHE_DIR
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    return DataLoader(datasets.MNIST(str(root), train=True, transform=tf), batch_size=batch_size, shuffle=True)
+
+
+def _model(device, normalizes: bool) -> tuple[MnistCNN, torch.optim.Optimizer]:
+    model = MnistCNN(generator=torch.Generator().manual_seed(0)).to(device)
+    if not normalizes:  # the seed pipeline normalizes in the transform: make the model's own step a no-op
+        model.mean.fill_(0.0)
+        model.std.fill_(1.0)
+    return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def _timed(batches, n_images: int, step=None, device=None) -> float:
+    """Images per second over the first ``n_images`` of ``batches`` (after one warm-up batch)."""
+    it = iter(batches)
+    x, y = next(it)
+    if step:
+        step(x.to(device), y.to(device))
+    seen, t0 = 0, time.perf_counter()
+    for x, y in it:
+        if step:
+            step(x.to(device), y.to(device))
+        seen += len(y)
+        if seen >= n_images:
+            break
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - t0)
+
+
+def _train_step(model, opt):
+    def step(x, y):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cnn_core.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=6400, help="images per measurement (default 6400)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    device = resolve_device(args.device)
+    data = load_mnist()
+    idx = torch.arange(len(data.train_labels))
+    gen = torch.Generator().manual_seed(0)
+    images, labels = data.train_images.to(device), data.train_labels.to(device)
+
+    cases = {
+        "engine, batch 128": lambda: _timed(iterate_batches(images, labels, idx, 128, gen, device), args.images,
+                                            _train_step(*_model(device, True)), device),
+        "engine, batch 64": lambda: _timed(iterate_batches(images, labels, idx, 64, gen, device), args.images,
+                                           _train_step(*_model(device, True)), device),
+        "seed-style, batch 64": lambda: _timed(_seed_loader(64), args.images, _train_step(*_model(device, False)), device),
+        "data only: engine, batch 64": lambda: _timed(iterate_batches(images, labels, idx, 64, gen, device), 6 * args.images),
+        "data only: seed-style, batch 64": lambda: _timed(_seed_loader(64), args.images),
+    }
+    results: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(args.rounds):
+        for name, fn in cases.items():
+            results[name].append(fn())
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.images} images per measurement, median of {args.rounds} interleaved rounds")
+    for name, v in med.items():
+        print(f"  {name:<34} {v:>12,.0f} images/s")
+    base = med["seed-style, batch 64"]
+    print(f"training, same batch 64:      engine / seed-style = {med['engine, batch 64'] / base:.2f}×")
+    print(f"training, engine default 128: engine / seed-style = {med['engine, batch 128'] / base:.2f}×")
+    print(f"data pipeline alone:          engine / seed-style = "
+          f"{med['data only: engine, batch 64'] / med['data only: seed-style, batch 64']:.0f}×")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""The server's live runs: started in worker threads, capped in number, saved when they finish.
+
+Pure Python (no streamlit): the app keeps one ``RunRegistry`` in ``st.cache_resource`` and pages poll
+``snapshot()`` of its runs. A run is never dropped while the server lives, so a lecturer can navigate
+away, reload, and come back to it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+
+from .data import Mnist
+from .store import RunStore
+from .training import Run, TrainConfig
+
+
+class TooManyRuns(RuntimeError):
+    """Starting would exceed the server's cap on concurrently active runs."""
+
+
+class RunRegistry:
+    def __init__(self, data: Callable[[], Mnist], store: RunStore, max_active: int = 2):
+        self._data = data
+        self.store = store
+        self.max_active = max_active
+        self._runs: dict[str, Run] = {}
+        self._saved: dict[str, str] = {}  # run id → saved name, or "error: …"
+        self._lock = threading.Lock()
+
+    # ----- queries ---------------------------------------------------------------------------
+    def get(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
+
+    def runs(self) -> list[Run]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def active(self) -> list[Run]:
+        return [r for r in self.runs() if not r.done]
+
+    def saved_name(self, run_id: str) -> str | None:
+        return self._saved.get(run_id)
+
+    # ----- actions ---------------------------------------------------------------------------
+    def start(self, configs: list[TrainConfig], names: list[str] | None = None) -> list[Run]:
+        """Start all ``configs`` together, or none of them (TooManyRuns) — never a half pair."""
+        data = self._data()
+        names = names or [None] * len(configs)
+        with self._lock:
+            running = sum(not r.done for r in self._runs.values())
+            if running + len(configs) > self.max_active:
+                raise TooManyRuns(
+                    f"{running} run(s) already training; this server allows {self.max_active} at a time. "
+                    "Stop one or wait for it to finish."
+                )
+            runs = [Run(cfg, data, name=name) for cfg, name in zip(configs, names, strict=True)]
+            for run in runs:
+                run.callback = self._on_event(run)
+                self._runs[run.id] = run
+        for run in runs:
+            run.start()
+        return runs
+
+    def start_pair(self, config: TrainConfig) -> tuple[Run, Run]:
+        """The same config with and without BatchNorm: same seed, same data order, same everything else."""
+        no_bn, bn = self.start([replace(config, batchnorm=False), replace(config, batchnorm=True)])
+        return no_bn, bn
+
+    def stop(self, run_id: str) -> None:
+        run = self.get(run_id)
+        if run is not None:
+            run.stop()
+
+    def stop_all(self) -> None:
+        for run in self.active():
+            run.stop()
+
+    def _on_event(self, run: Run):
+        def on_event(event: str, info: dict) -> None:
+            if event != "finished":
+                return
+            try:
+                name = self._unique_name(run.name)
+                self.store.save(run, name)
+                self._saved[run.id] = name
+            except Exception as exc:  # a failed save must not turn a finished run into a failed one
+                self._saved[run.id] = f"error: {exc}"
+
+        return on_event
+
+    def _unique_name(self, name: str) -> str:
+        candidate, k = name, 2
+        while self.store.exists(candidate):
+            candidate, k = f"{name}-{k}", k + 1
+        return candidate

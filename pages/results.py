@@ -1,0 +1,101 @@
+"""Results: any saved run (shipped or trained) in detail, runs compared, trained runs deleted."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cnn_core.compare import comparison_table
+from cnn_core.data import to_float
+from cnn_core.model import predict_proba
+from cnn_core.plots import confusion_figure, digit_grid, epoch_figure, misclassified, step_loss_figure
+from cnn_core.store import CheckpointError
+from pages.common import prediction_grid, require_data, run_store, saved_model
+
+st.title("Results and comparison")
+data = require_data()
+store = run_store()
+runs = [r for r in store.list_runs() if "error" not in r]
+damaged = [r for r in store.list_runs() if "error" in r]
+for r in damaged:
+    st.warning(f"Run `{r['name']}` is damaged and is left out: {r['error']}")
+if not runs:
+    st.error("No saved runs yet. Train one on the Train page, or restore the shipped ones (`git checkout -- checkpoints`).")
+    st.stop()
+names = [r["name"] for r in runs]
+label = {r["name"]: f"{r['name']}{' (shipped)' if r['shipped'] else ''}" for r in runs}
+
+
+@st.cache_data(max_entries=16, show_spinner="Classifying the 10,000 test digits…")
+def test_probabilities(name: str, mtime: float) -> np.ndarray:
+    model, _ = saved_model(name, mtime)
+    return predict_proba(model, to_float(data.test_images)).numpy()
+
+
+st.header("One run")
+name = st.selectbox("Run", names, format_func=label.get, key="results_run")
+try:
+    model, info = saved_model(name, store.mtime(name))
+except (CheckpointError, OSError) as exc:
+    st.error(f"Run `{name}` could not be loaded: {exc}")
+    st.stop()
+res, cfg = info["results"], info["config"]
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Test accuracy", f"{100 * res['accuracy']:.2f}%")
+c2.metric("Test loss", f"{res['loss']:.4f}")
+c3.metric("Top-5 accuracy", f"{100 * res['top5_accuracy']:.2f}%")
+c4.metric("Best epoch (by validation)", f"{info['best']['epoch']} of {cfg['epochs']}")
+st.caption(f"{'BatchNorm' if cfg['batchnorm'] else 'No BatchNorm'} · {cfg['optimizer']} lr {cfg['lr']:g} · "
+           f"batch {cfg['batch_size']} · {cfg['schedule']} schedule · weight decay {cfg['weight_decay']:g} · "
+           f"{cfg['train_subset'] or 54000:,} training digits · seed {cfg['seed']}")
+
+left, right = st.columns([3, 2])
+left.plotly_chart(confusion_figure(res["confusion"]), key="confusion")
+per_class = pd.DataFrame(res["per_class"])
+right.markdown("**Per class** (precision: of the digits predicted as this class, how many were; "
+               "recall: of this class's digits, how many were found)")
+right.dataframe(per_class, hide_index=True, column_config={
+    k: st.column_config.NumberColumn(format="%.4f") for k in ("precision", "recall", "f1")})
+
+st.subheader("Random test predictions")
+prediction_grid(model, data, key="results")
+
+st.subheader("Misclassified digits, most confident mistakes first")
+probs = test_probabilities(name, store.mtime(name))
+idx, titles = misclassified(probs, data.test_labels.numpy(), limit=18)
+n_wrong = int((probs.argmax(1) != data.test_labels.numpy()).sum())
+st.markdown(f"**{n_wrong}** of 10,000 test digits are misclassified; the {len(idx)} shown are the ones the model was "
+            "surest about. Many are ambiguous even for people.")
+if len(idx):
+    st.plotly_chart(digit_grid(data.test_images[idx].numpy(), titles, [True] * len(idx)), key="wrong_grid")
+
+st.header("Compare runs")
+default = [n for n in ("baseline", "batchnorm") if n in names]
+chosen = st.multiselect("Runs to compare", names, default=default, format_func=label.get)
+if chosen:
+    histories = [store.load_history(n) for n in chosen]
+    st.dataframe(comparison_table(histories), hide_index=True, column_config={
+        "test accuracy (%)": st.column_config.NumberColumn(format="%.2f"),
+        "test loss": st.column_config.NumberColumn(format="%.4f"),
+        "seconds / epoch": st.column_config.NumberColumn(format="%.1f"),
+        "parameters": st.column_config.NumberColumn(format="localized")})
+    a, b = st.columns(2)
+    a.plotly_chart(step_loss_figure(histories), key="cmp_steps")
+    b.plotly_chart(epoch_figure(histories), key="cmp_epochs")
+    st.caption("Seconds per epoch depend on the machine and on what else it was doing: compare runs trained together.")
+
+st.header("Delete a trained run")
+trained = [r["name"] for r in runs if not r["shipped"]]
+if not trained:
+    st.caption("No trained runs to delete (shipped runs cannot be deleted here).")
+else:
+    victim = st.selectbox("Trained run", trained, key="delete_run")
+    sure = st.checkbox(f"Yes, delete `{victim}` for good", key="delete_confirm")
+    if st.button("Delete", icon=":material/delete:", disabled=not sure):
+        try:
+            store.delete(victim)
+        except (CheckpointError, PermissionError, OSError) as exc:
+            st.error(f"Not deleted: {exc}")
+        else:
+            st.session_state.pop("delete_confirm", None)
+            st.toast(f"Deleted {victim}")
+            st.rerun()

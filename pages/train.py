@@ -1,0 +1,135 @@
+"""Train: live training, and BatchNorm vs no-BatchNorm side by side (assignment part 1)."""
+
+import streamlit as st
+
+from cnn_core.compare import bn_verdict, comparison_table
+from cnn_core.plots import epoch_figure, run_color, step_loss_figure
+from cnn_core.registry import TooManyRuns
+from cnn_core.training import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
+from pages.common import registry, require_data
+
+SIZES = {1000: "1,000 digits (seconds)", 5000: "5,000", 10000: "10,000", 27000: "27,000", 0: "all 54,000 (minutes)"}
+POLL_SECONDS = 1.0
+
+st.title("Train: does BatchNorm help, and what does it cost?")
+st.markdown("Train the assignment network live. **Train BN vs no-BN** starts two runs together with the same seed, "
+            "data order and hyper-parameters — they differ only in BatchNorm "
+            f"(<span style='color:{run_color(False)}'>■ no BatchNorm</span>, "
+            f"<span style='color:{run_color(True)}'>■ BatchNorm</span>).", unsafe_allow_html=True)
+
+require_data()
+reg = registry()
+
+# The runs this browser session follows: kept in session state, mirrored in the URL so a reload reattaches.
+if "followed" not in st.session_state:
+    st.session_state.followed = [i for i in st.query_params.get("runs", "").split(",") if reg.get(i)]
+followed = [i for i in st.session_state.followed if reg.get(i)]
+
+with st.form("train_form"):
+    c1, c2, c3, c4 = st.columns(4)
+    subset = c1.selectbox("Training set", list(SIZES), index=2, format_func=SIZES.get,
+                          help="A random subset of the 54,000 training digits, for fast demos")
+    epochs = c2.number_input("Epochs", min_value=0, max_value=200, value=2)
+    batch_size = c3.selectbox("Batch size", [32, 64, 100, 128, 256, 512], index=3)
+    optimizer = c4.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index("adam"))
+    lr = c1.number_input("Learning rate", min_value=0.0, max_value=10.0, value=1e-3, step=1e-4, format="%g")
+    schedule = c2.selectbox("Learning-rate schedule", SCHEDULES)
+    momentum = c3.number_input("Momentum (momentum optimizer)", min_value=0.0, max_value=0.999, value=0.9)
+    weight_decay = c4.number_input("Weight decay", min_value=0.0, max_value=1.0, value=0.0, step=1e-4, format="%g")
+    seed = c1.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0)
+    val_fraction = c2.number_input("Validation fraction", min_value=0.0, max_value=0.5, value=0.1, step=0.05,
+                                   help="Stratified share of the 60,000 training digits held out for validation")
+    device = c3.selectbox("Device", DEVICES)
+    batchnorm = c4.checkbox("BatchNorm (single run)", value=False)
+    b1, b2, _ = st.columns([1, 1, 2])
+    train_one = b1.form_submit_button("Train", icon=":material/play_arrow:")
+    train_pair = b2.form_submit_button("Train BN vs no-BN", icon=":material/compare_arrows:", type="primary")
+
+if train_one or train_pair:
+    config = TrainConfig(batchnorm=batchnorm, optimizer=optimizer, lr=float(lr), momentum=float(momentum),
+                         weight_decay=float(weight_decay), batch_size=int(batch_size), epochs=int(epochs),
+                         schedule=schedule, seed=int(seed), val_fraction=float(val_fraction),
+                         train_subset=int(subset), device=device)
+    try:
+        config.validate()
+        runs = list(reg.start_pair(config)) if train_pair else reg.start([config])
+    except (ValueError, TooManyRuns) as exc:
+        st.error(f"Not started: {exc}", icon=":material/error:")
+    else:
+        # Follow the new runs, plus earlier ones that are still training (so they keep a Stop button).
+        followed = [r.id for r in runs] + [i for i in followed if not reg.get(i).done]
+st.session_state.followed = followed
+if followed:
+    st.query_params["runs"] = ",".join(followed)
+
+any_active = any(not reg.get(i).done for i in followed)
+
+
+@st.fragment(run_every=POLL_SECONDS if any_active else None)
+def live_view() -> None:
+    runs = [reg.get(i) for i in followed]
+    if not runs:
+        st.info("No run yet: choose settings above and press **Train BN vs no-BN** (about 20 s with the defaults).")
+        return
+    snaps = [r.snapshot() for r in runs]
+    for run, snap in zip(runs, snaps, strict=True):
+        progress_row(run, snap)
+    left, right = st.columns(2)
+    left.plotly_chart(step_loss_figure(snaps), key="live_steps")
+    right.plotly_chart(epoch_figure(snaps), key="live_epochs")
+    finished = [s for s in snaps if s["status"] == "finished"]
+    if finished and len(finished) == len(snaps):
+        st.subheader("Result")
+        table = comparison_table(finished)
+        st.dataframe(table, hide_index=True, column_config={
+            "test accuracy (%)": st.column_config.NumberColumn(format="%.2f"),
+            "test loss": st.column_config.NumberColumn(format="%.4f"),
+            "seconds / epoch": st.column_config.NumberColumn(format="%.1f"),
+            "parameters": st.column_config.NumberColumn(format="localized")})
+        no_bn = [s for s in finished if not s["config"]["batchnorm"]]
+        bn = [s for s in finished if s["config"]["batchnorm"]]
+        if len(no_bn) == 1 and len(bn) == 1:
+            st.markdown(f"**{bn_verdict(no_bn[0], bn[0])}**")
+        st.caption("Saved as " + ", ".join(f"`{reg.saved_name(r.id)}`" for r in runs if reg.saved_name(r.id))
+                   + " — see them on the Results page.")
+    if any_active and all(r.done for r in runs):
+        st.rerun(scope="app")  # everything ended: one full rerun switches polling off
+
+
+def progress_row(run, snap: dict) -> None:
+    p, status = snap["progress"], snap["status"]
+    bn = snap["config"]["batchnorm"]
+    name_col, bar_col, stop_col = st.columns([2, 6, 1], vertical_alignment="center")
+    name_col.markdown(f"<span style='color:{run_color(bn)};font-weight:600'>■ {snap['name']}</span><br>"
+                      f"{'BatchNorm' if bn else 'no BatchNorm'} · {status}", unsafe_allow_html=True)
+    total, step = p.get("total_steps") or 1, p.get("step", 0)
+    if status == "running":
+        eta = f"{p['eta_s']:.0f} s" if p.get("eta_s") is not None else "…"
+        text = (f"epoch {p['epoch']}/{p['epochs']} · step {step:,}/{total:,} · "
+                f"{p['images_per_s']:,.0f} images/s · ETA {eta}")
+    elif status == "finished":
+        text = f"finished in {snap['total_seconds']:.1f} s · test accuracy {100 * snap['results']['accuracy']:.2f}%"
+    elif status == "stopped":
+        text = f"stopped at step {step:,} of {total:,}"
+    elif status == "failed":
+        text = "failed — see the error below"
+    else:
+        text = "starting…"
+    bar_col.progress(min(step / total, 1.0), text=text)
+    if stop_col.button("Stop", key=f"stop_{run.id}", icon=":material/stop:", disabled=run.done):
+        run.stop()
+    if status == "failed":
+        st.error(f"Run {snap['name']} failed:\n\n```\n{snap['error']}\n```")
+
+
+live_view()
+
+others = [r for r in reg.active() if r.id not in followed]
+if others:
+    with st.expander(f"{len(others)} other run(s) training on this server"):
+        for run in others:
+            c1, c2 = st.columns([4, 1])
+            c1.write(f"{run.name} — {run.progress.get('step', 0):,}/{run.progress.get('total_steps', 0):,} steps")
+            if c2.button("Stop", key=f"stop_other_{run.id}"):
+                run.stop()
+                st.rerun()
