@@ -10,6 +10,7 @@ compared as ratios. Also measured: the data pipelines alone (no model).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from .data import CACHE_DIR, iterate_batches, load_mnist, prepare_raw
 from .model import MNIST_MEAN, MNIST_STD, MnistCNN
-from .training import resolve_device
+from .training import Run, TrainConfig, resolve_device
 
 
 def _seed_loader(batch_size: int):
@@ -66,12 +67,46 @@ def _train_step(model, opt):
     return step
 
 
+def concurrency(data, threads: int, n_runs: int, images: int) -> list[float]:
+    """Training images/s of each of ``n_runs`` runs trained at the same time in threads of one
+    process (as the app's registry does), with ``threads`` intra-op threads."""
+    torch.set_num_threads(threads)
+    cfg = TrainConfig(train_subset=images, epochs=1, batch_size=128, device="cpu")
+    runs = [Run(cfg, data) for _ in range(n_runs)]
+    for r in runs:
+        r.start()
+    for r in runs:
+        r.wait()
+    return [r.epochs[0]["images_per_s"] for r in runs]
+
+
+def main_concurrency(args) -> int:
+    data = load_mnist()
+    default_threads = torch.get_num_threads()
+    rows = {}
+    for _ in range(args.rounds):
+        for threads in sorted({1, 2, default_threads}):
+            for n_runs in (1, 2):
+                rows.setdefault((threads, n_runs), []).append(concurrency(data, threads, n_runs, args.images))
+    torch.set_num_threads(default_threads)
+    print(f"{os.cpu_count()} cores, torch {torch.__version__}; training images/s per run, median of {args.rounds} rounds")
+    for (threads, n_runs), samples in sorted(rows.items()):
+        per_run = [statistics.median(s[i] for s in samples) for i in range(n_runs)]
+        print(f"  {threads} intra-op thread(s), {n_runs} run(s) at once: "
+              f"{' + '.join(f'{v:,.0f}' for v in per_run)} = {sum(per_run):,.0f} images/s in total")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cnn_core.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=6400, help="images per measurement (default 6400)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--concurrency", action="store_true",
+                    help="instead: one vs two simultaneous runs with 1 and 2 intra-op threads (CPU)")
     args = ap.parse_args(argv)
+    if args.concurrency:
+        return main_concurrency(args)
     device = resolve_device(args.device)
     data = load_mnist()
     idx = torch.arange(len(data.train_labels))

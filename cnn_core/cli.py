@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def train_command(cfg: TrainConfig, name: str) -> str:
+    """The CLI command that reproduces a run, every config field explicit."""
+    args = ["python", "-m", "cnn_core", "train", "--name", name]
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        args += [f"--{f.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return shlex.join(args)
+
+
 def _store_and_name(runs_dir: str, run: str) -> tuple[RunStore, str]:
     p = Path(run)
     if len(p.parts) > 1:  # a path: its parent is the store
@@ -91,8 +100,7 @@ def cmd_train(args) -> int:
     if run.status != "finished":
         print(f"error: run {run.status}: {run.error or ''}", file=sys.stderr)
         return 1
-    command = "python -m cnn_core " + shlex.join(sys.argv[1:])
-    path = store.save(run, args.name, command=command, overwrite=args.overwrite)
+    path = store.save(run, args.name, command=train_command(cfg, args.name), overwrite=args.overwrite)
     r = run.results
     print(f"test accuracy {100 * r['accuracy']:.2f}%  loss {r['loss']:.4f}  top-5 {100 * r['top5_accuracy']:.2f}%  "
           f"(best epoch {run.best['epoch']}, val {100 * run.best['val_accuracy']:.2f}%)  saved to {path}")

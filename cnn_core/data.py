@@ -159,6 +159,18 @@ def to_float(images_u8: torch.Tensor) -> torch.Tensor:
     return x.unsqueeze(1)
 
 
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image of a batch N×1×H×W by its own random (sy, sx) ∈ [−max_shift, max_shift]²,
+    filling with 0 (background): x'[i, 0, r, c] = x[i, 0, r − sy_i, c − sx_i]."""
+    n, _, h, w = x.shape
+    p = max_shift
+    padded = torch.nn.functional.pad(x[:, 0], (p, p, p, p))  # x[a, b] = padded[a + p, b + p]
+    sy, sx = (torch.randint(-p, p + 1, (2, n), generator=generator)).to(x.device)
+    rows = torch.arange(h, device=x.device)[None, :] - sy[:, None] + p
+    cols = torch.arange(w, device=x.device)[None, :] - sx[:, None] + p
+    return padded[torch.arange(n, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
 def iterate_batches(
     images: torch.Tensor,
     labels: torch.Tensor,

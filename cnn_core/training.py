@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Mnist, iterate_batches, stratified_split, to_float
+from .data import Mnist, iterate_batches, random_shift, stratified_split, to_float
 from .model import MnistCNN
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     train_subset: int = 0  # 0 = the whole training split
+    augment: bool = False  # random shifts of up to 2 pixels during training
     device: str = "auto"
 
     def validate(self) -> TrainConfig:
@@ -51,8 +52,9 @@ class TrainConfig:
         def bad(field: str, allowed: str) -> None:
             raise ValueError(f"{field} must be {allowed}, got {getattr(self, field)!r}")
 
-        if not isinstance(self.batchnorm, bool):
-            bad("batchnorm", "true or false")
+        for flag in ("batchnorm", "augment"):
+            if not isinstance(getattr(self, flag), bool):
+                bad(flag, "true or false")
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", "one of " + ", ".join(OPTIMIZERS))
         if self.schedule not in SCHEDULES:
@@ -272,6 +274,8 @@ class Run:
             for x, y in iterate_batches(images, labels, train_idx, cfg.batch_size, order_gen, dev):
                 if self._stop.is_set():
                     break
+                if cfg.augment:
+                    x = random_shift(x, 2, order_gen)
                 logits = self.model(x)
                 loss = F.cross_entropy(logits, y)
                 opt.zero_grad(set_to_none=True)

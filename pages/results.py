@@ -14,9 +14,9 @@ from pages.common import prediction_grid, require_data, run_store, saved_model
 st.title("Results and comparison")
 data = require_data()
 store = run_store()
-runs = [r for r in store.list_runs() if "error" not in r]
-damaged = [r for r in store.list_runs() if "error" in r]
-for r in damaged:
+listing = store.list_runs()
+runs = [r for r in listing if "error" not in r]
+for r in (r for r in listing if "error" in r):
     st.warning(f"Run `{r['name']}` is damaged and is left out: {r['error']}")
 if not runs:
     st.error("No saved runs yet. Train one on the Train page, or restore the shipped ones (`git checkout -- checkpoints`).")
@@ -46,7 +46,8 @@ c3.metric("Top-5 accuracy", f"{100 * res['top5_accuracy']:.2f}%")
 c4.metric("Best epoch (by validation)", f"{info['best']['epoch']} of {cfg['epochs']}")
 st.caption(f"{'BatchNorm' if cfg['batchnorm'] else 'No BatchNorm'} · {cfg['optimizer']} lr {cfg['lr']:g} · "
            f"batch {cfg['batch_size']} · {cfg['schedule']} schedule · weight decay {cfg['weight_decay']:g} · "
-           f"{cfg['train_subset'] or 54000:,} training digits · seed {cfg['seed']}")
+           f"{cfg['train_subset'] or 54000:,} training digits{' with random shifts' if cfg.get('augment') else ''} · "
+           f"seed {cfg['seed']}")
 
 left, right = st.columns([3, 2])
 left.plotly_chart(confusion_figure(res["confusion"]), key="confusion")

@@ -27,29 +27,31 @@ followed = [i for i in st.session_state.followed if reg.get(i)]
 
 with st.form("train_form"):
     c1, c2, c3, c4 = st.columns(4)
-    subset = c1.selectbox("Training set", list(SIZES), index=2, format_func=SIZES.get,
+    subset = c1.selectbox("Training set", list(SIZES), index=2, key="cfg_subset", format_func=SIZES.get,
                           help="A random subset of the 54,000 training digits, for fast demos")
-    epochs = c2.number_input("Epochs", min_value=0, max_value=200, value=2)
-    batch_size = c3.selectbox("Batch size", [32, 64, 100, 128, 256, 512], index=3)
-    optimizer = c4.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index("adam"))
-    lr = c1.number_input("Learning rate", min_value=0.0, max_value=10.0, value=1e-3, step=1e-4, format="%g")
-    schedule = c2.selectbox("Learning-rate schedule", SCHEDULES)
-    momentum = c3.number_input("Momentum (momentum optimizer)", min_value=0.0, max_value=0.999, value=0.9)
-    weight_decay = c4.number_input("Weight decay", min_value=0.0, max_value=1.0, value=0.0, step=1e-4, format="%g")
-    seed = c1.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0)
-    val_fraction = c2.number_input("Validation fraction", min_value=0.0, max_value=0.5, value=0.1, step=0.05,
+    epochs = c2.number_input("Epochs", min_value=0, max_value=200, value=2, key="cfg_epochs")
+    batch_size = c3.selectbox("Batch size", [32, 64, 100, 128, 256, 512], index=3, key="cfg_batch")
+    optimizer = c4.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index("adam"), key="cfg_optimizer")
+    lr = c1.number_input("Learning rate", min_value=0.0, max_value=10.0, value=1e-3, step=1e-4, format="%g", key="cfg_lr")
+    schedule = c2.selectbox("Learning-rate schedule", SCHEDULES, key="cfg_schedule")
+    momentum = c3.number_input("Momentum (momentum optimizer)", min_value=0.0, max_value=0.999, value=0.9, key="cfg_momentum")
+    weight_decay = c4.number_input("Weight decay", min_value=0.0, max_value=1.0, value=0.0, step=1e-4, format="%g", key="cfg_wd")
+    seed = c1.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="cfg_seed")
+    val_fraction = c2.number_input("Validation fraction", min_value=0.0, max_value=0.5, value=0.1, step=0.05, key="cfg_val",
                                    help="Stratified share of the 60,000 training digits held out for validation")
-    device = c3.selectbox("Device", DEVICES)
-    batchnorm = c4.checkbox("BatchNorm (single run)", value=False)
+    device = c3.selectbox("Device", DEVICES, key="cfg_device")
+    batchnorm = c4.checkbox("BatchNorm (single run)", value=False, key="cfg_bn")
+    augment = c4.checkbox("Augment: random shifts ≤ 2 px", value=False, key="cfg_augment",
+                          help="Each training digit moved by up to 2 pixels each time it is seen: less overfitting")
     b1, b2, _ = st.columns([1, 1, 2])
-    train_one = b1.form_submit_button("Train", icon=":material/play_arrow:")
-    train_pair = b2.form_submit_button("Train BN vs no-BN", icon=":material/compare_arrows:", type="primary")
+    train_one = b1.form_submit_button("Train", icon=":material/play_arrow:", key="train_one")
+    train_pair = b2.form_submit_button("Train BN vs no-BN", icon=":material/compare_arrows:", type="primary", key="train_pair")
 
 if train_one or train_pair:
     config = TrainConfig(batchnorm=batchnorm, optimizer=optimizer, lr=float(lr), momentum=float(momentum),
                          weight_decay=float(weight_decay), batch_size=int(batch_size), epochs=int(epochs),
                          schedule=schedule, seed=int(seed), val_fraction=float(val_fraction),
-                         train_subset=int(subset), device=device)
+                         train_subset=int(subset), augment=augment, device=device)
     try:
         config.validate()
         runs = list(reg.start_pair(config)) if train_pair else reg.start([config])
@@ -78,7 +80,7 @@ def live_view() -> None:
     left.plotly_chart(step_loss_figure(snaps), key="live_steps")
     right.plotly_chart(epoch_figure(snaps), key="live_epochs")
     finished = [s for s in snaps if s["status"] == "finished"]
-    if finished and len(finished) == len(snaps):
+    if finished and all(r.done for r in runs):
         st.subheader("Result")
         table = comparison_table(finished)
         st.dataframe(table, hide_index=True, column_config={

@@ -1,6 +1,7 @@
 """A real `streamlit run` server and headless Debian Chromium driven by Playwright."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,14 +36,17 @@ def output_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server():
+def server(tmp_path_factory):
     OUTPUT.mkdir(exist_ok=True)
+    runs_dir = tmp_path_factory.mktemp("e2e-runs")  # runs trained by the tests never land in checkpoints/
+    for name in ("baseline", "batchnorm"):
+        shutil.copytree(REPO / "checkpoints" / name, runs_dir / name)
     port = _free_port()
     log = open(OUTPUT / "streamlit-server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
          "--server.address", "127.0.0.1"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", "CNN_LAB_RUNS_DIR": str(runs_dir)},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

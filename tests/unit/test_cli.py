@@ -1,3 +1,4 @@
+import json
 import re
 import subprocess
 import sys
@@ -18,6 +19,9 @@ def test_train_runs_and_evaluate_on_a_tiny_subset(tmp_path):
     assert out.returncode == 0, out.stderr
     assert re.search(r"epoch 1: train loss \d\.\d{4} acc", out.stdout)
     trained = float(re.search(r"test accuracy (\d+\.\d+)%", out.stdout).group(1))
+    command = json.loads((tmp_path / "tiny" / "run.json").read_text())["command"]
+    assert command.startswith("python -m cnn_core train --name tiny --batchnorm true --optimizer sgd --lr 0.05 ")
+    assert "--train-subset 256 --augment false --device auto" in command
     listing = cli("--runs-dir", str(tmp_path), "runs")
     assert re.search(r"^tiny\s+BN\s+sgd\s+lr 0.05\s+1 ep", listing.stdout, re.M)
     ev = cli("evaluate", str(tmp_path / "tiny"))

@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from cnn_core.data import SHIPPED_DIR, DataError, iterate_batches, load_mnist, stratified_split
+from cnn_core.data import SHIPPED_DIR, DataError, iterate_batches, load_mnist, random_shift, stratified_split
 
 
 def test_all_70000_digits_load_as_uint8(mnist):
@@ -85,3 +85,18 @@ def test_batches_are_float_pixels_and_one_seeded_permutation_per_epoch(mnist):
     assert not torch.equal(torch.cat([b[1] for b in epoch2]), seen)  # a new order each epoch
     again = list(iterate_batches(mnist.train_images, mnist.train_labels, idx, 128, torch.Generator().manual_seed(3)))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(again, epoch1, strict=True))
+
+
+def test_random_shift_equals_a_naive_per_pixel_shift():
+    x = torch.rand(6, 1, 28, 28)
+    shifted = random_shift(x, 2, torch.Generator().manual_seed(4))
+    sy, sx = torch.randint(-2, 3, (2, 6), generator=torch.Generator().manual_seed(4))
+    expected = torch.zeros_like(x)
+    for i in range(6):
+        for r in range(28):
+            for c in range(28):
+                a, b = r - int(sy[i]), c - int(sx[i])
+                if 0 <= a < 28 and 0 <= b < 28:
+                    expected[i, 0, r, c] = x[i, 0, a, b]
+    assert torch.equal(shifted, expected)
+    assert len({(int(a), int(b)) for a, b in zip(sy, sx, strict=True)}) > 1  # each image its own shift

@@ -11,7 +11,8 @@ from cnn_core.training import Run, TrainConfig, evaluate, per_class_metrics
     "field, value",
     [("optimizer", "lbfgs"), ("schedule", "step"), ("device", "tpu"), ("lr", 0), ("lr", -1e-3), ("momentum", 1.0),
      ("weight_decay", -0.1), ("batch_size", 0), ("batch_size", 2.5), ("epochs", 0), ("seed", -1),
-     ("val_fraction", 0.0), ("val_fraction", 0.9), ("train_subset", -5), ("batchnorm", "yes")],
+     ("val_fraction", 0.0), ("val_fraction", 0.9), ("train_subset", -5), ("batchnorm", "yes"),
+     ("augment", 1)],
 )
 def test_invalid_config_names_the_field_and_range(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be .* got"):
@@ -60,6 +61,20 @@ def test_every_optimizer_and_schedule_trains(mnist, optimizer, schedule, tiny_co
         assert set(lrs) == {lr}
     else:
         assert max(lrs) <= lr + 1e-12 and lrs[-1] < lr / 10  # annealed by the end
+
+
+def test_augmentation_changes_training_but_not_evaluation(mnist, tiny_run, tiny_config):
+    run = Run(tiny_config(augment=True), mnist).run()
+    assert run.status == "finished" and run.results["accuracy"] > 0.5
+    assert [s["loss"] for s in run.steps] != [s["loss"] for s in tiny_run.steps]
+    assert Run(tiny_config(augment=True), mnist).run().steps == run.steps  # still seeded
+
+
+def test_unavailable_device_is_a_clear_error(mnist, tiny_config):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="device must be one available on this machine"):
+        Run(tiny_config(device="cuda"), mnist)
 
 
 def test_stop_from_another_thread_stops_within_one_step(mnist, tiny_config):

@@ -1,0 +1,105 @@
+"""AppTest: the Train page's validation, a live BN-vs-no-BN pair, the cap and Stop; the Results page."""
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from cnn_core.store import RunStore
+from pages.common import registry
+
+TRAIN = str(Path(__file__).resolve().parents[2] / "pages" / "train.py")
+RESULTS = str(Path(__file__).resolve().parents[2] / "pages" / "results.py")
+
+
+def _page(path):
+    at = AppTest.from_file(path, default_timeout=120).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _press(at, key):
+    next(b for b in at.button if b.key == key).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_invalid_settings_get_a_message_and_start_nothing():
+    at = _page(TRAIN)
+    before = len(registry().runs())
+    at.number_input(key="cfg_lr").set_value(0.0)
+    _press(at, "train_pair")
+    assert [e.value for e in at.error] == ["Not started: lr must be in (0, 10], got 0.0"]
+    at.number_input(key="cfg_lr").set_value(1e-3)
+    at.number_input(key="cfg_epochs").set_value(0)
+    _press(at, "train_one")
+    assert "epochs must be an integer in [1, 200], got 0" in at.error[0].value
+    assert len(registry().runs()) == before
+
+
+def _wait_for(at, condition, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not condition(at):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+    return at
+
+
+def test_pair_trains_live_and_ends_with_a_comparison(runs_dir):
+    at = _page(TRAIN)
+    assert "No run yet" in at.info[0].value
+    at.selectbox(key="cfg_subset").set_value(1000)
+    at.number_input(key="cfg_epochs").set_value(1)
+    _press(at, "train_pair")
+    ids = at.session_state.followed
+    assert len(ids) == 2 and at.query_params["runs"] == [",".join(ids)]
+    no_bn, bn = (registry().get(i) for i in ids)
+    assert (no_bn.config.batchnorm, bn.config.batchnorm) == (False, True)
+    _wait_for(at, lambda a: any(s.value == "Result" for s in a.subheader))
+    table = at.dataframe[0].value
+    assert list(table["BatchNorm"]) == [False, True] and list(table["parameters"]) == [799078, 800206]
+    verdict = next(m.value for m in at.markdown if m.value.startswith("**BatchNorm"))
+    assert "test accuracy" in verdict and "per epoch" in verdict
+    assert (runs_dir / no_bn.name / "model.pt").exists() and (runs_dir / bn.name / "run.json").exists()
+
+    # A reload (new session, same URL) reattaches to the runs.
+    again = AppTest.from_file(TRAIN, default_timeout=120)
+    again.query_params["runs"] = ",".join(ids)
+    again.run()
+    assert again.session_state.followed == ids and any(s.value == "Result" for s in again.subheader)
+
+
+def test_the_cap_gives_a_message_and_stop_stops():
+    at = _page(TRAIN)
+    at.selectbox(key="cfg_subset").set_value(0)
+    at.number_input(key="cfg_epochs").set_value(50)
+    _press(at, "train_one")
+    (run_id,) = [i for i in at.session_state.followed if not registry().get(i).done]
+    _press(at, "train_pair")
+    assert "already training; this server allows 2 at a time" in at.error[0].value
+    _wait_for(at, lambda a: registry().get(run_id).progress.get("step", 0) > 0)
+    _press(at, f"stop_{run_id}")
+    assert registry().get(run_id).wait(30) and registry().get(run_id).status == "stopped"
+
+
+def test_results_page_shows_a_run_compares_and_deletes(runs_dir, tiny_run):
+    RunStore(runs_dir).save(tiny_run, "to-delete", overwrite=True)
+    at = _page(RESULTS)
+    assert at.selectbox(key="results_run").value == "baseline"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"].startswith("99.") and metrics["Best epoch (by validation)"].endswith("of 15")
+    wrong = next(m.value for m in at.markdown if "of 10,000 test digits are misclassified" in m.value)
+    n_wrong = int(wrong.split("**")[1])
+    assert n_wrong == round((1 - float(metrics["Test accuracy"].rstrip("%")) / 100) * 10000)
+    compare = at.dataframe[1].value
+    assert list(compare["run"]) == ["baseline", "batchnorm"]
+    assert "baseline" not in at.selectbox(key="delete_run").options  # shipped runs are protected
+    at.selectbox(key="delete_run").set_value("to-delete").run()
+    delete = next(b for b in at.button if b.label == "Delete")
+    assert delete.disabled  # needs the confirmation first
+    at.checkbox(key="delete_confirm").check().run()
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert not at.exception
+    assert "to-delete" not in at.selectbox(key="results_run").options and not (runs_dir / "to-delete").exists()
