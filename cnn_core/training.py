@@ -171,12 +171,16 @@ class Run:
         data: Mnist,
         name: str | None = None,
         callback: Callable[[str, dict], None] | None = None,
+        threads: int | Callable[[], int] | None = None,
     ):
+        """``threads``: intra-op threads for this run's worker (a number, or a function asked before
+        every step so a registry can rebalance cores as runs start and end); None leaves torch's."""
         self.config = config.validate()
         self.data = data
         self.id = uuid.uuid4().hex[:8]
         self.name = name or f"{'bn' if config.batchnorm else 'nobn'}-{self.id}"
         self.callback = callback
+        self.threads = threads
         self.device = resolve_device(config.device)
         self.model = MnistCNN(config.batchnorm, generator=torch.Generator().manual_seed(config.seed)).to(self.device)
         self._lock = threading.Lock()
@@ -245,6 +249,13 @@ class Run:
             self.total_seconds = time.perf_counter() - self.started_at if self.started_at else 0.0
         return self
 
+    def _apply_threads(self) -> None:
+        """torch.set_num_threads is per calling thread here (OpenMP), so this only touches this run."""
+        if self.threads is not None:
+            k = self.threads() if callable(self.threads) else self.threads
+            if k != torch.get_num_threads():
+                torch.set_num_threads(k)
+
     def _emit(self, event: str, info: dict) -> None:
         if self.callback:
             self.callback(event, info)
@@ -260,6 +271,7 @@ class Run:
         total_steps = steps_per_epoch * cfg.epochs
         opt = make_optimizer(cfg, self.model.parameters())
         sched = make_scheduler(cfg, opt, total_steps)
+        self._apply_threads()
         self.started_at = time.perf_counter()
         with self._lock:
             self.status = "running"
@@ -274,6 +286,7 @@ class Run:
             for x, y in iterate_batches(images, labels, train_idx, cfg.batch_size, order_gen, dev):
                 if self._stop.is_set():
                     break
+                self._apply_threads()
                 if cfg.augment:
                     x = random_shift(x, 2, order_gen)
                 logits = self.model(x)
@@ -291,7 +304,7 @@ class Run:
                 record = {"step": step, "epoch": epoch, "loss": loss_v, "accuracy": acc_n / n, "lr": opt.param_groups[0]["lr"]}
                 with self._lock:
                     self.steps.append(record)
-                    self.progress.update(epoch=epoch, step=step, images_per_s=ips,
+                    self.progress.update(epoch=epoch, step=step, images_per_s=ips, threads=torch.get_num_threads(),
                                          elapsed_s=time.perf_counter() - self.started_at,
                                          eta_s=(total_steps - step) * cfg.batch_size / ips if ips else None)
                 self._emit("step", record)

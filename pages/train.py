@@ -108,7 +108,7 @@ def progress_row(run, snap: dict) -> None:
     if status == "running":
         eta = f"{p['eta_s']:.0f} s" if p.get("eta_s") is not None else "…"
         text = (f"epoch {p['epoch']}/{p['epochs']} · step {step:,}/{total:,} · "
-                f"{p['images_per_s']:,.0f} images/s · ETA {eta}")
+                f"{p['images_per_s']:,.0f} images/s · {p.get('threads', '?')} thread(s) · ETA {eta}")
     elif status == "finished":
         text = f"finished in {snap['total_seconds']:.1f} s · test accuracy {100 * snap['results']['accuracy']:.2f}%"
     elif status == "stopped":

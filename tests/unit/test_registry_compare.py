@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from cnn_core.compare import bn_verdict, comparison_table, steps_to_accuracy
@@ -28,6 +30,28 @@ def test_the_cap_refuses_whole_groups_and_frees_up_after_a_stop(mnist, tmp_path,
     assert reg.saved_name(first.id) is None  # stopped runs are not saved
     pair = reg.start_pair(tiny_config(epochs=1))
     assert all(r.wait(120) for r in pair)
+
+
+def test_cores_are_shared_out_among_active_runs(mnist, tmp_path, tiny_config, monkeypatch):
+    monkeypatch.setattr("cnn_core.registry.os.cpu_count", lambda: 2)
+    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2)
+
+    def threads_once_running(run):
+        while run.snapshot()["progress"].get("step", 0) < 2:
+            assert not run.done, run.error
+            time.sleep(0.01)
+        return run.snapshot()["progress"]["threads"]
+
+    (alone,) = reg.start([tiny_config(train_subset=0, epochs=50)])
+    assert threads_once_running(alone) == 2
+    (second,) = reg.start([tiny_config(train_subset=0, epochs=50)])
+    assert threads_once_running(second) == 1
+    step = alone.snapshot()["progress"]["step"]
+    while alone.snapshot()["progress"]["step"] < step + 2:
+        time.sleep(0.01)
+    assert alone.snapshot()["progress"]["threads"] == 1  # rebalanced while it trains
+    reg.stop_all()
+    assert alone.wait(30) and second.wait(30)
 
 
 def test_names_never_clash_with_saved_runs(mnist, tmp_path, tiny_run, tiny_config):
