@@ -1,16 +1,16 @@
-"""CNN Lab — entry point: page config, navigation over pages/, shared sidebar."""
+"""CNN Lab — entry point: page config, navigation over app_pages/, shared sidebar."""
 
 import streamlit as st
 
 st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
 
-from pages.common import sidebar  # noqa: E402  (after set_page_config)
+from app_pages.common import sidebar  # noqa: E402  (after set_page_config)
 
 nav = st.navigation(
     [
-        st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/results.py", title="Results", icon=":material/analytics:"),
+        st.Page("app_pages/overview.py", title="Overview", icon=":material/home:", default=True),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/results.py", title="Results", icon=":material/analytics:"),
     ]
 )
 sidebar()

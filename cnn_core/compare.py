@@ -30,7 +30,7 @@ def summary_row(run: dict) -> dict:
         "parameters": count_parameters(MnistCNN(bool(cfg["batchnorm"]))),
         "steps to 98% val": steps_to_accuracy(epochs),
         "epochs": len(epochs),
-        "training digits": cfg["train_subset"] or None,
+        "training digits": cfg["train_subset"] or 60000 - round(60000 * cfg["val_fraction"]),
     }
 
 

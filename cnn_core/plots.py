@@ -127,7 +127,7 @@ def confusion_figure(confusion: list[list[int]], title: str = "Confusion matrix 
     z = np.asarray(confusion, dtype=float)
     off = z.copy()
     np.fill_diagonal(off, np.nan)
-    fig = go.Figure(go.Heatmap(z=off, x=list(range(10)), y=list(range(10)), colorscale="Reds", showscale=True,
+    fig = go.Figure(go.Heatmap(z=off, x=list(range(10)), y=list(range(10)), colorscale=[[0, "#fff5f0"], [1, "#f4a582"]], showscale=True,
                                colorbar=dict(title="errors"), hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
     fig.add_trace(go.Heatmap(z=np.where(np.eye(10, dtype=bool), z, np.nan), x=list(range(10)), y=list(range(10)),
                              colorscale=[[0, "#e8f4e8"], [1, "#e8f4e8"]], showscale=False,

@@ -14,7 +14,7 @@ def runs_dir(tmp_path_factory):
     for name in ("baseline", "batchnorm"):
         shutil.copytree(REPO / "checkpoints" / name, d / name)
     os.environ["CNN_LAB_RUNS_DIR"] = str(d)
-    import pages.common
+    import app_pages.common
 
-    pages.common.RUNS_DIR = d
+    app_pages.common.RUNS_DIR = d
     return d

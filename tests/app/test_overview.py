@@ -16,14 +16,14 @@ def _app():
 def test_overview_shows_predictions_and_the_numbers():
     at = _app()
     assert at.title[0].value.startswith("CNN Lab")
-    assert any("of 12 correct" in m.value and "% on all 10,000 test digits" in m.value for m in at.markdown)
+    assert any("of 12 correct" in m.value and "**99.42%** on all 10,000 test digits" in m.value for m in at.markdown)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Parameters"] == "799,078"
     assert metrics["Neurons (conv + FC outputs)"] == "31,870"
     assert metrics["Units incl. input & pooling"] == "40,494"
     assert len(at.dataframe[0].value) == 11  # input … fc2, no BatchNorm rows
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
-    assert "Baseline (no BatchNorm)**: 99." in sidebar and "BatchNorm**: 99." in sidebar
+    assert "Baseline (no BatchNorm)**: 99.42%" in sidebar and "**BatchNorm**: 99.53%" in sidebar
 
 
 def test_new_sample_and_model_switch():

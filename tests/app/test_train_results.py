@@ -5,11 +5,11 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from app_pages.common import registry
 from cnn_core.store import RunStore
-from pages.common import registry
 
-TRAIN = str(Path(__file__).resolve().parents[2] / "pages" / "train.py")
-RESULTS = str(Path(__file__).resolve().parents[2] / "pages" / "results.py")
+TRAIN = str(Path(__file__).resolve().parents[2] / "app_pages" / "train.py")
+RESULTS = str(Path(__file__).resolve().parents[2] / "app_pages" / "results.py")
 
 
 def _page(path):
@@ -54,7 +54,7 @@ def test_pair_trains_live_and_ends_with_a_comparison(runs_dir):
     at.number_input(key="cfg_epochs").set_value(1)
     _press(at, "train_pair")
     ids = at.session_state.followed
-    assert len(ids) == 2 and at.query_params["runs"] == [",".join(ids)]
+    assert len(ids) == 2 and at.query_params["runs"] == ",".join(ids)
     no_bn, bn = (registry().get(i) for i in ids)
     assert (no_bn.config.batchnorm, bn.config.batchnorm) == (False, True)
     _wait_for(at, lambda a: any(s.value == "Result" for s in a.subheader))
@@ -72,6 +72,8 @@ def test_pair_trains_live_and_ends_with_a_comparison(runs_dir):
 
 
 def test_the_cap_gives_a_message_and_stop_stops():
+    registry().stop_all()  # whatever earlier tests left running
+    assert all(r.wait(30) for r in registry().runs())
     at = _page(TRAIN)
     at.selectbox(key="cfg_subset").set_value(0)
     at.number_input(key="cfg_epochs").set_value(50)

@@ -10,9 +10,9 @@ pytestmark = pytest.mark.e2e
 
 
 def _configure(page, size_label, epochs):
-    page.get_by_label("Training set").click()  # a streamlit selectbox: open it, pick an option
+    page.get_by_role("combobox", name="Training set").click()  # a streamlit selectbox: open it, pick an option
     page.get_by_role("option", name=size_label).click()
-    epochs_input = page.get_by_label("Epochs")
+    epochs_input = page.get_by_label("Epochs", exact=True)
     epochs_input.fill(str(epochs))
     epochs_input.press("Tab")
 

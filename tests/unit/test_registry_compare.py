@@ -64,7 +64,7 @@ def test_names_never_clash_with_saved_runs(mnist, tmp_path, tiny_run, tiny_confi
 
 
 def _snap(name, bn, acc, secs, val_accs, steps_per_epoch=100):
-    return {"name": name, "config": {"batchnorm": bn, "train_subset": 0},
+    return {"name": name, "config": {"batchnorm": bn, "train_subset": 0, "val_fraction": 0.1},
             "results": {"accuracy": acc, "loss": 0.03},
             "epochs": [{"epoch": i + 1, "step": (i + 1) * steps_per_epoch, "val_accuracy": v, "seconds": secs,
                         "val_loss": 1 - v, "train_loss": 0.5 - v / 2, "train_accuracy": v}
@@ -78,6 +78,7 @@ def test_steps_to_98_and_the_table():
     t = comparison_table([snap, _snap("b", True, 0.995, 12, [0.985])]).set_index("run")
     assert t.loc["a", "parameters"] == 799078 and t.loc["b", "parameters"] == 800206
     assert t.loc["b", "steps to 98% val"] == 100 and t.loc["a", "test accuracy (%)"] == pytest.approx(99.0)
+    assert t.loc["a", "training digits"] == 54000
 
 
 def test_bn_verdict_reads_the_numbers():
@@ -94,7 +95,7 @@ def test_bn_verdict_reads_the_numbers():
 def test_curves_are_thinned_smoothed_and_coloured():
     steps = [{"step": i, "loss": 1.0 / i} for i in range(1, 5001)]
     snap = {**_snap("a", False, 0.99, 10, [0.99]), "steps": steps}
-    fig = step_loss_figure([snap, {**snap, "name": "b", "config": {"batchnorm": True, "train_subset": 0}}])
+    fig = step_loss_figure([snap, {**snap, "name": "b", "config": {"batchnorm": True, "train_subset": 0, "val_fraction": 0.1}}])
     assert all(len(tr.x) <= 2000 for tr in fig.data) and fig.data[0].x[0] == 1
     assert {tr.type for tr in fig.data} == {"scatter"}  # SVG, not WebGL
     assert fig.data[1].line.color != fig.data[3].line.color

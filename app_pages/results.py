@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_pages.common import prediction_grid, require_data, run_store, saved_model
 from cnn_core.compare import comparison_table
 from cnn_core.data import to_float
 from cnn_core.model import predict_proba
 from cnn_core.plots import confusion_figure, digit_grid, epoch_figure, misclassified, step_loss_figure
 from cnn_core.store import CheckpointError
-from pages.common import prediction_grid, require_data, run_store, saved_model
 
 st.title("Results and comparison")
 data = require_data()

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from app_pages.common import SHIPPED, prediction_grid, require_data, require_models
 from cnn_core.model import layer_table, neuron_counts, parameter_split
-from pages.common import SHIPPED, prediction_grid, require_data, require_models
 
 st.title("CNN Lab — a convolutional network on MNIST")
 st.markdown(

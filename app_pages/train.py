@@ -2,11 +2,11 @@
 
 import streamlit as st
 
+from app_pages.common import registry, require_data
 from cnn_core.compare import bn_verdict, comparison_table
 from cnn_core.plots import epoch_figure, run_color, step_loss_figure
 from cnn_core.registry import TooManyRuns
 from cnn_core.training import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
-from pages.common import registry, require_data
 
 SIZES = {1000: "1,000 digits (seconds)", 5000: "5,000", 10000: "10,000", 27000: "27,000", 0: "all 54,000 (minutes)"}
 POLL_SECONDS = 1.0
@@ -41,8 +41,8 @@ with st.form("train_form"):
                                    help="Stratified share of the 60,000 training digits held out for validation")
     device = c3.selectbox("Device", DEVICES, key="cfg_device")
     batchnorm = c4.checkbox("BatchNorm (single run)", value=False, key="cfg_bn")
-    augment = c4.checkbox("Augment: random shifts ≤ 2 px", value=False, key="cfg_augment",
-                          help="Each training digit moved by up to 2 pixels each time it is seen: less overfitting")
+    augment = c4.checkbox("Augment (shifts)", value=False, key="cfg_augment",
+                          help="Each training digit is moved by up to 2 pixels every time it is seen: less overfitting")
     b1, b2, _ = st.columns([1, 1, 2])
     train_one = b1.form_submit_button("Train", icon=":material/play_arrow:", key="train_one")
     train_pair = b2.form_submit_button("Train BN vs no-BN", icon=":material/compare_arrows:", type="primary", key="train_pair")
