@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
+from cnn_core.compare import comparison_table
 from cnn_core.data import DataError, Mnist, load_mnist, to_float
 from cnn_core.model import predict_proba
 from cnn_core.plots import digit_grid, prediction_titles
@@ -111,3 +113,15 @@ def sidebar() -> None:
         active = registry().active()
         if active:
             st.markdown(f"**Training now**: {', '.join(r.name for r in active)}")
+
+
+def comparison_dataframe(runs: list[dict]) -> None:
+    """The runs' headline numbers as one table (live snapshots or saved runs)."""
+    table = comparison_table(runs)
+    table["steps to 98% val"] = [f"{v:,.0f}" if pd.notna(v) else "not reached" for v in table["steps to 98% val"]]
+    st.dataframe(table, hide_index=True, column_config={
+        "test accuracy (%)": st.column_config.NumberColumn(format="%.2f"),
+        "test loss": st.column_config.NumberColumn(format="%.4f"),
+        "seconds / epoch": st.column_config.NumberColumn(format="%.1f"),
+        "parameters": st.column_config.NumberColumn(format="localized"),
+        "training digits": st.column_config.NumberColumn(format="localized")})

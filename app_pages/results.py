@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import prediction_grid, require_data, run_store, saved_model
-from cnn_core.compare import comparison_table
+from app_pages.common import comparison_dataframe, prediction_grid, require_data, run_store, saved_model
 from cnn_core.data import to_float
 from cnn_core.model import predict_proba
 from cnn_core.plots import confusion_figure, digit_grid, epoch_figure, misclassified, step_loss_figure
@@ -74,11 +73,7 @@ default = [n for n in ("baseline", "batchnorm") if n in names]
 chosen = st.multiselect("Runs to compare", names, default=default, format_func=label.get)
 if chosen:
     histories = [store.load_history(n) for n in chosen]
-    st.dataframe(comparison_table(histories), hide_index=True, column_config={
-        "test accuracy (%)": st.column_config.NumberColumn(format="%.2f"),
-        "test loss": st.column_config.NumberColumn(format="%.4f"),
-        "seconds / epoch": st.column_config.NumberColumn(format="%.1f"),
-        "parameters": st.column_config.NumberColumn(format="localized")})
+    comparison_dataframe(histories)
     a, b = st.columns(2)
     a.plotly_chart(step_loss_figure(histories), key="cmp_steps")
     b.plotly_chart(epoch_figure(histories), key="cmp_epochs")

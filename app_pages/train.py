@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from app_pages.common import registry, require_data
-from cnn_core.compare import bn_verdict, comparison_table
+from app_pages.common import comparison_dataframe, registry, require_data
+from cnn_core.compare import bn_verdict
 from cnn_core.plots import epoch_figure, run_color, step_loss_figure
 from cnn_core.registry import TooManyRuns
 from cnn_core.training import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -82,12 +82,7 @@ def live_view() -> None:
     finished = [s for s in snaps if s["status"] == "finished"]
     if finished and all(r.done for r in runs):
         st.subheader("Result")
-        table = comparison_table(finished)
-        st.dataframe(table, hide_index=True, column_config={
-            "test accuracy (%)": st.column_config.NumberColumn(format="%.2f"),
-            "test loss": st.column_config.NumberColumn(format="%.4f"),
-            "seconds / epoch": st.column_config.NumberColumn(format="%.1f"),
-            "parameters": st.column_config.NumberColumn(format="localized")})
+        comparison_dataframe(finished)
         no_bn = [s for s in finished if not s["config"]["batchnorm"]]
         bn = [s for s in finished if s["config"]["batchnorm"]]
         if len(no_bn) == 1 and len(bn) == 1:
