@@ -68,21 +68,22 @@ def thin(n: int, max_points: int = 2000) -> slice:
     return slice(None, None, max(1, -(-n // max_points)))
 
 
-def _dashes():
-    while True:
-        yield from ("solid", "dash", "dot", "dashdot")
+def _styled(snapshots: list[dict], key: str):
+    """(snapshot, its non-empty ``key`` history, colour, dash) per run: colour says BN or not, the dash
+    tells apart runs of the same kind."""
+    dashes = ("solid", "dash", "dot", "dashdot")
+    seen = {True: 0, False: 0}
+    for snap in snapshots:
+        bn = bool(snap["config"]["batchnorm"])
+        if snap[key]:
+            yield snap, snap[key], run_color(bn), dashes[seen[bn] % len(dashes)]
+            seen[bn] += 1
 
 
 def step_loss_figure(snapshots: list[dict], max_points: int = 2000) -> go.Figure:
     """Per-step training loss of each run: smoothed line, raw values faint behind it (SVG lines)."""
     fig = go.Figure()
-    dash = {True: _dashes(), False: _dashes()}
-    for snap in snapshots:
-        steps = snap["steps"]
-        if not steps:
-            continue
-        bn = snap["config"]["batchnorm"]
-        color, style = run_color(bn), next(dash[bn])
+    for snap, steps, color, style in _styled(snapshots, "steps"):
         x = [s["step"] for s in steps]
         raw = [s["loss"] for s in steps]
         smooth = ema(raw)
@@ -100,13 +101,7 @@ def step_loss_figure(snapshots: list[dict], max_points: int = 2000) -> go.Figure
 def epoch_figure(snapshots: list[dict]) -> go.Figure:
     """Per-epoch training and validation loss (left) and accuracy (right) of each run."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss per epoch", "accuracy per epoch (%)"))
-    dash = {True: _dashes(), False: _dashes()}
-    for snap in snapshots:
-        epochs = snap["epochs"]
-        if not epochs:
-            continue
-        bn = snap["config"]["batchnorm"]
-        color, style = run_color(bn), next(dash[bn])
+    for snap, epochs, color, style in _styled(snapshots, "epochs"):
         x = [e["epoch"] for e in epochs]
         for col, key, scale in ((1, "loss", 1), (2, "accuracy", 100)):
             fig.add_trace(go.Scatter(x=x, y=[scale * e[f"val_{key}"] for e in epochs], mode="lines+markers",

@@ -243,11 +243,16 @@ class Run:
         try:
             self._train()
         except Exception:  # a UI must see the failure, not a dead thread
-            with self._lock:
-                self.status, self.error = "failed", traceback.format_exc(limit=4)
-        finally:
-            self.total_seconds = time.perf_counter() - self.started_at if self.started_at else 0.0
+            self._end("failed", error=traceback.format_exc(limit=4))
         return self
+
+    def _end(self, status: str, **fields) -> None:
+        """Set the final status together with the total time, so no reader sees one without the other."""
+        with self._lock:
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self.total_seconds = time.perf_counter() - self.started_at if self.started_at else 0.0
+            self.status = status
 
     def _apply_threads(self) -> None:
         """torch.set_num_threads is per calling thread here (OpenMP), so this only touches this run."""
@@ -309,8 +314,7 @@ class Run:
                                          eta_s=(total_steps - step) * cfg.batch_size / ips if ips else None)
                 self._emit("step", record)
             if self._stop.is_set():
-                with self._lock:
-                    self.status = "stopped"
+                self._end("stopped")
                 return
             train_seconds = time.perf_counter() - t0
             val = evaluate(self.model, data.train_images[val_idx], data.train_labels[val_idx], with_details=False)
@@ -325,7 +329,5 @@ class Run:
             self._emit("epoch", summary)
         self.model.load_state_dict(self.best_state)
         results = evaluate(self.model, data.test_images, data.test_labels)
-        with self._lock:
-            self.results = results
-            self.status = "finished"
+        self._end("finished", results=results)
         self._emit("finished", results)

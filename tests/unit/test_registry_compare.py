@@ -99,6 +99,8 @@ def test_curves_are_thinned_smoothed_and_coloured():
     assert all(len(tr.x) <= 2000 for tr in fig.data) and fig.data[0].x[0] == 1
     assert {tr.type for tr in fig.data} == {"scatter"}  # SVG, not WebGL
     assert fig.data[1].line.color != fig.data[3].line.color
+    twins = step_loss_figure([snap, {**snap, "name": "a2"}])
+    assert twins.data[1].line.color == twins.data[3].line.color and twins.data[1].line.dash != twins.data[3].line.dash
     assert ema([4.0, 4.0, 4.0]) == pytest.approx([4.0, 4.0, 4.0])  # debiased: no warm-up dip
     assert thin(10, 3) == slice(None, None, 4)
     assert len(epoch_figure([snap]).data) == 4

@@ -27,7 +27,7 @@ def test_from_dict_rejects_unknown_fields():
 
 def test_a_run_records_history_keeps_best_weights_and_evaluates_the_test_set(tiny_run, mnist):
     snap = tiny_run.snapshot()
-    assert snap["status"] == "finished" and snap["error"] is None
+    assert snap["status"] == "finished" and snap["error"] is None and snap["total_seconds"] > 0
     assert len(snap["steps"]) == math.ceil(512 / 64) * 2 == snap["progress"]["total_steps"]
     assert [e["epoch"] for e in snap["epochs"]] == [1, 2]
     for e in snap["epochs"]:
@@ -103,7 +103,21 @@ def test_a_failing_run_reports_instead_of_raising(mnist, tiny_config):
         raise RuntimeError("boom in callback")
 
     run = Run(tiny_config(), mnist, callback=explode).run()
-    assert run.status == "failed" and "boom in callback" in run.error
+    assert run.status == "failed" and "boom in callback" in run.error and run.total_seconds > 0
+
+
+def test_a_finished_status_always_comes_with_its_numbers(mnist, tiny_config):
+    seen = []
+
+    def on_event(event, info):  # runs in the worker; a UI polling now must see complete data
+        if event == "finished":
+            snap = run.snapshot()
+            seen.append((snap["status"], snap["total_seconds"], snap["results"] is not None))
+
+    run = Run(tiny_config(epochs=1), mnist, callback=on_event)
+    run.run()
+    assert run.status == "finished", run.error
+    assert seen and seen[0][0] == "finished" and seen[0][1] > 0 and seen[0][2]
 
 
 class _Constant(torch.nn.Module):
