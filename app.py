@@ -11,6 +11,7 @@ nav = st.navigation(
         st.Page("app_pages/overview.py", title="Overview", icon=":material/home:", default=True),
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("app_pages/results.py", title="Results", icon=":material/analytics:"),
+        st.Page("app_pages/inside.py", title="Inside the network", icon=":material/visibility:"),
     ]
 )
 sidebar()

@@ -47,11 +47,20 @@ class MnistCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """N×1×28×28 intensities in [0, 1] → N×10 logits."""
-        x = (x - self.mean) / self.std
-        x = self.pool(F.relu(self._bn("bn1", self.conv1(x))))
-        x = self.pool(F.relu(self._bn("bn2", self.conv2(x))))
-        x = F.relu(self._bn("bn3", self.fc1(x.flatten(1))))
-        return self.fc2(x)
+        return self.stages(x)["logits"]
+
+    def stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every intermediate result by name. "convK" is the input of ReLU K (after BatchNorm when the
+        model has it), "reluK" its output, "poolK" the max-pooled maps."""
+        out = {}
+        h = (x - self.mean) / self.std
+        for k in (1, 2):
+            out[f"conv{k}"] = self._bn(f"bn{k}", getattr(self, f"conv{k}")(h))
+            out[f"relu{k}"] = F.relu(out[f"conv{k}"])
+            out[f"pool{k}"] = h = self.pool(out[f"relu{k}"])
+        out["fc1"] = F.relu(self._bn("bn3", self.fc1(h.flatten(1))))
+        out["logits"] = self.fc2(out["fc1"])
+        return out
 
 
 def init_weights(model: nn.Module, generator: torch.Generator) -> None:
@@ -165,3 +174,12 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> 
     device = next(model.parameters()).device
     with torch.inference_mode():
         return torch.cat([model(x[i : i + batch_size].to(device)).softmax(1).cpu() for i in range(0, len(x), batch_size)])
+
+
+def architecture_dot(model: MnistCNN) -> str:
+    """Graphviz DOT of the layers, with the tensor shape on each edge."""
+    t = layer_table(model)
+    nodes = [f'  n{i} [label="{r.layer}\\n{r.type}' + (f'\\n{r.parameters:,} params' if r.parameters else "") + '"];'
+             for i, r in enumerate(t.itertuples())]
+    edges = [f'  n{i} -> n{i + 1} [label=" {t["output shape"][i]}"];' for i in range(len(t) - 1)]
+    return "\n".join(["digraph cnn {", "  rankdir=LR; node [shape=box, style=rounded, fontsize=11];", *nodes, *edges, "}"])

@@ -141,3 +141,112 @@ def misclassified(probs: np.ndarray, labels: np.ndarray, limit: int = 24) -> tup
     wrong = np.flatnonzero(pred != labels)
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:limit]
     return wrong, [f"#{i}: true {labels[i]} → {pred[i]} ({100 * conf[i]:.0f}%)" for i in wrong]
+
+
+def tile(maps: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
+    """K×h×w maps → one (rows·(h+gap))×(cols·(w+gap)) array, maps in row-major order, NaN gaps."""
+    k, h, w = maps.shape
+    rows = -(-k // cols)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan)
+    for i, m in enumerate(maps):
+        r, c = divmod(i, cols)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = m
+    return out
+
+
+def _grid_heatmap(tiled: np.ndarray, colorscale, zmin, zmax, title: str, height: int, zmid=None, colorbar: str = "") -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=tiled, colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, hoverongaps=False,
+                               colorbar=dict(title=colorbar), hovertemplate="%{z:.3f}<extra></extra>"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10), font=FONT,
+                      plot_bgcolor="white")
+    return fig
+
+
+def filters_figure(kernels: np.ndarray, title: str, cols: int = 8, zmax: float | None = None, height: int = 420) -> go.Figure:
+    """K×k×k kernels in a grid on one diverging scale centred on 0 (blue −, red +). Pass ``zmax`` to
+    share the scale with another figure."""
+    zmax = float(np.abs(kernels).max()) if zmax is None else zmax
+    return _grid_heatmap(tile(kernels, cols), "RdBu_r", -zmax, zmax, title, height, zmid=0, colorbar="weight")
+
+
+def feature_maps_figure(maps: np.ndarray, title: str, per_map: bool, zmax: float | None = None, cols: int = 8,
+                        height: int = 460) -> go.Figure:
+    """C×H×W activations in a grid. ``per_map``: each map stretched to its own range (shapes);
+    otherwise one scale for all (magnitudes), up to ``zmax`` when given (to share with another model)."""
+    maps = np.asarray(maps, dtype=np.float64)
+    if per_map:
+        lo = maps.min(axis=(1, 2), keepdims=True)
+        span = maps.max(axis=(1, 2), keepdims=True) - lo
+        maps = np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1), 0.0)
+        zmin, zmax, label = 0.0, 1.0, "per map"
+    else:
+        zmin = min(0.0, float(maps.min()))
+        zmax = float(maps.max()) if zmax is None else zmax
+        label = "activation"
+    return _grid_heatmap(tile(maps, cols), "Viridis", zmin, zmax, title, height, colorbar=label)
+
+
+def occlusion_figure(images: np.ndarray, prob: np.ndarray, pred: np.ndarray, labels: list[str], patch: int,
+                     stride: int) -> go.Figure:
+    """Per image (one row): the digit, P(class of interest) as a function of the patch's top-left
+    corner, and the predicted class under occlusion."""
+    n = len(images)
+    fig = make_subplots(rows=n, cols=3, horizontal_spacing=0.04, vertical_spacing=0.25 / max(n, 1),
+                        subplot_titles=[t for lab in labels for t in (lab, "P(class of interest)", "predicted class")])
+    cells = np.arange(prob.shape[1]) * stride
+    for i in range(n):
+        fig.add_trace(go.Heatmap(z=images[i], colorscale="gray", showscale=False, hoverinfo="skip"), row=i + 1, col=1)
+        fig.add_trace(go.Heatmap(z=prob[i], x=cells, y=cells, zmin=0, zmax=1, colorscale="Viridis", showscale=i == 0,
+                                 colorbar=dict(title="P", len=0.3, y=1, yanchor="top"),
+                                 hovertemplate="patch at row %{y}, col %{x}: P = %{z:.3f}<extra></extra>"),
+                      row=i + 1, col=2)
+        fig.add_trace(go.Heatmap(z=pred[i], x=cells, y=cells, zmin=-0.5, zmax=9.5, colorscale=_CLASS_COLORS,
+                                 showscale=i == 0, colorbar=dict(title="class", tickvals=list(range(10)), len=0.3, x=1.08,
+                                                                 y=1, yanchor="top"),
+                                 hovertemplate="patch at row %{y}, col %{x}: predicted %{z}<extra></extra>"),
+                      row=i + 1, col=3)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(height=230 * n + 60, margin=dict(l=10, r=80, t=40, b=10), font=FONT,
+                      title=f"{patch}×{patch} patch, stride {stride}: each cell is the patch's top-left corner")
+    return fig
+
+
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_CLASS_COLORS = [[v, c] for i, c in enumerate(_PALETTE) for v in (i / 10, (i + 1) / 10)]
+
+
+def attribution_figure(images: np.ndarray, maps: dict[str, np.ndarray], labels: list[str]) -> go.Figure:
+    """Per image (one row): the digit, then each attribution map blended over the digit."""
+    n, methods = len(images), list(maps)
+    fig = make_subplots(rows=n, cols=1 + len(methods), horizontal_spacing=0.03, vertical_spacing=0.25 / max(n, 1),
+                        subplot_titles=[t for i in range(n) for t in (labels[i], *methods)])
+    for i in range(n):
+        fig.add_trace(go.Heatmap(z=images[i], colorscale="gray", showscale=False, hoverinfo="skip"), row=i + 1, col=1)
+        for j, m in enumerate(methods):
+            a = maps[m][i]
+            peak = float(np.abs(a).max()) or 1.0
+            fig.add_trace(go.Heatmap(z=images[i], colorscale="gray", showscale=False, hoverinfo="skip"), row=i + 1, col=j + 2)
+            fig.add_trace(go.Heatmap(z=a / peak, zmin=-1, zmax=1, zmid=0, colorscale="RdBu_r", opacity=0.65,
+                                     showscale=False, hovertemplate="%{z:.2f} of max<extra></extra>"), row=i + 1, col=j + 2)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(height=230 * n + 40, margin=dict(l=10, r=10, t=40, b=10), font=FONT)
+    return fig
+
+
+def occlusion_strip_figure(maps: dict[int, np.ndarray], stride: int, title: str) -> go.Figure:
+    """P(class of interest) maps of one digit for several patch sizes, side by side on one 0–1 scale."""
+    sizes = list(maps)
+    fig = make_subplots(rows=1, cols=len(sizes), subplot_titles=[f"patch {p}×{p}" for p in sizes], horizontal_spacing=0.02)
+    for j, p in enumerate(sizes):
+        cells = np.arange(maps[p].shape[0]) * stride
+        fig.add_trace(go.Heatmap(z=maps[p], x=cells, y=cells, zmin=0, zmax=1, colorscale="Viridis", showscale=j == 0,
+                                 hovertemplate=f"patch {p}: top-left row %{{y}}, col %{{x}}: P = %{{z:.3f}}<extra></extra>"),
+                      row=1, col=j + 1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=70, b=10), font=FONT)
+    return fig

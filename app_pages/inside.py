@@ -1,0 +1,171 @@
+"""Inside the network: architecture, filters, activations, occlusion, attributions (assignment part 2)."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app_pages.common import SHIPPED, require_data, require_models
+from cnn_core.data import to_float
+from cnn_core.inside import ATTRIBUTIONS, FILLS, attribution, feature_maps, occlusion
+from cnn_core.model import architecture_dot, layer_table, predict_proba
+from cnn_core.plots import attribution_figure, feature_maps_figure, filters_figure, occlusion_figure, occlusion_strip_figure
+
+st.title("Inside the network")
+data = require_data()
+models = require_models()
+
+c1, c2 = st.columns([2, 3])
+view = c1.radio("Model", ["baseline", "batchnorm", "both"], horizontal=True, key="inside_model",
+                format_func=lambda n: SHIPPED.get(n, "Both, side by side"))
+section = c2.segmented_control("Show", ["Architecture", "Filters", "Activations", "Occlusion", "Attributions"],
+                               default="Occlusion", key="inside_section") or "Occlusion"
+names = list(models) if view == "both" else [view]
+if any(n not in models for n in names):
+    st.error(f"The {view} model is missing from checkpoints/.")
+    st.stop()
+
+
+def side_by_side(render) -> None:
+    """Call render(name, model) for each chosen model, in columns when there are two."""
+    cols = st.columns(len(names))
+    for col, name in zip(cols, names, strict=True):
+        with col:
+            if len(names) > 1:
+                st.markdown(f"**{SHIPPED[name]}**")
+            render(name, models[name][0])
+
+
+def pick_digits(n_default: int, key: str) -> list[int]:
+    """Test-set indices: random (with reshuffle), a class, or typed indices."""
+    a, b, c = st.columns([2, 2, 3])
+    mode = a.radio("Digits", ["random", "of one class", "by index"], horizontal=True, key=f"{key}_mode")
+    seed_key = f"{key}_seed"
+    st.session_state.setdefault(seed_key, 0)
+    rng = np.random.default_rng(st.session_state[seed_key])
+    if mode == "by index":
+        text = b.text_input("Test indices (0–9,999, comma-separated)", "0, 1, 2, 3, 4", key=f"{key}_idx")
+        try:
+            idx = [int(t) for t in text.replace(" ", "").split(",") if t]
+            if not idx or any(not 0 <= i < 10000 for i in idx):
+                raise ValueError
+        except ValueError:
+            st.error("Type test-set indices between 0 and 9,999, separated by commas (e.g. 7, 42, 1234).")
+            st.stop()
+        return idx[:10]
+    n = b.slider("How many", 1, 10, n_default, key=f"{key}_n")
+    if c.button("Reshuffle", icon=":material/shuffle:", key=f"{key}_shuffle"):
+        st.session_state[seed_key] += 1
+        rng = np.random.default_rng(st.session_state[seed_key])
+    if mode == "of one class":
+        cls = c.selectbox("Class", list(range(10)), key=f"{key}_class")
+        pool = torch.nonzero(data.test_labels == cls).flatten().numpy()
+        return rng.choice(pool, n, replace=False).tolist()
+    return rng.choice(len(data.test_labels), n, replace=False).tolist()
+
+
+if section == "Architecture":
+    st.graphviz_chart(architecture_dot(models[names[0]][0]))
+    side_by_side(lambda name, model: st.dataframe(layer_table(model), hide_index=True))
+    st.caption("Output size of a convolution or pooling window: (W − K + 2P) / S + 1. 'neurons' counts conv and FC "
+               "outputs (31,870); the last column also counts the 784 input pixels and the pooling outputs (40,494).")
+
+elif section == "Filters":
+    st.markdown("**What am I seeing?** Each conv1 filter is a 3×3 pattern the network slides over the digit: red weights "
+                "reward ink, blue weights punish it, so many look like **edge and stroke detectors** in some direction, "
+                "or **blob** detectors. conv2 filters look at 32 conv1 maps at once, so a single slice of them is much "
+                "harder to read — their meaning lives in the combination.")
+    conv1 = {n: models[n][0].conv1.weight.detach()[:, 0].numpy() for n in names}
+    shared = max(float(np.abs(w).max()) for w in conv1.values())
+    side_by_side(lambda name, model: st.plotly_chart(
+        filters_figure(conv1[name], "conv1: 32 filters, 3×3 (one shared scale)", zmax=shared), key=f"f1_{name}"))
+    overview = st.toggle("conv2: overview of all 32×32 kernels", key="conv2_overview")
+    if overview:
+        side_by_side(lambda name, model: st.plotly_chart(filters_figure(
+            model.conv2.weight.detach().reshape(-1, 3, 3).numpy(), "conv2: row = filter, column = input channel",
+            cols=32, height=700), key=f"f2all_{name}"))
+    else:
+        k = st.slider("conv2 filter", 0, 31, 0, key="conv2_filter")
+        side_by_side(lambda name, model: st.plotly_chart(filters_figure(
+            model.conv2.weight.detach()[k].numpy(), f"conv2 filter {k}: its 32 input-channel kernels"), key=f"f2_{name}"))
+
+elif section == "Activations":
+    idx = pick_digits(1, "act")[0]
+    a, b, c = st.columns(3)
+    layer = a.radio("Layer", ["conv1", "conv2"], horizontal=True, key="act_layer")
+    stage = b.radio("Stage", ["pre-ReLU", "post-ReLU", "post-pool"], index=1, horizontal=True, key="act_stage")
+    per_map = c.radio("Scale", ["per map", "shared"], horizontal=True, key="act_scale") == "per map"
+    x = to_float(data.test_images[idx : idx + 1])
+    st.image(data.test_images[idx].numpy(), caption=f"test digit #{idx} (label {int(data.test_labels[idx])})", width=140)
+    maps = {n: feature_maps(models[n][0], x, layer, stage)[0].numpy() for n in names}
+    zmax = max(float(m.max()) for m in maps.values())
+    side_by_side(lambda name, model: st.plotly_chart(feature_maps_figure(
+        maps[name], f"{layer} {stage}: 32 maps of {maps[name].shape[1]}×{maps[name].shape[2]}", per_map, zmax=zmax),
+        key=f"act_{name}"))
+    st.caption("Deeper maps are smaller and more abstract: conv1 maps still look like the digit's strokes and edges; "
+               "after conv2 and pooling they are coarse 7×7 maps of where a part was found. 'shared' scale uses one colour "
+               "range for all maps (and both models), so magnitudes can be compared.")
+
+elif section == "Occlusion":
+    st.markdown("Slide a patch over the digit and watch the probability of the **class of interest**: where it drops, the "
+                "network was using that part of the image.")
+    idx = pick_digits(10, "occ")
+    a, b, c, d = st.columns(4)
+    patch = a.slider("Patch size", 1, 16, 6, key="occ_patch")
+    stride = b.slider("Stride", 1, 4, 2, key="occ_stride")
+    fill_name = c.selectbox("Fill", list(FILLS), key="occ_fill")
+    interest = d.selectbox("Class of interest", ["true class", "predicted class", *[f"class {k}" for k in range(10)]],
+                           key="occ_interest")
+
+    @st.cache_data(max_entries=64, show_spinner="Occluding…")
+    def cached_occlusion(name: str, idx: tuple, patch: int, stride: int, fill: str, interest: str):
+        model = models[name][0]
+        x = to_float(data.test_images[list(idx)])
+        if interest == "true class":
+            targets = data.test_labels[list(idx)]
+        elif interest == "predicted class":
+            targets = predict_proba(model, x).argmax(1)
+        else:
+            targets = torch.full((len(idx),), int(interest.split()[-1]))
+        o = occlusion(model, x, targets, patch, stride, FILLS[fill])
+        return o.prob.numpy(), o.pred.numpy(), targets.numpy(), o.base_prob.numpy(), o.forwards, o.milliseconds
+
+    def render(name, model):
+        prob, pred, targets, base, forwards, ms = cached_occlusion(name, tuple(idx), patch, stride, fill_name, interest)
+        st.caption(f"{forwards:,} images through the model in {ms:,.0f} ms (batched; repeat settings come from the cache)")
+        labels = [f"#{i}: true {int(data.test_labels[i])}, class of interest {t}, P = {p:.3f}"
+                  for i, t, p in zip(idx, targets, base, strict=True)]
+        st.plotly_chart(occlusion_figure(data.test_images[idx].numpy() / 255.0, prob, pred, labels, patch, stride),
+                        key=f"occ_{name}")
+
+    side_by_side(render)
+
+    st.subheader("One digit, growing patches")
+    first = idx[0]
+    strip = {p: cached_occlusion(names[0], (first,), p, stride, fill_name, interest)[0][0] for p in range(2, 17, 2)}
+    st.plotly_chart(occlusion_strip_figure(strip, stride, f"#{first}, {SHIPPED[names[0]]}: P(class of interest) "
+                                           f"with patch 2, 4, …, 16 (stride {stride})"), key="occ_strip")
+    st.caption("Small patches barely matter: the network uses evidence spread over the strokes. Large patches remove "
+               "whole strokes and the probability collapses where the decisive part of the digit is covered.")
+
+elif section == "Attributions":
+    st.markdown("Which pixels does the decision depend on? **Saliency**: |∂ logit / ∂ pixel|. **Integrated Gradients**: "
+                "gradients averaged along the path from a black image, so the maps add up to the logit change. "
+                "**Grad-CAM**: conv2 maps weighted by their gradients — coarse (14×14) but class-specific. Red = "
+                "supports the class, blue = against it (Captum).")
+    idx = pick_digits(4, "attr")
+    methods = st.multiselect("Methods", ATTRIBUTIONS, default=list(ATTRIBUTIONS), key="attr_methods")
+
+    @st.cache_data(max_entries=32, show_spinner="Computing attributions…")
+    def cached_attributions(name: str, idx: tuple, methods: tuple):
+        model = models[name][0]
+        x = to_float(data.test_images[list(idx)])
+        targets = predict_proba(model, x).argmax(1)
+        return {m: attribution(model, x, targets, m).numpy() for m in methods}, targets.numpy()
+
+    def render(name, model):
+        maps, targets = cached_attributions(name, tuple(idx), tuple(methods))
+        labels = [f"#{i}: predicted {t}" for i, t in zip(idx, targets, strict=True)]
+        st.plotly_chart(attribution_figure(data.test_images[idx].numpy() / 255.0, maps, labels), key=f"attr_{name}")
+
+    if methods:
+        side_by_side(render)

@@ -1,0 +1,100 @@
+"""Looking inside a trained model: feature maps, occlusion maps, attributions (assignment part 2).
+
+All functions take eval-mode models and pixel-space inputs N×1×28×28 in [0, 1] and never change the
+model's weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+FILLS = {"grey (0.5)": 0.5, "black (0)": 0.0, "image mean": "mean"}
+
+
+def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, stage: str) -> torch.Tensor:
+    """Activations of ``layer`` ∈ {conv1, conv2} at ``stage`` ∈ {pre-ReLU, post-ReLU, post-pool}:
+    N×32×H×W (H = 28 or 14 before pooling, 14 or 7 after)."""
+    key = {"pre-ReLU": "conv", "post-ReLU": "relu", "post-pool": "pool"}[stage] + layer[-1]
+    with torch.inference_mode():
+        return model.stages(x)[key]
+
+
+def occlusion_positions(size: int, patch: int, stride: int) -> torch.Tensor:
+    """Top-left corners 0, stride, 2·stride, … ≤ size − patch of a patch sliding along one axis."""
+    if not (1 <= patch <= size and stride >= 1):
+        raise ValueError(f"patch must be in [1, {size}] and stride ≥ 1, got patch={patch}, stride={stride}")
+    return torch.arange(0, size - patch + 1, stride)
+
+
+def occluded_images(image: torch.Tensor, patch: int, stride: int, fill: float | str) -> torch.Tensor:
+    """All occluded copies of one 1×H×W image, one per patch position (row-major): P·Q×1×H×W.
+    x_occ[(i, j)] = x with x[r_i : r_i + patch, c_j : c_j + patch] set to ``fill``."""
+    _, h, w = image.shape
+    rows, cols = occlusion_positions(h, patch, stride), occlusion_positions(w, patch, stride)
+    ar_h, ar_w = torch.arange(h), torch.arange(w)
+    in_rows = (ar_h[None, :] >= rows[:, None]) & (ar_h[None, :] < rows[:, None] + patch)  # P×H
+    in_cols = (ar_w[None, :] >= cols[:, None]) & (ar_w[None, :] < cols[:, None] + patch)  # Q×W
+    mask = (in_rows[:, None, :, None] & in_cols[None, :, None, :]).reshape(-1, 1, h, w)
+    value = image.mean() if fill == "mean" else torch.tensor(float(fill))
+    return torch.where(mask, value.to(image.dtype), image.unsqueeze(0))
+
+
+@dataclass
+class Occlusion:
+    prob: torch.Tensor  # N×P×Q probability of each image's class of interest, patch at (row i, col j)
+    pred: torch.Tensor  # N×P×Q predicted class under occlusion
+    rows: torch.Tensor  # P top-left row of each position
+    cols: torch.Tensor  # Q top-left column of each position
+    base_prob: torch.Tensor  # N probability of the class of interest without occlusion
+    forwards: int  # images pushed through the model
+    milliseconds: float
+
+
+def occlusion(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, patch: int, stride: int = 1,
+    fill: float | str = 0.5, chunk: int = 4096,
+) -> Occlusion:
+    """Probability of each image's class of interest with a patch at every position: all positions of
+    all images go through the model in batches of ``chunk`` under inference mode."""
+    n, _, h, w = images.shape
+    rows, cols = occlusion_positions(h, patch, stride), occlusion_positions(w, patch, stride)
+    batch = torch.cat([occluded_images(img, patch, stride, fill) for img in images])  # N·P·Q×1×H×W
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        probs = torch.cat([model(batch[i : i + chunk].to(device)).softmax(1).cpu() for i in range(0, len(batch), chunk)])
+        base = model(images.to(device)).softmax(1).cpu()
+    ms = 1000 * (time.perf_counter() - t0)
+    probs = probs.view(n, len(rows), len(cols), -1)
+    prob = probs.gather(3, targets.view(n, 1, 1, 1).expand(n, len(rows), len(cols), 1)).squeeze(3)
+    return Occlusion(prob, probs.argmax(3), rows, cols, base.gather(1, targets.view(n, 1)).squeeze(1),
+                     len(batch) + n, ms)
+
+
+ATTRIBUTIONS = ("Saliency", "Integrated Gradients", "Grad-CAM (conv2)")
+
+
+def attribution(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, method: str) -> torch.Tensor:
+    """N×28×28 attribution of each image's class of interest, by Captum:
+    Saliency |∂logit_t/∂x|; Integrated Gradients from a black baseline (32 steps);
+    Grad-CAM on conv2, upsampled from 14×14 to 28×28 (bilinear), ReLU'd."""
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+
+    x = x.clone().requires_grad_(True)
+    targets = targets.tolist()
+    if method == "Saliency":
+        a = Saliency(model).attribute(x, target=targets, abs=True)
+    elif method == "Integrated Gradients":
+        a = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=targets, n_steps=32)
+    elif method == "Grad-CAM (conv2)":
+        private = copy.deepcopy(model)  # Captum hooks conv2: never on a model other sessions use
+        cam = LayerGradCam(private, private.conv2).attribute(x, target=targets, relu_attributions=True)
+        a = LayerAttribution.interpolate(cam, (x.shape[2], x.shape[3]), "bilinear")
+    else:
+        raise ValueError(f"method must be one of {', '.join(ATTRIBUTIONS)}, got {method!r}")
+    return a.detach()[:, 0]

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from cnn_core.data import to_float
+from cnn_core.inside import ATTRIBUTIONS, attribution, feature_maps, occluded_images, occlusion, occlusion_positions
+from cnn_core.plots import tile
+from cnn_core.store import RunStore
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped models as the app caches them: eval mode, frozen."""
+    models = {}
+    for name in ("baseline", "batchnorm"):
+        model, _ = RunStore().load_model(name)
+        models[name] = model.requires_grad_(False)
+    return models
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _unchanged(model, before):
+    return all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_positions_are_top_left_corners():
+    assert occlusion_positions(28, 6, 2).tolist() == list(range(0, 23, 2))
+    assert occlusion_positions(28, 16, 4).tolist() == [0, 4, 8, 12]
+    with pytest.raises(ValueError, match="patch must be in"):
+        occlusion_positions(28, 0, 1)
+
+
+@pytest.mark.parametrize("patch, stride, fill", [(3, 2, 0.5), (1, 4, 0.0), (16, 3, "mean")])
+def test_occluded_images_equal_a_naive_copy_and_paste(mnist, patch, stride, fill):
+    img = to_float(mnist.test_images[:1])[0]
+    got = occluded_images(img, patch, stride, fill)
+    value = img.mean() if fill == "mean" else fill
+    expected = []
+    for r in range(0, 28 - patch + 1, stride):
+        for c in range(0, 28 - patch + 1, stride):
+            x = img.clone()
+            x[0, r : r + patch, c : c + patch] = value
+            expected.append(x)
+    assert torch.equal(got, torch.stack(expected))
+
+
+@pytest.mark.parametrize("name", ["baseline", "batchnorm"])
+def test_batched_occlusion_equals_a_naive_per_position_loop(mnist, shipped, name):
+    model = shipped[name]
+    before = _state(model)
+    x, targets = to_float(mnist.test_images[:3]), mnist.test_labels[:3]
+    o = occlusion(model, x, targets, patch=5, stride=3, fill=0.5, chunk=7)  # chunks cut across images
+    rows = list(range(0, 24, 3))
+    assert o.prob.shape == o.pred.shape == (3, len(rows), len(rows)) and o.forwards == 3 * 64 + 3
+    with torch.no_grad():
+        for n in range(3):
+            for i, r in enumerate(rows):
+                for j, c in enumerate(rows):
+                    occluded = x[n : n + 1].clone()
+                    occluded[0, 0, r : r + 5, c : c + 5] = 0.5
+                    p = model(occluded).softmax(1)[0]
+                    # One forward of a single image vs batches: same numbers up to float32 summation order.
+                    assert abs(o.prob[n, i, j].item() - p[targets[n]].item()) < 1e-6
+                    assert o.pred[n, i, j].item() == p.argmax().item()
+    assert _unchanged(model, before)
+
+
+def test_black_patches_on_background_change_nothing_and_on_the_digit_hurt(mnist, shipped):
+    x, y = to_float(mnist.test_images[:10]), mnist.test_labels[:10]
+    o = occlusion(shipped["baseline"], x, y, patch=10, stride=2, fill=0.0)
+    untouched = 0
+    for n in range(10):
+        for i, r in enumerate(o.rows.tolist()):
+            for j, c in enumerate(o.cols.tolist()):
+                if x[n, 0, r : r + 10, c : c + 10].max() == 0:  # only background under the patch: same image
+                    assert abs(o.prob[n, i, j] - o.base_prob[n]) < 1e-5
+                    untouched += 1
+    assert untouched > 50
+    assert o.prob.amin(dim=(1, 2)).mean() < 0.5  # somewhere on the digit the evidence is gone
+
+
+@pytest.mark.parametrize("name", ["baseline", "batchnorm"])
+def test_attributions_run_on_both_models_and_leave_weights_alone(mnist, shipped, name):
+    model = shipped[name]
+    before = _state(model)
+    x, y = to_float(mnist.test_images[:4]), mnist.test_labels[:4]
+    maps = {m: attribution(model, x, y, m) for m in ATTRIBUTIONS}
+    for m, a in maps.items():
+        assert a.shape == (4, 28, 28) and torch.isfinite(a).all() and a.abs().sum() > 0, m
+    assert (maps["Saliency"] >= 0).all() and (maps["Grad-CAM (conv2)"] >= 0).all()
+    ink = x[:, 0] > 0.5
+    assert maps["Saliency"][ink].mean() > maps["Saliency"][~ink].mean()  # the strokes matter more than the background
+    assert _unchanged(model, before) and not model.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_feature_map_shapes_and_relu(mnist, shipped):
+    x = to_float(mnist.test_images[:2])
+    m = shipped["batchnorm"]
+    assert feature_maps(m, x, "conv1", "pre-ReLU").shape == (2, 32, 28, 28)
+    assert feature_maps(m, x, "conv2", "post-pool").shape == (2, 32, 7, 7)
+    pre, post = feature_maps(m, x, "conv2", "pre-ReLU"), feature_maps(m, x, "conv2", "post-ReLU")
+    assert pre.min() < 0 and torch.equal(post, pre.clamp(min=0))
+
+
+def test_tile_places_maps_row_major_with_gaps():
+    maps = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)
+    t = tile(maps, cols=2)
+    assert t.shape == (5, 5) and np.isnan(t[2]).all() and np.isnan(t[:, 2]).all()
+    assert (t[:2, 3:] == maps[1]).all() and (t[3:, :2] == maps[2]).all() and np.isnan(t[3:, 3:]).all()
