@@ -57,7 +57,7 @@ class Occlusion:
 
 def occlusion(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor, patch: int, stride: int = 1,
-    fill: float | str = 0.5, chunk: int = 4096,
+    fill: float | str = 0.5, chunk: int = 512,
 ) -> Occlusion:
     """Probability of each image's class of interest with a patch at every position: all positions of
     all images go through the model in batches of ``chunk`` under inference mode."""

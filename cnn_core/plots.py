@@ -199,18 +199,26 @@ def occlusion_figure(images: np.ndarray, prob: np.ndarray, pred: np.ndarray, lab
     for i in range(n):
         fig.add_trace(go.Heatmap(z=images[i], colorscale="gray", showscale=False, hoverinfo="skip"), row=i + 1, col=1)
         fig.add_trace(go.Heatmap(z=prob[i], x=cells, y=cells, zmin=0, zmax=1, colorscale="Viridis", showscale=i == 0,
-                                 colorbar=dict(title="P", len=0.3, y=1, yanchor="top"),
+                                 colorbar=dict(title="P", len=0.3, x=1.02, y=1, yanchor="top", tickformat=".1f"),
                                  hovertemplate="patch at row %{y}, col %{x}: P = %{z:.3f}<extra></extra>"),
                       row=i + 1, col=2)
         fig.add_trace(go.Heatmap(z=pred[i], x=cells, y=cells, zmin=-0.5, zmax=9.5, colorscale=_CLASS_COLORS,
-                                 showscale=i == 0, colorbar=dict(title="class", tickvals=list(range(10)), len=0.3, x=1.08,
+                                 showscale=i == 0, colorbar=dict(title="class", tickvals=list(range(10)), len=0.3, x=1.12,
                                                                  y=1, yanchor="top"),
                                  hovertemplate="patch at row %{y}, col %{x}: predicted %{z}<extra></extra>"),
                       row=i + 1, col=3)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed", scaleanchor="x")
-    fig.update_layout(height=230 * n + 60, margin=dict(l=10, r=80, t=40, b=10), font=FONT,
+    _square_cells(fig)
+    fig.update_layout(height=230 * n + 90, margin=dict(l=10, r=120, t=80, b=10), font=FONT,
                       title=f"{patch}×{patch} patch, stride {stride}: each cell is the patch's top-left corner")
+    return fig
+
+
+def _square_cells(fig: go.Figure) -> go.Figure:
+    """Each subplot's y axis anchored to its own x axis (square pixels), image-style (row 0 on top)."""
+    for name in [k for k in fig.layout if k.startswith("yaxis")]:
+        suffix = name[len("yaxis"):]
+        fig.layout[name].update(scaleanchor=f"x{suffix}", autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False, constrain="domain")
     return fig
 
 
@@ -231,8 +239,7 @@ def attribution_figure(images: np.ndarray, maps: dict[str, np.ndarray], labels: 
             fig.add_trace(go.Heatmap(z=images[i], colorscale="gray", showscale=False, hoverinfo="skip"), row=i + 1, col=j + 2)
             fig.add_trace(go.Heatmap(z=a / peak, zmin=-1, zmax=1, zmid=0, colorscale="RdBu_r", opacity=0.65,
                                      showscale=False, hovertemplate="%{z:.2f} of max<extra></extra>"), row=i + 1, col=j + 2)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed", scaleanchor="x")
+    _square_cells(fig)
     fig.update_layout(height=230 * n + 40, margin=dict(l=10, r=10, t=40, b=10), font=FONT)
     return fig
 
@@ -246,7 +253,6 @@ def occlusion_strip_figure(maps: dict[int, np.ndarray], stride: int, title: str)
         fig.add_trace(go.Heatmap(z=maps[p], x=cells, y=cells, zmin=0, zmax=1, colorscale="Viridis", showscale=j == 0,
                                  hovertemplate=f"patch {p}: top-left row %{{y}}, col %{{x}}: P = %{{z:.3f}}<extra></extra>"),
                       row=1, col=j + 1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed", scaleanchor="x")
+    _square_cells(fig)
     fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=70, b=10), font=FONT)
     return fig

@@ -1,0 +1,43 @@
+"""AppTest: every section of the Inside page renders, for one model and for both side by side."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+INSIDE = str(Path(__file__).resolve().parents[2] / "app_pages" / "inside.py")
+
+
+@pytest.fixture(scope="module")
+def at():
+    page = AppTest.from_file(INSIDE, default_timeout=180).run()
+    assert not page.exception, page.exception
+    return page
+
+
+def test_occlusion_is_the_default_and_reports_its_work(at):
+    caption = at.caption[0].value
+    assert caption == "1,450 images through the model in " + caption.split(" in ")[1]  # 10 digits × 12×12 + 10
+    at.slider(key="occ_patch").set_value(16).run()
+    assert at.caption[0].value.startswith("500 images through the model")  # 10 × 7×7 corners (0, 2, …, 12) + 10
+    at.selectbox(key="occ_fill").set_value("image mean").run()
+    at.selectbox(key="occ_interest").set_value("class 3").run()
+    assert not at.exception
+
+
+def test_bad_indices_get_a_message(at):
+    at.radio(key="occ_mode").set_value("by index").run()
+    at.text_input(key="occ_idx").input("7, 99999").run()
+    assert "between 0 and 9,999" in at.error[0].value
+    at.text_input(key="occ_idx").input("7, 42").run()
+    assert not at.error and at.caption[0].value.startswith("100 images")  # 2 × 7×7 + 2
+
+
+@pytest.mark.parametrize("section", ["Architecture", "Filters", "Activations", "Attributions"])
+def test_every_section_renders_for_both_models(at, section):
+    at.radio(key="inside_model").set_value("both")
+    at.segmented_control(key="inside_section").set_value(section).run()
+    assert not at.exception, at.exception
+    if section == "Filters":
+        at.toggle(key="conv2_overview").set_value(True).run()
+        assert not at.exception

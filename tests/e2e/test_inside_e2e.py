@@ -1,0 +1,29 @@
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.e2e
+
+
+def test_patch_size_slider_changes_the_occlusion_maps(server, page, output_dir):
+    page.goto(f"{server}/inside")
+    work = page.get_by_text(re.compile(r"^1,450 images through the model"))
+    expect(work).to_be_visible()
+    title = page.get_by_text("6×6 patch, stride 2: each cell is the patch's top-left corner")
+    expect(title).to_be_visible()
+    page.screenshot(path=str(output_dir / "inside-occlusion-6.png"))
+
+    slider = page.get_by_role("slider", name="Patch size")
+    slider.focus()
+    for _ in range(4):
+        slider.press("ArrowRight")
+    expect(page.get_by_text("10×10 patch, stride 2: each cell is the patch's top-left corner")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^1,010 images through the model"))).to_be_visible()  # 10 × 10×10 + 10
+    page.screenshot(path=str(output_dir / "inside-occlusion-10.png"))
+
+    page.get_by_role("radio", name="Both, side by side").check(force=True)
+    expect(page.get_by_text(re.compile(r"^1,010 images through the model"))).to_have_count(2)
+    page.get_by_text("Filters", exact=True).click()
+    expect(page.get_by_text("conv1: 32 filters, 3×3 (one shared scale)")).to_have_count(2)
+    page.screenshot(path=str(output_dir / "inside-filters.png"))
