@@ -36,7 +36,7 @@ def side_by_side(render) -> None:
 
 
 def pick_digits(n_default: int, key: str) -> list[int]:
-    """Test-set indices: random (with reshuffle), a class, or typed indices."""
+    """Test-set indices: random (with reshuffle), a class, or typed indices (one digit when n_default is 1)."""
     a, b, c = st.columns([2, 2, 3])
     mode = a.radio("Digits", ["random", "of one class", "by index"], horizontal=True, key=f"{key}_mode")
     seed_key = f"{key}_seed"
@@ -52,7 +52,7 @@ def pick_digits(n_default: int, key: str) -> list[int]:
             st.error("Type test-set indices between 0 and 9,999, separated by commas (e.g. 7, 42, 1234).")
             st.stop()
         return idx[:10]
-    n = b.slider("How many", 1, 10, n_default, key=f"{key}_n")
+    n = b.slider("How many", 1, 10, n_default, key=f"{key}_n") if n_default > 1 else 1
     if c.button("Reshuffle", icon=":material/shuffle:", key=f"{key}_shuffle"):
         st.session_state[seed_key] += 1
         rng = np.random.default_rng(st.session_state[seed_key])
@@ -61,6 +61,17 @@ def pick_digits(n_default: int, key: str) -> list[int]:
         pool = torch.nonzero(data.test_labels == cls).flatten().numpy()
         return rng.choice(pool, n, replace=False).tolist()
     return rng.choice(len(data.test_labels), n, replace=False).tolist()
+
+
+INTERESTS = ["true class", "predicted class", *[f"class {k}" for k in range(10)]]
+
+
+def class_of_interest(model, x: torch.Tensor, idx: list[int], interest: str) -> torch.Tensor:
+    if interest == "true class":
+        return data.test_labels[idx]
+    if interest == "predicted class":
+        return predict_proba(model, x).argmax(1)
+    return torch.full((len(idx),), int(interest.split()[-1]))
 
 
 if section == "Architecture":
@@ -78,15 +89,19 @@ elif section == "Filters":
     shared = max(float(np.abs(w).max()) for w in conv1.values())
     side_by_side(lambda name, model: st.plotly_chart(
         filters_figure(conv1[name], "conv1: 32 filters, 3×3 (one shared scale)", zmax=shared), key=f"f1_{name}"))
-    overview = st.toggle("conv2: overview of all 32×32 kernels", key="conv2_overview")
-    if overview:
+    conv2 = {n: models[n][0].conv2.weight.detach().numpy() for n in names}  # filter × input channel × 3 × 3
+    shared2 = max(float(np.abs(w).max()) for w in conv2.values())
+    if st.toggle("conv2: overview of all 32×32 kernels", key="conv2_overview"):
         side_by_side(lambda name, model: st.plotly_chart(filters_figure(
-            model.conv2.weight.detach().reshape(-1, 3, 3).numpy(), "conv2: row = filter, column = input channel",
-            cols=32, height=700), key=f"f2all_{name}"))
+            conv2[name].reshape(-1, 3, 3), "conv2: row = filter, column = input channel", cols=32, zmax=shared2),
+            key=f"f2all_{name}"))
     else:
         k = st.slider("conv2 filter", 0, 31, 0, key="conv2_filter")
         side_by_side(lambda name, model: st.plotly_chart(filters_figure(
-            model.conv2.weight.detach()[k].numpy(), f"conv2 filter {k}: its 32 input-channel kernels"), key=f"f2_{name}"))
+            conv2[name][k], f"conv2 filter {k}: its 32 input-channel kernels", zmax=shared2), key=f"f2_{name}"))
+    if len(names) > 1:
+        st.caption("The BatchNorm model's weights are smaller: BatchNorm divides out the scale of each filter's output, "
+                   "so weight decay shrinks the weights without changing what the network computes.")
 
 elif section == "Activations":
     idx = pick_digits(1, "act")[0]
@@ -113,19 +128,13 @@ elif section == "Occlusion":
     patch = a.slider("Patch size", 1, 16, 6, key="occ_patch")
     stride = b.slider("Stride", 1, 4, 2, key="occ_stride")
     fill_name = c.selectbox("Fill", list(FILLS), key="occ_fill")
-    interest = d.selectbox("Class of interest", ["true class", "predicted class", *[f"class {k}" for k in range(10)]],
-                           key="occ_interest")
+    interest = d.selectbox("Class of interest", INTERESTS, key="occ_interest")
 
     @st.cache_data(max_entries=64, show_spinner="Occluding…")
     def cached_occlusion(name: str, idx: tuple, patch: int, stride: int, fill: str, interest: str):
         model = models[name][0]
         x = to_float(data.test_images[list(idx)])
-        if interest == "true class":
-            targets = data.test_labels[list(idx)]
-        elif interest == "predicted class":
-            targets = predict_proba(model, x).argmax(1)
-        else:
-            targets = torch.full((len(idx),), int(interest.split()[-1]))
+        targets = class_of_interest(model, x, list(idx), interest)
         o = occlusion(model, x, targets, patch, stride, FILLS[fill])
         return o.prob.numpy(), o.pred.numpy(), targets.numpy(), o.base_prob.numpy(), o.forwards, o.milliseconds
 
@@ -153,18 +162,20 @@ elif section == "Attributions":
                 "**Grad-CAM**: conv2 maps weighted by their gradients — coarse (14×14) but class-specific. Red = "
                 "supports the class, blue = against it (Captum).")
     idx = pick_digits(4, "attr")
-    methods = st.multiselect("Methods", ATTRIBUTIONS, default=list(ATTRIBUTIONS), key="attr_methods")
+    a, b = st.columns([3, 1])
+    methods = a.multiselect("Methods", ATTRIBUTIONS, default=list(ATTRIBUTIONS), key="attr_methods")
+    interest = b.selectbox("Class of interest", INTERESTS, index=1, key="attr_interest")
 
     @st.cache_data(max_entries=32, show_spinner="Computing attributions…")
-    def cached_attributions(name: str, idx: tuple, methods: tuple):
+    def cached_attributions(name: str, idx: tuple, methods: tuple, interest: str):
         model = models[name][0]
         x = to_float(data.test_images[list(idx)])
-        targets = predict_proba(model, x).argmax(1)
+        targets = class_of_interest(model, x, list(idx), interest)
         return {m: attribution(model, x, targets, m).numpy() for m in methods}, targets.numpy()
 
     def render(name, model):
-        maps, targets = cached_attributions(name, tuple(idx), tuple(methods))
-        labels = [f"#{i}: predicted {t}" for i, t in zip(idx, targets, strict=True)]
+        maps, targets = cached_attributions(name, tuple(idx), tuple(methods), interest)
+        labels = [f"#{i}: true {int(data.test_labels[i])}, for class {t}" for i, t in zip(idx, targets, strict=True)]
         st.plotly_chart(attribution_figure(data.test_images[idx].numpy() / 255.0, maps, labels), key=f"attr_{name}")
 
     if methods:

@@ -164,15 +164,17 @@ def _grid_heatmap(tiled: np.ndarray, colorscale, zmin, zmax, title: str, height:
     return fig
 
 
-def filters_figure(kernels: np.ndarray, title: str, cols: int = 8, zmax: float | None = None, height: int = 420) -> go.Figure:
+def filters_figure(kernels: np.ndarray, title: str, cols: int = 8, zmax: float | None = None, width: int = 600) -> go.Figure:
     """K×k×k kernels in a grid on one diverging scale centred on 0 (blue −, red +). Pass ``zmax`` to
     share the scale with another figure."""
     zmax = float(np.abs(kernels).max()) if zmax is None else zmax
-    return _grid_heatmap(tile(kernels, cols), "RdBu_r", -zmax, zmax, title, height, zmid=0, colorbar="weight")
+    tiled = tile(kernels, cols)
+    height = 110 + int(width * tiled.shape[0] / tiled.shape[1])
+    return _grid_heatmap(tiled, "RdBu_r", -zmax, zmax, title, height, zmid=0, colorbar="weight")
 
 
 def feature_maps_figure(maps: np.ndarray, title: str, per_map: bool, zmax: float | None = None, cols: int = 8,
-                        height: int = 460) -> go.Figure:
+                        width: int = 600) -> go.Figure:
     """C×H×W activations in a grid. ``per_map``: each map stretched to its own range (shapes);
     otherwise one scale for all (magnitudes), up to ``zmax`` when given (to share with another model)."""
     maps = np.asarray(maps, dtype=np.float64)
@@ -185,7 +187,9 @@ def feature_maps_figure(maps: np.ndarray, title: str, per_map: bool, zmax: float
         zmin = min(0.0, float(maps.min()))
         zmax = float(maps.max()) if zmax is None else zmax
         label = "activation"
-    return _grid_heatmap(tile(maps, cols), "Viridis", zmin, zmax, title, height, colorbar=label)
+    tiled = tile(maps, cols)
+    return _grid_heatmap(tiled, "Viridis", zmin, zmax, title, 110 + int(width * tiled.shape[0] / tiled.shape[1]),
+                         colorbar=label)
 
 
 def occlusion_figure(images: np.ndarray, prob: np.ndarray, pred: np.ndarray, labels: list[str], patch: int,
@@ -226,19 +230,24 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 _CLASS_COLORS = [[v, c] for i, c in enumerate(_PALETTE) for v in (i / 10, (i + 1) / 10)]
 
 
+# Blue for negative, red for positive, fully transparent at 0 so the digit shows through.
+_SIGNED_OVERLAY = [[0.0, "rgba(33,102,172,0.95)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(214,39,40,0.95)"]]
+
+
 def attribution_figure(images: np.ndarray, maps: dict[str, np.ndarray], labels: list[str]) -> go.Figure:
     """Per image (one row): the digit, then each attribution map blended over the digit."""
     n, methods = len(images), list(maps)
+    short = [m.replace("Integrated Gradients", "Int. Gradients").replace(" (conv2)", "") for m in methods]
     fig = make_subplots(rows=n, cols=1 + len(methods), horizontal_spacing=0.03, vertical_spacing=0.25 / max(n, 1),
-                        subplot_titles=[t for i in range(n) for t in (labels[i], *methods)])
+                        subplot_titles=[t for i in range(n) for t in (labels[i], *short)])
     for i in range(n):
         fig.add_trace(go.Heatmap(z=images[i], colorscale="gray", showscale=False, hoverinfo="skip"), row=i + 1, col=1)
         for j, m in enumerate(methods):
             a = maps[m][i]
             peak = float(np.abs(a).max()) or 1.0
             fig.add_trace(go.Heatmap(z=images[i], colorscale="gray", showscale=False, hoverinfo="skip"), row=i + 1, col=j + 2)
-            fig.add_trace(go.Heatmap(z=a / peak, zmin=-1, zmax=1, zmid=0, colorscale="RdBu_r", opacity=0.65,
-                                     showscale=False, hovertemplate="%{z:.2f} of max<extra></extra>"), row=i + 1, col=j + 2)
+            fig.add_trace(go.Heatmap(z=a / peak, zmin=-1, zmax=1, colorscale=_SIGNED_OVERLAY, showscale=False,
+                                     hovertemplate="%{z:.2f} of max<extra></extra>"), row=i + 1, col=j + 2)
     _square_cells(fig)
     fig.update_layout(height=230 * n + 40, margin=dict(l=10, r=10, t=40, b=10), font=FONT)
     return fig

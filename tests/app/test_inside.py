@@ -38,6 +38,10 @@ def test_every_section_renders_for_both_models(at, section):
     at.radio(key="inside_model").set_value("both")
     at.segmented_control(key="inside_section").set_value(section).run()
     assert not at.exception, at.exception
+    if section == "Attributions":
+        at.selectbox(key="attr_interest").set_value("class 0").run()
+        figures = [c.proto.spec for c in at.get("plotly_chart")]
+        assert not at.exception and len(figures) == 2 and all("for class 0" in f for f in figures)
     if section == "Filters":
         at.toggle(key="conv2_overview").set_value(True).run()
         assert not at.exception
