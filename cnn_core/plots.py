@@ -265,3 +265,16 @@ def occlusion_strip_figure(maps: dict[int, np.ndarray], stride: int, title: str)
     _square_cells(fig)
     fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=70, b=10), font=FONT)
     return fig
+
+
+def probability_bars(probs: dict[str, np.ndarray], batchnorm: dict[str, bool]) -> go.Figure:
+    """Class probabilities of several models as grouped bars, in each model's BN / no-BN colour."""
+    fig = go.Figure()
+    for name, p in probs.items():
+        fig.add_trace(go.Bar(x=list(range(10)), y=100 * np.asarray(p), name=name, marker_color=run_color(batchnorm[name]),
+                             text=[f"{100 * v:.0f}%" if v >= 0.05 else "" for v in p], textposition="outside",
+                             hovertemplate="class %{x}: %{y:.1f}%<extra></extra>"))
+    fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10), font=FONT,
+                      xaxis=dict(title="class", dtick=1), yaxis=dict(title="probability (%)", range=[0, 110]),
+                      legend=dict(orientation="h", y=1.08, x=0))
+    return fig

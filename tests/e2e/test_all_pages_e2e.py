@@ -8,6 +8,7 @@ PAGES = {
     "train": "Train: does BatchNorm help, and what does it cost?",
     "results": "Results and comparison",
     "inside": "Inside the network",
+    "digit": "Your own digit",
 }
 
 

@@ -1,0 +1,62 @@
+"""Your own digit: draw or upload, see the 28×28 the model sees and what both shipped models say."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app_pages.common import SHIPPED, require_models
+from cnn_core.digit import DigitError, decode_image, mnist_style, rgba_to_gray
+from cnn_core.model import predict_proba
+from cnn_core.plots import probability_bars
+
+CANVAS_PX = 336  # 12 screen pixels per MNIST pixel: easy to draw with a mouse on a projector
+MAX_UPLOAD_MB = 20
+
+st.title("Your own digit")
+st.markdown("Draw a digit (white on black, like MNIST) or upload a photo of one. It is prepared the way MNIST was: "
+            "cropped to the ink, scaled to fit 20×20, and centred by its centre of mass in 28×28.")
+models = require_models()
+st.session_state.setdefault("canvas_version", 0)
+
+left, mid, right = st.columns([4, 2, 5])
+with left:
+    source = st.radio("Input", ["draw", "upload"], horizontal=True, key="digit_source")
+    gray = None
+    if source == "draw":
+        from streamlit_drawable_canvas import st_canvas  # needs a running Streamlit server (Components v2)
+
+        result = st_canvas(stroke_width=26, stroke_color="#FFFFFF", background_color="#000000", height=CANVAS_PX,
+                           width=CANVAS_PX, drawing_mode="freedraw", return_image_data=True,
+                           key=f"canvas_{st.session_state.canvas_version}")
+        if st.button("Clear", icon=":material/ink_eraser:", key="digit_clear"):
+            st.session_state.canvas_version += 1  # a new key gives a fresh, empty canvas
+            st.rerun()
+        if result is not None and result.image_data is not None:
+            gray = rgba_to_gray(np.asarray(result.image_data, dtype=np.float64) / 255.0, background=0.0)
+    else:
+        upload = st.file_uploader("Image of a digit (PNG, JPEG, …)", key="digit_upload", max_upload_size=MAX_UPLOAD_MB)
+        if upload is not None:
+            try:
+                gray = decode_image(upload.getvalue())
+            except DigitError as exc:
+                st.error(f"Can't use {upload.name}: {exc}.")
+
+digit = None
+if gray is not None:
+    try:
+        digit = mnist_style(gray)
+    except DigitError as exc:
+        (st.info if source == "draw" else st.error)(f"Nothing to classify yet: {exc}.")
+elif source == "draw":
+    st.info("Draw a digit on the black square with the mouse.")
+
+if digit is not None:
+    st.session_state["own_digit"] = digit  # kept for the other pages
+    x = torch.from_numpy(digit)[None, None]
+    probs = {SHIPPED[n]: predict_proba(m, x)[0].numpy() for n, (m, _) in models.items()}
+    with mid:
+        st.image(np.kron(digit, np.ones((8, 8))), caption="what the model sees (28×28)", clamp=True)
+    with right:
+        st.plotly_chart(probability_bars(probs, {SHIPPED[n]: m.batchnorm for n, (m, _) in models.items()}), key="own_bars")
+        verdicts = [f"**{name}**: {int(p.argmax())} ({100 * p.max():.0f}%)" for name, p in probs.items()]
+        st.markdown("Prediction — " + " · ".join(verdicts))
