@@ -4,6 +4,7 @@ Not a page itself."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,53 @@ def comparison_dataframe(runs: list[dict]) -> None:
         "seconds / epoch": st.column_config.NumberColumn(format="%.1f"),
         "parameters": st.column_config.NumberColumn(format="localized"),
         "training digits": st.column_config.NumberColumn(format="localized")})
+
+
+@dataclass
+class Digits:
+    """Input digits for a page: float32 N×28×28 in [0, 1], true labels (None for a drawn digit), names."""
+
+    images: np.ndarray
+    labels: list[int | None]
+    names: list[str]
+
+    def tensor(self) -> torch.Tensor:
+        return torch.from_numpy(self.images)[:, None]
+
+
+def pick_digits(data: Mnist, n_default: int, key: str) -> Digits:
+    """Test digits (random with reshuffle, of one class, or typed indices) or the user's own digit from
+    the Your-digit page; one digit when n_default is 1."""
+    a, b, c = st.columns([2, 2, 3])
+    mode = a.radio("Digits", ["random", "of one class", "by index", "your digit"], horizontal=True, key=f"{key}_mode")
+    if mode == "your digit":
+        own = st.session_state.get("own_digit")
+        if own is None:
+            st.info("No digit of yours yet: draw or upload one on the **Your digit** page, then come back.")
+            st.stop()
+        return Digits(own[None].astype(np.float32), [None], ["your digit"])
+    seed_key = f"{key}_seed"
+    st.session_state.setdefault(seed_key, 0)
+    if mode == "by index":
+        text = b.text_input("Test indices (0–9,999, comma-separated)", "0, 1, 2, 3, 4", key=f"{key}_idx")
+        try:
+            idx = [int(t) for t in text.replace(" ", "").split(",") if t]
+            if not idx or any(not 0 <= i < 10000 for i in idx):
+                raise ValueError
+        except ValueError:
+            st.error("Type test-set indices between 0 and 9,999, separated by commas (e.g. 7, 42, 1234).")
+            st.stop()
+        idx = idx[: max(1, n_default if n_default == 1 else 10)]
+    else:
+        n = b.slider("How many", 1, 10, n_default, key=f"{key}_n") if n_default > 1 else 1
+        if c.button("Reshuffle", icon=":material/shuffle:", key=f"{key}_shuffle"):
+            st.session_state[seed_key] += 1
+        rng = np.random.default_rng(st.session_state[seed_key])
+        pool = np.arange(len(data.test_labels))
+        if mode == "of one class":
+            cls = c.selectbox("Class", list(range(10)), key=f"{key}_class")
+            pool = torch.nonzero(data.test_labels == cls).flatten().numpy()
+        idx = rng.choice(pool, n, replace=False).tolist()
+    images = data.test_images[idx].numpy().astype(np.float32) / 255.0
+    labels = data.test_labels[idx].tolist()
+    return Digits(images, labels, [f"#{i} (true {t})" for i, t in zip(idx, labels, strict=True)])

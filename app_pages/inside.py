@@ -4,8 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import SHIPPED, require_data, require_models
-from cnn_core.data import to_float
+from app_pages.common import SHIPPED, pick_digits, require_data, require_models
 from cnn_core.inside import ATTRIBUTIONS, FILLS, attribution, feature_maps, occlusion
 from cnn_core.model import architecture_dot, layer_table, predict_proba
 from cnn_core.plots import attribution_figure, feature_maps_figure, filters_figure, occlusion_figure, occlusion_strip_figure
@@ -35,43 +34,17 @@ def side_by_side(render) -> None:
             render(name, models[name][0])
 
 
-def pick_digits(n_default: int, key: str) -> list[int]:
-    """Test-set indices: random (with reshuffle), a class, or typed indices (one digit when n_default is 1)."""
-    a, b, c = st.columns([2, 2, 3])
-    mode = a.radio("Digits", ["random", "of one class", "by index"], horizontal=True, key=f"{key}_mode")
-    seed_key = f"{key}_seed"
-    st.session_state.setdefault(seed_key, 0)
-    rng = np.random.default_rng(st.session_state[seed_key])
-    if mode == "by index":
-        text = b.text_input("Test indices (0–9,999, comma-separated)", "0, 1, 2, 3, 4", key=f"{key}_idx")
-        try:
-            idx = [int(t) for t in text.replace(" ", "").split(",") if t]
-            if not idx or any(not 0 <= i < 10000 for i in idx):
-                raise ValueError
-        except ValueError:
-            st.error("Type test-set indices between 0 and 9,999, separated by commas (e.g. 7, 42, 1234).")
-            st.stop()
-        return idx[:10]
-    n = b.slider("How many", 1, 10, n_default, key=f"{key}_n") if n_default > 1 else 1
-    if c.button("Reshuffle", icon=":material/shuffle:", key=f"{key}_shuffle"):
-        st.session_state[seed_key] += 1
-        rng = np.random.default_rng(st.session_state[seed_key])
-    if mode == "of one class":
-        cls = c.selectbox("Class", list(range(10)), key=f"{key}_class")
-        pool = torch.nonzero(data.test_labels == cls).flatten().numpy()
-        return rng.choice(pool, n, replace=False).tolist()
-    return rng.choice(len(data.test_labels), n, replace=False).tolist()
-
-
 INTERESTS = ["true class", "predicted class", *[f"class {k}" for k in range(10)]]
 
 
-def class_of_interest(model, x: torch.Tensor, idx: list[int], interest: str) -> torch.Tensor:
+def class_of_interest(model, x: torch.Tensor, labels: tuple, interest: str) -> torch.Tensor:
+    """The class each map is about; a drawn digit has no true class, so its prediction stands in."""
+    predicted = predict_proba(model, x).argmax(1)
     if interest == "true class":
-        return data.test_labels[idx]
+        return torch.tensor([p if t is None else t for t, p in zip(labels, predicted.tolist(), strict=True)])
     if interest == "predicted class":
-        return predict_proba(model, x).argmax(1)
-    return torch.full((len(idx),), int(interest.split()[-1]))
+        return predicted
+    return torch.full((len(labels),), int(interest.split()[-1]))
 
 
 if section == "Architecture":
@@ -104,13 +77,13 @@ elif section == "Filters":
                    "so weight decay shrinks the weights without changing what the network computes.")
 
 elif section == "Activations":
-    idx = pick_digits(1, "act")[0]
+    digits = pick_digits(data, 1, "act")
     a, b, c = st.columns(3)
     layer = a.radio("Layer", ["conv1", "conv2"], horizontal=True, key="act_layer")
     stage = b.radio("Stage", ["pre-ReLU", "post-ReLU", "post-pool"], index=1, horizontal=True, key="act_stage")
     per_map = c.radio("Scale", ["per map", "shared"], horizontal=True, key="act_scale") == "per map"
-    x = to_float(data.test_images[idx : idx + 1])
-    st.image(data.test_images[idx].numpy(), caption=f"test digit #{idx} (label {int(data.test_labels[idx])})", width=140)
+    x = digits.tensor()
+    st.image(digits.images[0], caption=digits.names[0], width=140, clamp=True)
     maps = {n: feature_maps(models[n][0], x, layer, stage)[0].numpy() for n in names}
     zmax = max(float(m.max()) for m in maps.values())
     side_by_side(lambda name, model: st.plotly_chart(feature_maps_figure(
@@ -123,7 +96,7 @@ elif section == "Activations":
 elif section == "Occlusion":
     st.markdown("Slide a patch over the digit and watch the probability of the **class of interest**: where it drops, the "
                 "network was using that part of the image.")
-    idx = pick_digits(10, "occ")
+    digits = pick_digits(data, 10, "occ")
     a, b, c, d = st.columns(4)
     patch = a.slider("Patch size", 1, 16, 6, key="occ_patch")
     stride = b.slider("Stride", 1, 4, 2, key="occ_stride")
@@ -131,27 +104,27 @@ elif section == "Occlusion":
     interest = d.selectbox("Class of interest", INTERESTS, key="occ_interest")
 
     @st.cache_data(max_entries=64, show_spinner="Occluding…")
-    def cached_occlusion(name: str, idx: tuple, patch: int, stride: int, fill: str, interest: str):
+    def cached_occlusion(name: str, images: np.ndarray, labels: tuple, patch: int, stride: int, fill: str, interest: str):
         model = models[name][0]
-        x = to_float(data.test_images[list(idx)])
-        targets = class_of_interest(model, x, list(idx), interest)
+        x = torch.from_numpy(images)[:, None]
+        targets = class_of_interest(model, x, labels, interest)
         o = occlusion(model, x, targets, patch, stride, FILLS[fill])
         return o.prob.numpy(), o.pred.numpy(), targets.numpy(), o.base_prob.numpy(), o.forwards, o.milliseconds
 
     def render(name, model):
-        prob, pred, targets, base, forwards, ms = cached_occlusion(name, tuple(idx), patch, stride, fill_name, interest)
+        prob, pred, targets, base, forwards, ms = cached_occlusion(name, digits.images, tuple(digits.labels), patch, stride,
+                                                                   fill_name, interest)
         st.caption(f"{forwards:,} images through the model in {ms:,.0f} ms (batched; repeat settings come from the cache)")
-        labels = [f"#{i}: true {int(data.test_labels[i])}, class of interest {t}, P = {p:.3f}"
-                  for i, t, p in zip(idx, targets, base, strict=True)]
-        st.plotly_chart(occlusion_figure(data.test_images[idx].numpy() / 255.0, prob, pred, labels, patch, stride),
+        labels = [f"{d}, class of interest {t}, P = {p:.3f}" for d, t, p in zip(digits.names, targets, base, strict=True)]
+        st.plotly_chart(occlusion_figure(digits.images, prob, pred, labels, patch, stride),
                         key=f"occ_{name}")
 
     side_by_side(render)
 
     st.subheader("One digit, growing patches")
-    first = idx[0]
-    strip = {p: cached_occlusion(names[0], (first,), p, stride, fill_name, interest)[0][0] for p in range(2, 17, 2)}
-    st.plotly_chart(occlusion_strip_figure(strip, stride, f"#{first}, {SHIPPED[names[0]]}: P(class of interest) "
+    one = (digits.images[:1], tuple(digits.labels[:1]))
+    strip = {p: cached_occlusion(names[0], *one, p, stride, fill_name, interest)[0][0] for p in range(2, 17, 2)}
+    st.plotly_chart(occlusion_strip_figure(strip, stride, f"{digits.names[0]}, {SHIPPED[names[0]]}: P(class of interest) "
                                            f"with patch 2, 4, …, 16 (stride {stride})"), key="occ_strip")
     st.caption("Small patches barely matter: the network uses evidence spread over the strokes. Large patches remove "
                "whole strokes and the probability collapses where the decisive part of the digit is covered.")
@@ -161,22 +134,22 @@ elif section == "Attributions":
                 "gradients averaged along the path from a black image, so the maps add up to the logit change. "
                 "**Grad-CAM**: conv2 maps weighted by their gradients — coarse (14×14) but class-specific. Red = "
                 "supports the class, blue = against it (Captum).")
-    idx = pick_digits(4, "attr")
+    digits = pick_digits(data, 4, "attr")
     a, b = st.columns([3, 1])
     methods = a.multiselect("Methods", ATTRIBUTIONS, default=list(ATTRIBUTIONS), key="attr_methods")
     interest = b.selectbox("Class of interest", INTERESTS, index=1, key="attr_interest")
 
     @st.cache_data(max_entries=32, show_spinner="Computing attributions…")
-    def cached_attributions(name: str, idx: tuple, methods: tuple, interest: str):
+    def cached_attributions(name: str, images: np.ndarray, labels: tuple, methods: tuple, interest: str):
         model = models[name][0]
-        x = to_float(data.test_images[list(idx)])
-        targets = class_of_interest(model, x, list(idx), interest)
+        x = torch.from_numpy(images)[:, None]
+        targets = class_of_interest(model, x, labels, interest)
         return {m: attribution(model, x, targets, m).numpy() for m in methods}, targets.numpy()
 
     def render(name, model):
-        maps, targets = cached_attributions(name, tuple(idx), tuple(methods), interest)
-        labels = [f"#{i}: true {int(data.test_labels[i])}, for class {t}" for i, t in zip(idx, targets, strict=True)]
-        st.plotly_chart(attribution_figure(data.test_images[idx].numpy() / 255.0, maps, labels), key=f"attr_{name}")
+        maps, targets = cached_attributions(name, digits.images, tuple(digits.labels), tuple(methods), interest)
+        labels = [f"{d}, for class {t}" for d, t in zip(digits.names, targets, strict=True)]
+        st.plotly_chart(attribution_figure(digits.images, maps, labels), key=f"attr_{name}")
 
     if methods:
         side_by_side(render)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -45,3 +46,17 @@ def test_every_section_renders_for_both_models(at, section):
     if section == "Filters":
         at.toggle(key="conv2_overview").set_value(True).run()
         assert not at.exception
+
+
+def test_your_digit_is_used_when_there_is_one():
+    page = AppTest.from_file(INSIDE, default_timeout=180).run()
+    page.radio(key="occ_mode").set_value("your digit").run()
+    assert "No digit of yours yet" in page.info[0].value
+    seven = np.zeros((28, 28), dtype=np.float32)
+    seven[6, 8:21] = 1.0
+    seven[6:23, 19] = 1.0
+    page.session_state["own_digit"] = seven
+    page.run()
+    assert not page.exception and page.caption[0].value.startswith("145 images through the model")  # 1 × 12×12 + 1
+    spec = page.get("plotly_chart")[0].proto.spec
+    assert "your digit, class of interest" in spec

@@ -27,6 +27,12 @@ def test_drawing_a_one_gives_a_prediction_and_clear_empties_it(server, page, out
     expect(page.get_by_text("what the model sees (28×28)")).to_be_visible()
     page.screenshot(path=str(output_dir / "digit-drawn.png"))
 
+    # The drawn digit can be used on the other pages.
+    page.get_by_role("link", name="Inside the network").click()
+    page.get_by_role("radio", name="your digit").first.check(force=True)
+    expect(page.get_by_text(re.compile(r"^145 images through the model"))).to_be_visible()  # 12×12 positions + 1
+    page.get_by_role("link", name="Your digit").click()
+    expect(canvas).to_be_visible()
     page.get_by_role("button", name="Clear").click()
     expect(page.get_by_text("Draw a digit on the black square with the mouse.")).to_be_visible()
     expect(prediction).to_have_count(0)
