@@ -49,7 +49,11 @@ def class_of_interest(model, x: torch.Tensor, labels: tuple, interest: str) -> t
 
 if section == "Architecture":
     st.graphviz_chart(architecture_dot(models[names[0]][0]))
-    side_by_side(lambda name, model: st.dataframe(layer_table(model), hide_index=True))
+    def table(name, model):
+        rows = layer_table(model)
+        st.dataframe(rows, hide_index=True, height=38 + 35 * len(rows))  # every row visible, no inner scroll
+
+    side_by_side(table)
     st.caption("Output size of a convolution or pooling window: (W − K + 2P) / S + 1. 'neurons' counts conv and FC "
                "outputs (31,870); the last column also counts the 784 input pixels and the pooling outputs (40,494).")
 

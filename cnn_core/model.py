@@ -177,9 +177,20 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> 
 
 
 def architecture_dot(model: MnistCNN) -> str:
-    """Graphviz DOT of the layers, with the tensor shape on each edge."""
-    t = layer_table(model)
-    nodes = [f'  n{i} [label="{r.layer}\\n{r.type}' + (f'\\n{r.parameters:,} params' if r.parameters else "") + '"];'
-             for i, r in enumerate(t.itertuples())]
-    edges = [f'  n{i} -> n{i + 1} [label=" {t["output shape"][i]}"];' for i in range(len(t) - 1)]
-    return "\n".join(["digraph cnn {", "  rankdir=LR; node [shape=box, style=rounded, fontsize=11];", *nodes, *edges, "}"])
+    """Graphviz DOT of the network: one box per conv/pool/FC layer (its BatchNorm and ReLU folded into
+    the label), the tensor shape on each edge."""
+    boxes: list[tuple[list[str], str]] = []  # (label lines, output shape)
+    for row in layer_table(model).to_dict("records"):
+        if row["type"] in ("ReLU", "BatchNorm2d", "BatchNorm1d", "flatten") and boxes:
+            extra = {"ReLU": "+ ReLU", "flatten": "+ flatten"}.get(row["type"], "+ BatchNorm")
+            boxes[-1] = (boxes[-1][0] + [extra], row["output shape"])
+        else:
+            params = [f"{row['parameters']:,} params"] if row["parameters"] else []
+            boxes.append(([row["layer"], *params], row["output shape"]))
+    newline = "\\n"
+    lines = ["digraph cnn {", "  rankdir=LR; node [shape=box, style=rounded, fontsize=16]; edge [fontsize=14];"]
+    lines += [f'  n{i} [label="{newline.join(label)}"];' for i, (label, _) in enumerate(boxes)]
+    lines += [f'  n{i} -> n{i + 1} [label=" {boxes[i][1]}"];' for i in range(len(boxes) - 1)]
+    return "\n".join([*lines, "}"])
+
+

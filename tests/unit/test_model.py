@@ -5,6 +5,7 @@ from cnn_core.model import (
     MNIST_MEAN,
     MNIST_STD,
     MnistCNN,
+    architecture_dot,
     conv_output_size,
     layer_table,
     neuron_counts,
@@ -71,3 +72,10 @@ def test_predict_proba_is_a_distribution_and_keeps_eval_mode():
     m = MnistCNN(True).eval()
     p = predict_proba(m, torch.rand(5, 1, 28, 28))
     assert p.shape == (5, 10) and torch.allclose(p.sum(1), torch.ones(5)) and not m.training
+
+
+def test_architecture_diagram_has_one_box_per_layer_and_shapes_on_edges():
+    dot = architecture_dot(MnistCNN(batchnorm=True))
+    assert dot.count("->") == 6 and dot.count("[label=") == 13  # 7 boxes, 6 edges
+    assert 'n1 [label="conv1\\n320 params\\n+ BatchNorm\\n+ ReLU"]' in dot
+    assert 'n4 -> n5 [label=" 1568"]' in dot
