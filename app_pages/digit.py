@@ -46,8 +46,9 @@ if gray is not None:
     try:
         digit = mnist_style(gray)
     except DigitError as exc:
-        (st.info if source == "draw" else st.error)(f"Nothing to classify yet: {exc}.")
-elif source == "draw":
+        if source == "upload":
+            st.error(f"Can't use {upload.name}: {exc}.")
+if digit is None and source == "draw":  # nothing drawn yet, or an empty canvas: one message either way
     st.info("Draw a digit on the black square with the mouse.")
 
 if digit is not None:

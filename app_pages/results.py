@@ -5,9 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.common import comparison_dataframe, prediction_grid, require_data, run_store, saved_model
+from cnn_core.compare import misclassified
 from cnn_core.data import to_float
 from cnn_core.model import predict_proba
-from cnn_core.plots import confusion_figure, digit_grid, epoch_figure, misclassified, step_loss_figure
+from cnn_core.plots import confusion_figure, digit_grid, epoch_figure, step_loss_figure
 from cnn_core.store import CheckpointError
 
 st.title("Results and comparison")

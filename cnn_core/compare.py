@@ -3,6 +3,7 @@ measured numbers."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .model import MnistCNN, count_parameters
@@ -70,3 +71,11 @@ def bn_verdict(no_bn: dict, bn: dict) -> str:
     else:
         speed = ""
     return f"{acc}, {time}{speed}."
+
+
+def misclassified(probs: np.ndarray, labels: np.ndarray, limit: int = 24) -> tuple[np.ndarray, list[str]]:
+    """Indices of wrongly classified digits, most confident mistakes first, with their titles."""
+    pred, conf = probs.argmax(1), probs.max(1)
+    wrong = np.flatnonzero(pred != labels)
+    wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:limit]
+    return wrong, [f"#{i}: true {labels[i]} → {pred[i]} ({100 * conf[i]:.0f}%)" for i in wrong]

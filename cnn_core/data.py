@@ -29,7 +29,6 @@ RAW_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-CLASSES = tuple(range(10))
 
 
 class DataError(RuntimeError):

@@ -9,7 +9,6 @@ from plotly.subplots import make_subplots
 # BatchNorm and no-BatchNorm keep these two colours everywhere in the app.
 COLORS = {"no-BN": "#1f77b4", "BN": "#d62728"}
 WRONG = "#d62728"
-RIGHT = "#2ca02c"
 FONT = dict(size=16)
 
 
@@ -134,13 +133,6 @@ def confusion_figure(confusion: list[list[int]], title: str = "Confusion matrix 
     fig.update_layout(title=title, height=520, margin=dict(l=10, r=10, t=90, b=10), font=FONT)
     return fig
 
-
-def misclassified(probs: np.ndarray, labels: np.ndarray, limit: int = 24) -> tuple[np.ndarray, list[str]]:
-    """Indices of wrongly classified digits, most confident mistakes first, with their titles."""
-    pred, conf = probs.argmax(1), probs.max(1)
-    wrong = np.flatnonzero(pred != labels)
-    wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:limit]
-    return wrong, [f"#{i}: true {labels[i]} → {pred[i]} ({100 * conf[i]:.0f}%)" for i in wrong]
 
 
 def tile(maps: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:

@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from cnn_core.compare import bn_verdict, comparison_table, steps_to_accuracy
-from cnn_core.plots import ema, epoch_figure, misclassified, step_loss_figure, thin
+from cnn_core.compare import bn_verdict, comparison_table, misclassified, steps_to_accuracy
+from cnn_core.plots import ema, epoch_figure, step_loss_figure, thin
 from cnn_core.registry import RunRegistry, TooManyRuns
 from cnn_core.store import RunStore
 
