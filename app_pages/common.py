@@ -4,7 +4,7 @@ Not a page itself."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import streamlit as st
 import torch
 
 from cnn_core.compare import comparison_table
-from cnn_core.data import DataError, Mnist, load_mnist, to_float
+from cnn_core.data import DataError, Mnist, load_mnist
 from cnn_core.model import predict_proba
 from cnn_core.plots import digit_grid, prediction_titles
 from cnn_core.registry import RunRegistry
@@ -83,21 +83,16 @@ def require_models() -> dict[str, tuple[torch.nn.Module, dict]]:
     return models
 
 
-def prediction_grid(model: torch.nn.Module, data: Mnist, key: str, n: int = 12, test_accuracy: float | None = None) -> None:
-    """n random test digits with true and predicted labels (wrong ones red) and a "New sample" button."""
-    seed_key = f"{key}_seed"
-    st.session_state.setdefault(seed_key, 0)
-    if st.button("New sample", icon=":material/casino:", key=f"{key}_new"):
-        st.session_state[seed_key] = int(np.random.default_rng().integers(2**31))
-    idx = np.random.default_rng(st.session_state[seed_key]).choice(len(data.test_labels), n, replace=False)
-    conf, pred = predict_proba(model, to_float(data.test_images[idx])).max(1)
-    titles, wrong = prediction_titles(data.test_labels[idx].tolist(), pred.tolist(), conf.tolist())
-    line = f"**{n - sum(wrong)} of {n} correct**"
+def prediction_grid(model: torch.nn.Module, digits: Digits, key: str, test_accuracy: float | None = None) -> None:
+    """The picked digits with true and predicted labels (wrong ones red)."""
+    conf, pred = predict_proba(model, digits.tensor()).max(1)
+    titles, wrong = prediction_titles(digits.labels, pred.tolist(), conf.tolist())
+    known = sum(t is not None for t in digits.labels)
+    line = f"**{known - sum(wrong)} of {known} correct**. Wrong predictions are red." if known else ""
     if test_accuracy is not None:
-        line += f" — test-set accuracy of this model: **{100 * test_accuracy:.2f}%** on all 10,000 test digits"
-    st.markdown(line + ". Wrong predictions are red.")
-    st.plotly_chart(digit_grid(data.test_images[idx].numpy(), titles, wrong), key=f"{key}_grid")
-    st.caption(f"Test indices: {', '.join(map(str, idx.tolist()))}")
+        line += f" Test-set accuracy of this model: **{100 * test_accuracy:.2f}%** on all 10,000 test digits."
+    st.markdown(line)
+    st.plotly_chart(digit_grid(digits.images, titles, wrong, cols=5), key=f"{key}_grid")
 
 
 def sidebar() -> None:
@@ -135,44 +130,70 @@ class Digits:
     images: np.ndarray
     labels: list[int | None]
     names: list[str]
+    indices: list[int] = field(default_factory=list)  # test-set indices (empty for a drawn digit)
 
     def tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.images)[:, None]
 
 
-def pick_digits(data: Mnist, n_default: int, key: str) -> Digits:
+PICKER_MODES = ["random", "of one class", "by index", "your digit"]
+
+
+def _picker() -> dict:
+    """The digit choice shared by every page (plain session keys: Streamlit forgets the state of widgets
+    that a page does not draw, so widgets only mirror these). ``?digits=7,42`` in the URL opens by index."""
+    s = st.session_state
+    if "picker_mode" not in s:
+        s.picker_mode, s.picker_class, s.picker_idx, s.picker_seed = "random", 0, "0, 1, 2, 3, 4", 0
+        if st.query_params.get("digits"):
+            s.picker_mode, s.picker_idx = "by index", st.query_params["digits"]
+    return s
+
+
+def _parse_indices(text: str) -> list[int]:
+    """Comma-separated test-set indices, or [] after an error message."""
+    try:
+        idx = [int(t) for t in text.replace(" ", "").split(",") if t]
+        if idx and all(0 <= i < 10000 for i in idx):
+            return idx
+    except ValueError:
+        pass
+    st.error("Type test-set indices between 0 and 9,999, separated by commas (e.g. 7, 42, 1234).")
+    return []
+
+
+def pick_digits(data: Mnist, n_default: int, key: str) -> Digits | None:
     """Test digits (random with reshuffle, of one class, or typed indices) or the user's own digit from
-    the Your-digit page; one digit when n_default is 1."""
+    the Your-digit page; one digit when n_default is 1. The choice follows the user across pages.
+    None (after a message saying why) when there is nothing to show."""
+    s = _picker()
     a, b, c = st.columns([2, 2, 3])
-    mode = a.radio("Digits", ["random", "of one class", "by index", "your digit"], horizontal=True, key=f"{key}_mode")
+    s.picker_mode = mode = a.radio("Digits", PICKER_MODES, PICKER_MODES.index(s.picker_mode), horizontal=True,
+                                   key=f"{key}_mode")
+    if mode != "by index":
+        st.query_params.pop("digits", None)
     if mode == "your digit":
-        own = st.session_state.get("own_digit")
+        own = s.get("own_digit")
         if own is None:
             st.info("No digit of yours yet: draw or upload one on the **Your digit** page, then come back.")
-            st.stop()
+            return None
         return Digits(own[None].astype(np.float32), [None], ["your digit"])
-    seed_key = f"{key}_seed"
-    st.session_state.setdefault(seed_key, 0)
     if mode == "by index":
-        text = b.text_input("Test indices (0–9,999, comma-separated)", "0, 1, 2, 3, 4", key=f"{key}_idx")
-        try:
-            idx = [int(t) for t in text.replace(" ", "").split(",") if t]
-            if not idx or any(not 0 <= i < 10000 for i in idx):
-                raise ValueError
-        except ValueError:
-            st.error("Type test-set indices between 0 and 9,999, separated by commas (e.g. 7, 42, 1234).")
-            st.stop()
-        idx = idx[: max(1, n_default if n_default == 1 else 10)]
+        s.picker_idx = b.text_input("Test indices (0–9,999, comma-separated)", s.picker_idx, key=f"{key}_idx")
+        idx = _parse_indices(s.picker_idx)[: 1 if n_default == 1 else 10]
+        if not idx:
+            return None
+        st.query_params["digits"] = ",".join(map(str, idx))  # a shareable link to these digits
     else:
         n = b.slider("How many", 1, 10, n_default, key=f"{key}_n") if n_default > 1 else 1
         if c.button("Reshuffle", icon=":material/shuffle:", key=f"{key}_shuffle"):
-            st.session_state[seed_key] += 1
-        rng = np.random.default_rng(st.session_state[seed_key])
+            s.picker_seed += 1
+        rng = np.random.default_rng(s.picker_seed)
         pool = np.arange(len(data.test_labels))
         if mode == "of one class":
-            cls = c.selectbox("Class", list(range(10)), key=f"{key}_class")
-            pool = torch.nonzero(data.test_labels == cls).flatten().numpy()
+            s.picker_class = c.selectbox("Class", list(range(10)), s.picker_class, key=f"{key}_class")
+            pool = torch.nonzero(data.test_labels == s.picker_class).flatten().numpy()
         idx = rng.choice(pool, n, replace=False).tolist()
     images = data.test_images[idx].numpy().astype(np.float32) / 255.0
     labels = data.test_labels[idx].tolist()
-    return Digits(images, labels, [f"#{i} (true {t})" for i, t in zip(idx, labels, strict=True)])
+    return Digits(images, labels, [f"#{i} (true {t})" for i, t in zip(idx, labels, strict=True)], idx)

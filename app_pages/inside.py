@@ -81,7 +81,7 @@ elif section == "Filters":
                    "so weight decay shrinks the weights without changing what the network computes.")
 
 elif section == "Activations":
-    digits = pick_digits(data, 1, "act")
+    digits = pick_digits(data, 1, "act") or st.stop()
     a, b, c = st.columns(3)
     layer = a.radio("Layer", ["conv1", "conv2"], horizontal=True, key="act_layer")
     stage = b.radio("Stage", ["pre-ReLU", "post-ReLU", "post-pool"], index=1, horizontal=True, key="act_stage")
@@ -100,7 +100,7 @@ elif section == "Activations":
 elif section == "Occlusion":
     st.markdown("Slide a patch over the digit and watch the probability of the **class of interest**: where it drops, the "
                 "network was using that part of the image.")
-    digits = pick_digits(data, 10, "occ")
+    digits = pick_digits(data, 10, "occ") or st.stop()
     a, b, c, d = st.columns(4)
     patch = a.slider("Patch size", 1, 16, 6, key="occ_patch")
     stride = b.slider("Stride", 1, 4, 2, key="occ_stride")
@@ -138,7 +138,7 @@ elif section == "Attributions":
                 "gradients averaged along the path from a black image, so the maps add up to the logit change. "
                 "**Grad-CAM**: conv2 maps weighted by their gradients — coarse (14×14) but class-specific. Red = "
                 "supports the class, blue = against it (Captum).")
-    digits = pick_digits(data, 4, "attr")
+    digits = pick_digits(data, 4, "attr") or st.stop()
     a, b = st.columns([3, 1])
     methods = a.multiselect("Methods", ATTRIBUTIONS, default=list(ATTRIBUTIONS), key="attr_methods")
     interest = b.selectbox("Class of interest", INTERESTS, index=1, key="attr_interest")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_pages.common import SHIPPED, prediction_grid, require_data, require_models
+from app_pages.common import SHIPPED, pick_digits, prediction_grid, require_data, require_models
 from cnn_core.model import layer_table, neuron_counts, parameter_split
 
 st.title("CNN Lab — a convolutional network on MNIST")
@@ -17,8 +17,9 @@ models = require_models()
 name = st.radio("Model", list(models), format_func=lambda n: SHIPPED[n], horizontal=True)
 model, info = models[name]
 
-st.header("Predictions on random test digits")
-prediction_grid(model, data, key="overview", test_accuracy=info["results"]["accuracy"])
+st.header("Predictions")
+if digits := pick_digits(data, 10, "overview"):
+    prediction_grid(model, digits, key="overview", test_accuracy=info["results"]["accuracy"])
 
 st.header("Layer by layer")
 params, neurons = parameter_split(model), neuron_counts(model)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import comparison_dataframe, prediction_grid, require_data, run_store, saved_model
+from app_pages.common import comparison_dataframe, pick_digits, prediction_grid, require_data, run_store, saved_model
 from cnn_core.compare import misclassified
 from cnn_core.data import to_float
 from cnn_core.model import predict_proba
@@ -57,8 +57,9 @@ right.markdown("**Per class** (precision: of the digits predicted as this class,
 right.dataframe(per_class, hide_index=True, column_config={
     k: st.column_config.NumberColumn(format="%.4f") for k in ("precision", "recall", "f1")})
 
-st.subheader("Random test predictions")
-prediction_grid(model, data, key="results")
+st.subheader("Predictions")
+if digits := pick_digits(data, 10, "results"):
+    prediction_grid(model, digits, key="results")
 
 st.subheader("Misclassified digits, most confident mistakes first")
 probs = test_probabilities(name, store.mtime(name))

@@ -43,10 +43,12 @@ def digit_grid(
     return fig
 
 
-def prediction_titles(true: list[int], pred: list[int], conf: list[float]) -> tuple[list[str], list[bool]]:
-    """'true 7 → pred 7 (99%)' titles and the wrong-mask for ``digit_grid``."""
-    titles = [f"true {t} → pred {p} ({100 * c:.0f}%)" + (" ✗" if t != p else "") for t, p, c in zip(true, pred, conf, strict=True)]
-    return titles, [t != p for t, p in zip(true, pred, strict=True)]
+def prediction_titles(true: list[int | None], pred: list[int], conf: list[float]) -> tuple[list[str], list[bool]]:
+    """'true 7 → pred 7 (99%)' titles and the wrong-mask for ``digit_grid``; a drawn digit (true None)
+    is never wrong."""
+    titles = [("yours" if t is None else f"true {t}") + f" → pred {p} ({100 * c:.0f}%)" + (" ✗" if t not in (None, p) else "")
+              for t, p, c in zip(true, pred, conf, strict=True)]
+    return titles, [t not in (None, p) for t, p in zip(true, pred, strict=True)]
 
 
 def run_color(batchnorm: bool) -> str:
