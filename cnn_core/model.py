@@ -51,14 +51,15 @@ class MnistCNN(nn.Module):
 
     def stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every intermediate result by name. "convK" is the input of ReLU K (after BatchNorm when the
-        model has it), "reluK" its output, "poolK" the max-pooled maps."""
+        model has it), "reluK" its output, "poolK" the max-pooled maps; "fc1_pre" is the input of fc1's ReLU."""
         out = {}
         h = (x - self.mean) / self.std
         for k in (1, 2):
             out[f"conv{k}"] = self._bn(f"bn{k}", getattr(self, f"conv{k}")(h))
             out[f"relu{k}"] = F.relu(out[f"conv{k}"])
             out[f"pool{k}"] = h = self.pool(out[f"relu{k}"])
-        out["fc1"] = F.relu(self._bn("bn3", self.fc1(h.flatten(1))))
+        out["fc1_pre"] = self._bn("bn3", self.fc1(h.flatten(1)))
+        out["fc1"] = F.relu(out["fc1_pre"])
         out["logits"] = self.fc2(out["fc1"])
         return out
 

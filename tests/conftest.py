@@ -1,6 +1,8 @@
 import pytest
+import torch
 
 from cnn_core.data import load_mnist
+from cnn_core.store import RunStore
 from cnn_core.training import Run, TrainConfig
 
 
@@ -28,3 +30,19 @@ def tiny_run(mnist):
     run = Run(_tiny_config(), mnist, name="tiny").run()
     assert run.status == "finished", run.error
     return run
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    """The shipped models as the app caches them: eval mode, frozen."""
+    return {name: RunStore().load_model(name)[0].requires_grad_(False) for name in ("baseline", "batchnorm")}
+
+
+@pytest.fixture
+def weights_kept(shipped):
+    """Fails the test if a shipped model's state_dict (weights and BatchNorm statistics) changed by one bit."""
+    before = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in shipped.items()}
+    yield
+    for n, m in shipped.items():
+        changed = [k for k, v in m.state_dict().items() if not torch.equal(before[n][k], v)]
+        assert not changed, f"{n}: {changed} changed"

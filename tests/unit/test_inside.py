@@ -5,17 +5,6 @@ import torch
 from cnn_core.data import to_float
 from cnn_core.inside import ATTRIBUTIONS, attribution, feature_maps, occluded_images, occlusion, occlusion_positions
 from cnn_core.plots import tile
-from cnn_core.store import RunStore
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    """The shipped models as the app caches them: eval mode, frozen."""
-    models = {}
-    for name in ("baseline", "batchnorm"):
-        model, _ = RunStore().load_model(name)
-        models[name] = model.requires_grad_(False)
-    return models
 
 
 def _state(model):

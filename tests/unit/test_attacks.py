@@ -1,0 +1,143 @@
+"""Assignment part 3 on the shipped models: each attack does what its formula says, all targets in one
+batch equal one-at-a-time, and no weight changes by a single bit."""
+
+import numpy as np
+import pytest
+import torch
+
+from cnn_core import attacks as A
+
+pytestmark = pytest.mark.usefixtures("weights_kept")
+MODELS = ["baseline", "batchnorm"]
+
+
+def _seven(mnist) -> torch.Tensor:
+    return mnist.test_images[0].float()  # test digit 0 is a 7, 0–255
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fooling_images_raise_their_cost_and_win(shipped, name):
+    r = A.fooling_images(shipped[name], steps=200, step_size=1000.0, seed=0)
+    assert r.images.shape == (10, 28, 28) and r.costs.shape == (201, 10)
+    assert (r.costs[-1] > r.costs[0] + 5).all()  # logits[t] rose by more than 5 for every target
+    assert (np.diff(r.costs, axis=0) > -1e-3).mean() > 0.95  # and rose at almost every step
+    assert r.predicted.tolist() == list(range(10)) and (r.confidence > 0.95).all()
+    assert r.images.min() >= 0 and r.images.max() <= 255
+
+
+def test_one_batch_equals_one_target_at_a_time(shipped):
+    model = shipped["baseline"]
+    batched = A.fooling_images(model, steps=30, step_size=1000.0, seed=3)
+    for t in (0, 4, 9):
+        x0 = A.noise_image(1, seed=3)
+        alone = A.gradient_ascent(model, x0, lambda x, t=t: A.fooling_cost(A.scores(model, x), torch.tensor([t])), 30, 1000.0)
+        np.testing.assert_allclose(alone.images[0], batched.images[t], atol=1e-2)  # float32 sums differ by batch size
+        np.testing.assert_allclose(alone.costs[:, 0], batched.costs[:, t], rtol=1e-4, atol=1e-4)
+
+
+def test_gradient_ascent_is_the_update_rule(shipped):
+    """One step by hand: x₁ = clamp(x₀ + step·∂C/∂x₀, 0, 255), and with sign: x₀ + step·sign(∂C/∂x₀)."""
+    model, t = shipped["batchnorm"], torch.tensor([3])
+    x0 = A.noise_image(1, seed=1).requires_grad_(True)
+    (d,) = torch.autograd.grad(A.fooling_cost(A.scores(model, x0), t).sum(), x0)
+    cost = lambda x: A.fooling_cost(A.scores(model, x), t)  # noqa: E731
+    plain = A.gradient_ascent(model, x0, cost, 1, 5000.0)
+    signed = A.gradient_ascent(model, x0, cost, 1, 2.0, sign=True, clamp=False)
+    assert torch.allclose(torch.from_numpy(plain.images), (x0 + 5000.0 * d).clamp(0, 255).detach()[:, 0])
+    assert torch.equal(torch.from_numpy(signed.images), (x0 + 2.0 * d.sign()).detach()[:, 0])
+
+
+def test_no_clamp_lets_pixels_leave_the_valid_range(shipped):
+    r = A.fooling_images(shipped["baseline"], steps=100, step_size=20000.0, clamp=False)
+    assert r.images.min() < 0 or r.images.max() > 255
+
+
+def test_the_prior_makes_the_images_look_like_the_target_image(mnist, shipped):
+    model, seven = shipped["baseline"], _seven(mnist)
+    mse = {}
+    for beta in (0.0, 1e-3, 1e-2):
+        r = A.targeted_images(model, seven[None], beta=beta, steps=200)
+        mse[beta] = A.mse(torch.from_numpy(r.images), seven).numpy()
+        if beta <= 1e-3:  # a reasonable β: every image ends classified as its target
+            assert r.predicted.tolist() == list(range(10)), (beta, r.predicted)
+    assert (mse[1e-2] < mse[1e-3]).all() and (mse[1e-3] < mse[0.0]).all()
+    assert mse[1e-2].mean() < 0.1 * mse[0.0].mean()
+
+
+def test_targeted_grid_rows_are_image_then_target(mnist, shipped):
+    looks = mnist.test_images[:2].float()
+    r = A.targeted_images(shipped["baseline"], looks, beta=1e-3, steps=50, start="image")
+    assert r.images.shape == (20, 28, 28)
+    assert r.costs.shape == (51, 20)
+    ref = A.targeted_images(shipped["baseline"], looks[1:], beta=1e-3, steps=50, start="image")
+    np.testing.assert_allclose(r.images[10:], ref.images, atol=1e-2)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_adversarial_noise_reaches_every_target_and_stops_there(mnist, shipped, name):
+    model, seven = shipped[name], _seven(mnist)
+    r = A.adversarial_noise(model, seven, steps=300)
+    assert r.reached.all() and r.probs.argmax(1).tolist() == list(range(10))
+    assert r.steps[7] == 0 and np.abs(r.noise[7]).max() == 0  # already a 7: no step, no noise
+    assert (r.steps[np.arange(10) != 7] >= 1).all() and (r.steps < 300).all()
+    np.testing.assert_allclose(r.images, seven.numpy() + r.noise, atol=1e-4)
+    assert r.images.min() >= 0 and r.images.max() <= 255
+    # stopped at the first win: one step fewer and the target did not win yet
+    for t in (0, 3):
+        short = A.adversarial_noise(model, seven, torch.tensor([t]), steps=int(r.steps[t]) - 1)
+        assert not short.reached[0] and short.steps[0] == r.steps[t] - 1
+
+
+def test_adversarial_noise_respects_the_linf_bound_and_reports_misses(mnist, shipped):
+    seven = _seven(mnist)
+    r = A.adversarial_noise(shipped["baseline"], seven, steps=100, linf=64.0)
+    assert np.abs(r.noise).max() <= 64.0 + 1e-4 and r.reached.sum() >= 5
+    tiny = A.adversarial_noise(shipped["baseline"], seven, steps=5, linf=2.0)
+    missed = ~tiny.reached
+    assert missed.sum() == 9 and (tiny.steps[missed] == 5).all()
+
+
+def test_noise_step_size_is_one_over_the_gradient_std():
+    d = torch.randn(3, 1, 28, 28) * torch.tensor([1.0, 1e-3, 50.0])[:, None, None, None]
+    alpha = A.noise_step_size(d)
+    torch.testing.assert_close(alpha, 1 / (d.flatten(1).std(1) + 1e-8))
+    assert torch.allclose((alpha[:, None] * d.flatten(1)).std(1), torch.ones(3), atol=1e-4)
+
+
+def test_transfer_matrix_equals_a_naive_loop(mnist, shipped):
+    model = shipped["batchnorm"]
+    idx = A.one_per_class(mnist.test_labels)
+    assert mnist.test_labels[idx].tolist() == list(range(10))
+    examples = mnist.test_images[idx].float()
+    noises = torch.from_numpy(A.adversarial_noise(model, _seven(mnist), steps=100).noise)
+    got = A.transfer_matrix(model, examples, noises)
+    for i in range(10):
+        for j in range(10):
+            x = (examples[j] + noises[i]).clamp(0, 255)[None, None] / 255
+            assert got[i, j] == model(x).argmax().item()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_class_models_raise_the_class_score(shipped, name):
+    r = A.class_models(shipped[name], steps=200, step_size=1000.0, lam=1e-6)
+    assert (r.costs[-1] > r.costs[0] + 1).all() and (np.diff(r.costs, axis=0) > -1e-3).mean() > 0.95
+    assert r.predicted.tolist() == list(range(10))
+    heavy = A.class_models(shipped[name], steps=200, step_size=1000.0, lam=1e-4)  # a strong ‖I‖² keeps it dark
+    assert (heavy.images ** 2).sum() < 0.01 * (r.images ** 2).sum()
+
+
+@pytest.mark.parametrize("layer, field", [("conv1", range(13, 16)), ("conv2", range(11, 19))])
+def test_unit_models_change_only_the_units_receptive_field(shipped, layer, field):
+    """conv1's centre unit (14, 14) sees rows 13…15; conv2's (7, 7) sees pool1 rows 6…8 = conv1 rows 12…17
+    = input rows 11…18."""
+    r = A.unit_models(shipped["baseline"], layer, list(range(8)), steps=100, step_size=1e4)
+    assert (r.costs[-1] >= r.costs[0]).all() and (r.costs[-1] > r.costs[0] + 0.5).sum() >= 6
+    rows, cols = np.nonzero(r.images.max(0))
+    assert set(rows) == set(field) and set(cols) == set(field)
+
+
+def test_unit_models_of_fc1_and_bad_units(shipped):
+    r = A.unit_models(shipped["batchnorm"], "fc1", [0, 499], steps=50, step_size=1e4)
+    assert (r.costs[-1] > r.costs[0]).all()
+    with pytest.raises(ValueError, match="conv1 has units 0…31"):
+        A.unit_models(shipped["batchnorm"], "conv1", [32])
