@@ -13,6 +13,7 @@ nav = st.navigation(
         st.Page("app_pages/results.py", title="Results", icon=":material/analytics:"),
         st.Page("app_pages/inside.py", title="Inside the network", icon=":material/visibility:"),
         st.Page("app_pages/digit.py", title="Your digit", icon=":material/draw:"),
+        st.Page("app_pages/attacks.py", title="Attack playground", icon=":material/bolt:"),
     ]
 )
 sidebar()

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import SHIPPED, pick_digits, require_data, require_models
+from app_pages.common import SHIPPED, choose_models, columns_of, pick_digits, require_data, require_models
 from cnn_core.inside import ATTRIBUTIONS, FILLS, attribution, feature_maps, occlusion
 from cnn_core.model import architecture_dot, layer_table, predict_proba
 from cnn_core.plots import attribution_figure, feature_maps_figure, filters_figure, occlusion_figure, occlusion_strip_figure
@@ -14,24 +14,13 @@ data = require_data()
 models = require_models()
 
 c1, c2 = st.columns([2, 3])
-view = c1.radio("Model", ["baseline", "batchnorm", "both"], horizontal=True, key="inside_model",
-                format_func=lambda n: SHIPPED.get(n, "Both, side by side"))
+names = choose_models(models, c1, key="inside_model")
 section = c2.segmented_control("Show", ["Architecture", "Filters", "Activations", "Occlusion", "Attributions"],
                                default="Occlusion", key="inside_section") or "Occlusion"
-names = list(models) if view == "both" else [view]
-if any(n not in models for n in names):
-    st.error(f"The {view} model is missing from checkpoints/.")
-    st.stop()
 
 
 def side_by_side(render) -> None:
-    """Call render(name, model) for each chosen model, in columns when there are two."""
-    cols = st.columns(len(names))
-    for col, name in zip(cols, names, strict=True):
-        with col:
-            if len(names) > 1:
-                st.markdown(f"**{SHIPPED[name]}**")
-            render(name, models[name][0])
+    columns_of(names, models, render)
 
 
 INTERESTS = ["true class", "predicted class", *[f"class {k}" for k in range(10)]]

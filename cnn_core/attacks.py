@@ -140,6 +140,12 @@ def unit_activation(model: nn.Module, x: torch.Tensor, layer: str, units: torch.
     return h.gather(1, units[:, None])[:, 0]
 
 
+def receptive_field(layer: str) -> slice:
+    """Rows (and columns) of the input that the centre unit of ``layer`` sees: conv1's (14, 14) sees 13…15;
+    conv2's (7, 7) sees pool1 rows 6…8 = conv1 rows 12…17 = input rows 11…18; an fc1 neuron sees everything."""
+    return {"conv1": slice(13, 16), "conv2": slice(11, 19), "fc1": slice(0, 28)}[layer]
+
+
 def unit_models(model: nn.Module, layer: str, units: list[int], steps: int = 200, step_size: float = 1e5,
                 lam: float = 1e-6, sign: bool = False, clamp: bool = True) -> Ascent:
     """Optional part, a unit instead of a class: from the zero image ascend a(I) − λ‖I‖², a = ``unit_activation``;

@@ -29,7 +29,7 @@ def digit_grid(
     rows = max(1, -(-n // cols))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12 / rows)
     for i, img in enumerate(images):
-        rgb = np.repeat((img * 255).astype(np.uint8)[..., None], 3, axis=2)
+        rgb = np.repeat((np.clip(img, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
         fig.add_trace(go.Image(z=rgb, hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, mirror=True, linewidth=4, linecolor="white")
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, mirror=True, linewidth=4, linecolor="white")
@@ -205,13 +205,13 @@ def occlusion_figure(images: np.ndarray, prob: np.ndarray, pred: np.ndarray, lab
                                                                  y=1, yanchor="top"),
                                  hovertemplate="patch at row %{y}, col %{x}: predicted %{z}<extra></extra>"),
                       row=i + 1, col=3)
-    _square_cells(fig)
+    square_cells(fig)
     fig.update_layout(height=230 * n + 90, margin=dict(l=10, r=120, t=80, b=10), font=FONT,
                       title=f"{patch}×{patch} patch, stride {stride}: each cell is the patch's top-left corner")
     return fig
 
 
-def _square_cells(fig: go.Figure) -> go.Figure:
+def square_cells(fig: go.Figure) -> go.Figure:
     """Each subplot's y axis anchored to its own x axis (square pixels), image-style (row 0 on top)."""
     for name in [k for k in fig.layout if k.startswith("yaxis")]:
         suffix = name[len("yaxis"):]
@@ -220,8 +220,8 @@ def _square_cells(fig: go.Figure) -> go.Figure:
     return fig
 
 
-_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-_CLASS_COLORS = [[v, c] for i, c in enumerate(_PALETTE) for v in (i / 10, (i + 1) / 10)]
+CLASS_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_CLASS_COLORS = [[v, c] for i, c in enumerate(CLASS_PALETTE) for v in (i / 10, (i + 1) / 10)]
 
 
 # Blue for negative, red for positive, fully transparent at 0 so the digit shows through.
@@ -242,7 +242,7 @@ def attribution_figure(images: np.ndarray, maps: dict[str, np.ndarray], labels: 
             fig.add_trace(go.Heatmap(z=images[i], colorscale="gray", showscale=False, hoverinfo="skip"), row=i + 1, col=j + 2)
             fig.add_trace(go.Heatmap(z=a / peak, zmin=-1, zmax=1, colorscale=_SIGNED_OVERLAY, showscale=False,
                                      hovertemplate="%{z:.2f} of max<extra></extra>"), row=i + 1, col=j + 2)
-    _square_cells(fig)
+    square_cells(fig)
     fig.update_layout(height=230 * n + 40, margin=dict(l=10, r=10, t=40, b=10), font=FONT)
     return fig
 
@@ -256,7 +256,7 @@ def occlusion_strip_figure(maps: dict[int, np.ndarray], stride: int, title: str)
         fig.add_trace(go.Heatmap(z=maps[p], x=cells, y=cells, zmin=0, zmax=1, colorscale="Viridis", showscale=j == 0,
                                  hovertemplate=f"patch {p}: top-left row %{{y}}, col %{{x}}: P = %{{z:.3f}}<extra></extra>"),
                       row=1, col=j + 1)
-    _square_cells(fig)
+    square_cells(fig)
     fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=70, b=10), font=FONT)
     return fig
 

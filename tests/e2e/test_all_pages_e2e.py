@@ -9,6 +9,7 @@ PAGES = {
     "results": "Results and comparison",
     "inside": "Inside the network",
     "digit": "Your own digit",
+    "attacks": "Attack playground",
 }
 
 

@@ -1,0 +1,225 @@
+"""Attack playground (assignment part 3 and its optional part): fooling images, targeted images with an
+image prior, adversarial noise, class models and unit maximization, on the 0–255 scale."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app_pages.common import choose_models, columns_of, pick_digits, require_data, require_models
+from cnn_core import attacks as A
+from cnn_core.attack_plots import cost_curves_figure, images_figure, noise_figure, transfer_figure
+
+st.title("Attack playground")
+data = require_data()
+models = require_models()
+
+SECTIONS = ["Fooling images", "Targeted + prior", "Adversarial noise", "Class models", "Maximize a unit"]
+section = st.segmented_control("Show", SECTIONS, default=SECTIONS[0], key="atk_section") or SECTIONS[0]
+names = choose_models(models, st, key="atk_model")
+st.caption("**Scale:** images and noise are on the assignment's 0–255 pixel scale (the model sees x / 255), so noise "
+           "'around 128' and β are as in the text. A gradient is in logits per grey level — about 0.0005 — so plain "
+           "gradient steps need step sizes near 1,000; with **sign of gradient** the step is in grey levels. "
+           "The model's weights never change: only the image or the noise is updated.")
+CLASSES = list(range(10))
+
+
+def log_options(lo: int, hi: int) -> list[float]:
+    """1, 2, 5 × 10^k for k in lo…hi: the values of a log-scale slider."""
+    return [m * 10.0**k for k in range(lo, hi + 1) for m in (1, 2, 5) if m * 10.0**k <= 10.0**hi]
+
+
+def fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def ascent_controls(key: str, steps: int = 200, step: float = 1000.0, step_range=(-1, 6)) -> dict:
+    """Steps, step size, sign and clamp: the knobs every gradient-ascent section shares."""
+    a, b, c = st.columns([3, 3, 2])
+    sign = c.toggle("Sign of gradient", key=f"{key}_sign", help="x ← x + step · sign(∂C/∂x): the step is in grey levels")
+    clamp = c.toggle("Clamp to valid pixels [0, 255]", True, key=f"{key}_clamp")
+    options = log_options(-1, 2) if sign else log_options(*step_range)
+    default = 1.0 if sign else step
+    return dict(steps=a.slider("Steps", 1, 1000, steps, key=f"{key}_steps"),
+                step_size=b.select_slider("Step size", options, default, format_func=fmt, key=f"{key}_step{'_s' * sign}"),
+                sign=sign, clamp=clamp)
+
+
+def show_ascent(r: A.Ascent, name: str, cols: int, notes: list[str] | None = None) -> None:
+    """The optimized images titled '→target: predicted (confidence)' (red where the target did not win)."""
+    titles = [f"→{t}: {p} ({100 * c:.0f}%)" for t, p, c in zip(CLASSES, r.predicted, r.confidence, strict=True)]
+    titles = [f"{t}<br>{n}" for t, n in zip(titles, notes, strict=True)] if notes else titles
+    wrong = [int(p) != t for p, t in zip(r.predicted, CLASSES, strict=True)]
+    st.plotly_chart(images_figure(r.images, titles, wrong, cols=cols), key=f"img_{name}")
+    st.caption(f"{10 - sum(wrong)} of 10 classified as their target · {len(r.costs) - 1} steps "
+               f"in {r.milliseconds:,.0f} ms, all targets in one batch")
+
+
+@st.cache_data(max_entries=64, show_spinner="Optimizing…")
+def fooling(name: str, **kw) -> A.Ascent:
+    return A.fooling_images(models[name][0], **kw)
+
+
+@st.cache_data(max_entries=64, show_spinner="Optimizing…")
+def targeted(name: str, look_like: np.ndarray, **kw) -> A.Ascent:
+    return A.targeted_images(models[name][0], torch.from_numpy(look_like), **kw)
+
+
+@st.cache_data(max_entries=64, show_spinner="Optimizing…")
+def noise_attack(name: str, image: np.ndarray, **kw) -> tuple[A.NoiseAttack, np.ndarray]:
+    model = models[name][0]
+    r = A.adversarial_noise(model, torch.from_numpy(image), **kw)
+    examples = data.test_images[A.one_per_class(data.test_labels)].float()
+    return r, A.transfer_matrix(model, examples, torch.from_numpy(r.noise), clamp=kw["clamp"])
+
+
+@st.cache_data(max_entries=64, show_spinner="Optimizing…")
+def class_images(name: str, **kw) -> A.Ascent:
+    return A.class_models(models[name][0], **kw)
+
+
+@st.cache_data(max_entries=64, show_spinner="Optimizing…")
+def unit_images(name: str, layer: str, units: tuple, **kw) -> A.Ascent:
+    return A.unit_models(models[name][0], layer, list(units), **kw)
+
+
+cols = 10 if len(names) == 1 else 5
+
+if section == "Fooling images":
+    st.markdown("**a) Fooling images.** Start from one noise image and push it up the score of each class t by gradient "
+                "ascent on **C = logits[t]** — all 10 targets in one batch.")
+    a, b, c = st.columns(3)
+    mean = a.slider("Noise mean (grey level)", 0, 255, 128, key="fool_mean")
+    std = b.slider("Noise std (grey levels)", 0, 128, 40, key="fool_std")
+    seed = c.number_input("Seed", 0, 10_000, 0, key="fool_seed")
+    kw = ascent_controls("fool")
+
+    def render(name, model):
+        r = fooling(name, mean=float(mean), std=float(std), seed=int(seed), **kw)
+        show_ascent(r, name, cols)
+        st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES], "Cost C = logits[t] per step"),
+                        key=f"cost_{name}")
+        rising = (np.diff(r.costs, axis=0) >= 0).mean()
+        st.markdown(f"The cost **rose at {100 * rising:.0f}% of the steps** (gradient ascent). Mean confidence in the "
+                    f"target: **{100 * r.confidence.mean():.0f}%**.")
+
+    columns_of(names, models, render)
+    st.info("**Why don't they look like digits?** Nothing in C asks the image to look like anything: the ascent only "
+            "raises one score. The network has seen digits only — noise images lie far from anything it was trained on, "
+            "where its scores are nearly linear in the pixels, so a tiny push on all 784 pixels at once adds up to a "
+            "large change of score. High confidence here means *far on the class's side of a boundary*, not *looks "
+            "like a 7*.")
+
+elif section == "Targeted + prior":
+    st.markdown("**b) Targeted, with an image prior.** Ascend **C = logits[t] − β·MSE(x, target image)**: raise the "
+                "score of class t while staying close to the image to look like. Small β: the score wins (noise); "
+                "large β: the image wins (it keeps its own class).")
+    digits = pick_digits(data, 1, "like")
+    if digits is None:
+        st.stop()
+    a, b, c = st.columns([3, 2, 2])
+    beta = a.select_slider("β (log scale)", log_options(-6, 1), 1e-2, format_func=fmt, key="beta")
+    start = b.radio("Start from", ["noise", "image"], horizontal=True, key="like_start",
+                    format_func=lambda s: {"noise": "noise (as in a)", "image": "the image itself"}[s])
+    grid = c.toggle("Full 10×10 grid", key="like_grid", help="every test class as the image to look like × every target")
+    kw = ascent_controls("like")
+    like = (digits.images * 255).astype(np.float32)
+    st.image(digits.images[0], caption=f"image to look like: {digits.names[0]}", width=120, clamp=True)
+    if not kw["sign"] and kw["step_size"] * beta * 2 / 784 > 1:
+        st.warning(f"step · β · 2/784 = {kw['step_size'] * beta * 2 / 784:.2g} > 1: each step overshoots the target image "
+                   "(the prior's own gradient ascent is unstable). Lower β or the step size to see it converge.")
+
+    def render(name, model):
+        r = targeted(name, like, beta=beta, start=start, **kw)
+        mse = A.mse(torch.from_numpy(r.images), torch.from_numpy(like)).numpy()
+        show_ascent(r, name, cols, [f"MSE {m:,.0f}" for m in mse])
+        st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES],
+                                           f"C = logits[t] − β·MSE, β = {fmt(beta)}"), key=f"cost_{name}")
+        if grid:
+            looks = data.test_images[A.one_per_class(data.test_labels)].float().numpy()
+            g = targeted(name, looks, beta=beta, start=start, **kw)
+            titles = [f"{p} ({100 * c:.0f}%)" for p, c in zip(g.predicted, g.confidence, strict=True)]
+            wrong = [int(p) != k % 10 for k, p in enumerate(g.predicted)]
+            st.plotly_chart(images_figure(g.images, titles, wrong, cols=10, cell_px=90), key=f"grid_{name}")
+            st.caption(f"Row i looks like the first test digit of class i, column j is pushed towards class j; titles: "
+                       f"predicted class (confidence). {100 - sum(wrong)} of 100 reached their target.")
+
+    columns_of(names, models, render)
+
+elif section == "Adversarial noise":
+    st.markdown("**c) Adversarial noise.** Keep the digit, learn a noise: **x_noise = x + noise**, ascend "
+                "**C = logits[t]** with respect to the noise, **noise ← noise + α·∂C/∂noise**; stop as soon as t wins.")
+    digits = pick_digits(data, 1, "orig")
+    if digits is None:
+        st.stop()
+    a, b, c, d = st.columns(4)
+    steps = a.slider("Max steps", 1, 1000, 200, key="noise_steps")
+    auto = b.radio("α", ["1/(std(d) + 1e-8)", "fixed"], key="noise_alpha_mode") != "fixed"
+    alpha = None if auto else b.select_slider("fixed α", log_options(0, 6), 1000.0, format_func=fmt, key="noise_alpha")
+    bounded = c.toggle("Bound the noise (L∞)", key="noise_bounded")
+    linf = c.slider("max |noise| (grey levels)", 1, 255, 64, key="noise_linf") if bounded else None
+    clamp = d.toggle("Clamp x + noise to [0, 255]", True, key="noise_clamp")
+    image = (digits.images[0] * 255).astype(np.float32)
+
+    def render(name, model):
+        r, pred = noise_attack(name, image, steps=steps, alpha=alpha, linf=linf, clamp=clamp)
+        conf = r.probs.max(1)
+        titles = [f"→{t}: {p} ({100 * c:.0f}%)<br>{s} {'step' if s == 1 else 'steps'}" if ok else f"→{t}: {p}<br>not after {s}"
+                  for t, p, c, s, ok in zip(CLASSES, r.probs.argmax(1), conf, r.steps, r.reached, strict=True)]
+        st.plotly_chart(noise_figure(r.noise, r.images, titles), key=f"noise_{name}")
+        st.caption(f"{int(r.reached.sum())} of 10 targets reached (stopped at the first step where the target won); "
+                   f"largest |noise| {np.abs(r.noise).max():.0f} grey levels; {r.milliseconds:,.0f} ms.")
+        st.plotly_chart(transfer_figure(pred, CLASSES, CLASSES), key=f"transfer_{name}")
+        off = ~np.eye(10, dtype=bool)
+        won = int((pred == np.arange(10)[:, None])[off].sum())
+        kept = int((pred == np.arange(10)[None, :])[off].sum())
+        st.markdown(f"**Transfer:** added to the 9 other test digits, each noise made them its target in **{won} of 90** "
+                    f"cases, and **{kept} of 90** kept their own class: the noise was tailored to one image and one "
+                    "model's gradient, not a general 'make it a t' pattern.")
+
+    st.image(digits.images[0], caption=f"original: {digits.names[0]}", width=120, clamp=True)
+    columns_of(names, models, render)
+
+elif section == "Class models":
+    st.markdown("**Class models (optional part).** Start from the zero (black) image and ascend "
+                "**J(I) = S_c(I) − λ‖I‖²** for each class c: the image each class's score likes most, kept dark by λ.")
+    lam = st.select_slider("λ (log scale)", log_options(-9, -3), 1e-6, format_func=fmt, key="cls_lam")
+    kw = ascent_controls("cls")
+
+    def render(name, model):
+        r = class_images(name, lam=lam, **kw)
+        show_ascent(r, name, cols)
+        st.plotly_chart(cost_curves_figure(r.costs, [f"class {t}" for t in CLASSES], "J(I) = S_c(I) − λ‖I‖² per step",
+                                           "J"), key=f"cost_{name}")
+
+    columns_of(names, models, render)
+    st.info("Blurry strokes appear where the class's digits usually have ink (a 0's ring, a 1's bar), mixed with "
+            "pixels that merely *raise the score*. A stronger prior (larger λ, or smoothing) makes them more digit-like; "
+            "too large a λ keeps the image black.")
+
+else:
+    st.markdown("**Maximize a unit.** Instead of a class score, ascend one unit's pre-ReLU activation − λ‖I‖², "
+                "from the zero image. For conv1 and conv2 it is the unit at the centre of a channel's map: only its "
+                "receptive field can change, so that is what is shown.")
+    a, b, c = st.columns(3)
+    layer = a.radio("Layer", list(A.UNIT_LAYERS), index=1, horizontal=True, key="unit_layer")
+    first = b.number_input(f"First of 16 units (0–{A.UNIT_LAYERS[layer] - 16})", 0, A.UNIT_LAYERS[layer] - 16, 0,
+                           key=f"unit_first_{layer}")
+    lam = c.select_slider("λ (log scale)", log_options(-9, -3), 1e-6, format_func=fmt, key="unit_lam")
+    kw = ascent_controls("unit", step=1e4, step_range=(1, 7))
+    units = tuple(range(int(first), int(first) + 16))
+    field = A.receptive_field(layer)
+    size = field.stop - field.start
+
+    def render(name, model):
+        r = unit_images(name, layer, units, lam=lam, **kw)
+        crops = r.images[:, field, field]
+        gain = r.costs[-1] - r.costs[0]
+        titles = [f"{layer}[{u}]: +{g:.1f}" for u, g in zip(units, gain, strict=True)]
+        st.plotly_chart(images_figure(crops, titles, cols=8), key=f"img_{name}")
+        st.caption(f"{size}×{size} receptive field{' (the whole image)' if size == 28 else ''}; title: activation gained. "
+                   f"{len(units)} units in one batch, {r.milliseconds:,.0f} ms.")
+
+    columns_of(names, models, render)
+    st.info("conv1 units are linear in their 3×3 patch, so the best input is the filter's own pattern of positive weights. "
+            "conv2 units see 8×8 pixels and prefer short strokes and corners; fc1 neurons see the whole image and prefer "
+            "parts of digits.")
