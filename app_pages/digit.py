@@ -38,6 +38,7 @@ with left:
         if upload is not None:
             try:
                 gray = decode_image(upload.getvalue())
+                st.image(gray, caption=f"{upload.name} in grey", width=240, clamp=True)
             except DigitError as exc:
                 st.error(f"Can't use {upload.name}: {exc}.")
 

@@ -36,3 +36,39 @@ def test_drawing_a_one_gives_a_prediction_and_clear_empties_it(server, page, out
     page.get_by_role("button", name="Clear").click()
     expect(page.get_by_text("Draw a digit on the black square with the mouse.")).to_be_visible()
     expect(prediction).to_have_count(0)
+
+
+def test_uploading_a_photo_like_digit_and_a_bad_file(server, page, output_dir, mnist, tmp_path):
+    """A test 3 as dark ink on light paper, 8× larger and off-centre, as a PNG; then a file that is no image."""
+    from PIL import Image
+
+    three = 255 - mnist.test_images[30].numpy()  # test digit 30 is a 3
+    assert mnist.test_labels[30] == 3
+    paper = Image.new("L", (320, 260), 255)
+    paper.paste(Image.fromarray(three).resize((224, 224)), (80, 20))
+    paper.save(tmp_path / "three.png")
+    (tmp_path / "notes.png").write_text("not an image")
+
+    page.goto(f"{server}/digit")
+    page.get_by_role("radio", name="upload").check(force=True)
+    page.locator("input[type=file]").set_input_files(str(tmp_path / "three.png"))
+    prediction = page.get_by_text(re.compile(r"^Prediction — "))
+    expect(prediction).to_contain_text("Baseline (no BatchNorm): 3 (")
+    expect(prediction).to_contain_text("BatchNorm: 3 (")
+    expect(page.locator(".js-plotly-plot")).to_be_visible()
+    for img in page.get_by_test_id("stImage").locator("img").all():
+        expect(img).to_have_js_property("complete", True)
+    page.screenshot(path=str(output_dir / "digit-uploaded.png"))
+
+    # the uploaded digit is the one the attack playground attacks
+    page.get_by_role("link", name="Attack playground").click()
+    page.get_by_text("Adversarial noise", exact=True).click()
+    page.get_by_role("radio", name="your digit").first.check(force=True)
+    expect(page.get_by_text("original: your digit")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^\d+ of 10 targets reached"))).to_be_visible()
+
+    page.get_by_role("link", name="Your digit").click()
+    page.get_by_role("radio", name="upload").check(force=True)
+    page.locator("input[type=file]").set_input_files(str(tmp_path / "notes.png"))
+    expect(page.get_by_text(re.compile(r"^Can't use notes\.png: "))).to_be_visible()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
