@@ -27,3 +27,11 @@ def test_patch_size_slider_changes_the_occlusion_maps(server, page, output_dir):
     page.get_by_text("Filters", exact=True).click()
     expect(page.get_by_text("conv1: 32 filters, 3×3 (one shared scale)")).to_have_count(2)
     page.screenshot(path=str(output_dir / "inside-filters.png"))
+
+
+def test_a_link_with_digits_opens_them_and_they_follow_to_another_page(server, page):
+    page.goto(f"{server}/inside?digits=7,42")
+    expect(page.get_by_text(re.compile(r"^290 images through the model"))).to_be_visible()  # 2 × 12×12 + 2
+    expect(page.get_by_text("#7 (true 9), class of interest 9", exact=False)).to_be_visible()
+    page.get_by_role("link", name="Overview").click()
+    expect(page.get_by_text(re.compile(r"^2 of 2 correct"))).to_be_visible()
