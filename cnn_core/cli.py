@@ -9,9 +9,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from .store import DEFAULT_ROOT, CheckpointError, RunStore
-from .training import DEVICES, OPTIMIZERS, SCHEDULES, Run, TrainConfig, evaluate
+from .training import ADVERSARIAL, DEVICES, OPTIMIZERS, SCHEDULES, Run, TrainConfig, evaluate
 
-_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES}
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "adversarial": ADVERSARIAL}
 
 
 def _bool(text: str) -> bool:

@@ -22,10 +22,12 @@ from torch import nn
 
 from .data import Mnist, iterate_batches, random_shift, stratified_split, to_float
 from .model import MnistCNN
+from .robust import fgsm, pgd
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+ADVERSARIAL = ("none", "fgsm", "pgd")
 
 
 @dataclass
@@ -44,6 +46,10 @@ class TrainConfig:
     val_fraction: float = 0.1
     train_subset: int = 0  # 0 = the whole training split
     augment: bool = False  # random shifts of up to 2 pixels during training
+    adversarial: str = "none"  # adversarial training: none, fgsm or pgd examples mixed into every batch
+    adv_epsilon: float = 0.1  # L∞ budget of those examples, pixels in [0, 1]
+    adv_steps: int = 5  # PGD steps (step size 2.5·ε/steps, random start)
+    adv_mix: float = 0.5  # loss = (1 − mix)·L(clean) + mix·L(adversarial)
     device: str = "auto"
 
     def validate(self) -> TrainConfig:
@@ -61,6 +67,8 @@ class TrainConfig:
             bad("schedule", "one of " + ", ".join(SCHEDULES))
         if self.device not in DEVICES:
             bad("device", "one of " + ", ".join(DEVICES))
+        if self.adversarial not in ADVERSARIAL:
+            bad("adversarial", "one of " + ", ".join(ADVERSARIAL))
         checks = {
             "lr": (0 < self.lr <= 10, "in (0, 10]"),
             "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
@@ -70,6 +78,9 @@ class TrainConfig:
             "seed": (_is_int(self.seed) and 0 <= self.seed < 2**63, "an integer in [0, 2^63)"),
             "val_fraction": (0 < self.val_fraction <= 0.5, "in (0, 0.5]"),
             "train_subset": (_is_int(self.train_subset) and 0 <= self.train_subset, "an integer ≥ 0 (0 = all)"),
+            "adv_epsilon": (0 < self.adv_epsilon <= 1, "in (0, 1]"),
+            "adv_steps": (_is_int(self.adv_steps) and 1 <= self.adv_steps <= 100, "an integer in [1, 100]"),
+            "adv_mix": (0 < self.adv_mix <= 1, "in (0, 1]"),
         }
         for field, (ok, allowed) in checks.items():
             if not ok:
@@ -265,6 +276,18 @@ class Run:
         if self.callback:
             self.callback(event, info)
 
+    def _adversarial_batch(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+        """FGSM or PGD (random start, seeded by step) examples of the batch at ε = adv_epsilon, made with the
+        current weights in eval mode (BatchNorm's running statistics are not fed attack batches)."""
+        cfg = self.config
+        self.model.eval()
+        if cfg.adversarial == "fgsm":
+            x_adv = fgsm(self.model, x, y, cfg.adv_epsilon)
+        else:
+            x_adv = pgd(self.model, x, y, cfg.adv_epsilon, cfg.adv_steps, seed=(cfg.seed * 100_003 + step) % 2**63)
+        self.model.train()
+        return x_adv
+
     def _train(self) -> None:
         cfg, data, dev = self.config, self.data, self.device
         train_idx, val_idx = stratified_split(data.train_labels, cfg.val_fraction, cfg.seed)
@@ -296,6 +319,9 @@ class Run:
                     x = random_shift(x, 2, order_gen)
                 logits = self.model(x)
                 loss = F.cross_entropy(logits, y)
+                if cfg.adversarial != "none":
+                    x_adv = self._adversarial_batch(x, y, step)
+                    loss = (1 - cfg.adv_mix) * loss + cfg.adv_mix * F.cross_entropy(self.model(x_adv), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

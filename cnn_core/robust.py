@@ -1,0 +1,132 @@
+"""Attacks with a budget and defences (seed 004): FGSM and PGD under L∞, robust accuracy, a universal
+perturbation, input defences.
+
+Pixel space is [0, 1] here (ε = 0.1 is 25.5 grey levels). Adversarial images always stay in [0, 1] and
+within ε of the original (L∞). Models are used in eval mode and never changed: gradients are taken with
+respect to the input only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EPSILONS = (0.05, 0.1, 0.2, 0.3)  # the defences table's budgets
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """∇ₓ L(f(x), y), L = cross-entropy summed over the batch (so each image gets its own gradient)."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), x)
+    return g
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Π(x') = clip(x', x − ε, x + ε) ∩ [0, 1]: the nearest image within the budget."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Untargeted: x' = clip(x + ε·sign(∇ₓ L(f(x), y)), 0, 1).
+    Targeted (towards ``target``): x' = clip(x − ε·sign(∇ₓ L(f(x), t)), 0, 1)."""
+    if target is None:
+        return (x + eps * input_gradient(model, x, y).sign()).clamp(0, 1)
+    return (x - eps * input_gradient(model, x, target).sign()).clamp(0, 1)
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 20, step_size: float | None = None,
+        random_start: bool = True, target: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+    """x⁰ = x (+ U(−ε, ε) with ``random_start``), then k times
+    xᵏ⁺¹ = Π(xᵏ + η·sign(∇ₓ L(f(xᵏ), y)))   (targeted: Π(xᵏ − η·sign(∇ₓ L(f(xᵏ), t)))),
+    η = ``step_size`` (default 2.5·ε/steps, so the walk can cross the whole ball)."""
+    eta = 2.5 * eps / max(steps, 1) if step_size is None else step_size
+    x = x.detach()
+    x_adv = x.clone()
+    if random_start and eps > 0:
+        g = torch.Generator(device=x.device).manual_seed(seed)
+        x_adv = project(x + eps * (2 * torch.rand(x.shape, generator=g, device=x.device) - 1), x, eps)
+    for _ in range(steps):
+        if target is None:
+            x_adv = project(x_adv + eta * input_gradient(model, x_adv, y).sign(), x, eps)
+        else:
+            x_adv = project(x_adv - eta * input_gradient(model, x_adv, target).sign(), x, eps)
+    return x_adv
+
+
+def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps: float, **pgd_args) -> torch.Tensor:
+    """``method`` ∈ {"clean", "fgsm", "pgd"}."""
+    if method == "clean" or eps == 0:
+        return x
+    if method == "fgsm":
+        return fgsm(model, x, y, eps, pgd_args.get("target"))
+    if method == "pgd":
+        return pgd(model, x, y, eps, **pgd_args)
+    raise ValueError(f"method must be clean, fgsm or pgd, got {method!r}")
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps: float, batch: int = 500,
+                    defence=None, **pgd_args) -> float:
+    """Accuracy on adversarial versions of (x, y) made by ``method`` at budget ε, in batches; ``defence``
+    (an input transform) is applied before classifying — the attack does not know about it."""
+    correct = 0
+    for i in range(0, len(y), batch):
+        xa = attack(model, x[i : i + batch], y[i : i + batch], method, eps, **pgd_args)
+        if defence is not None:
+            xa = defence(xa)
+        with torch.no_grad():
+            correct += (model(xa).argmax(1) == y[i : i + batch]).sum().item()
+    return correct / len(y)
+
+
+def universal_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
+                           step_size: float | None = None, target: int | None = None, batch: int = 256,
+                           seed: int = 0) -> torch.Tensor:
+    """One δ (1×1×28×28) for all images: gradient ascent with ‖δ‖∞ ≤ ε on
+    Σᵢ L(f(clip(xᵢ + δ, 0, 1)), yᵢ) (untargeted) or on −Σᵢ L(f(clip(xᵢ + δ, 0, 1)), t) (towards ``target``):
+    δ ← clip(δ ± η·sign(∇_δ), −ε, ε), one mini-batch of ``batch`` images per step, η = 2.5·ε/steps by default."""
+    eta = 2.5 * eps / max(steps, 1) if step_size is None else step_size
+    g = torch.Generator().manual_seed(seed)
+    delta = torch.zeros(1, *x.shape[1:], device=x.device)
+    for _ in range(steps):
+        idx = torch.randint(len(y), (min(batch, len(y)),), generator=g)
+        xb, yb = x[idx], y[idx]
+        with torch.enable_grad():
+            d = delta.detach().requires_grad_(True)
+            logits = model((xb + d).clamp(0, 1))
+            loss = F.cross_entropy(logits, yb) if target is None else -F.cross_entropy(logits, torch.full_like(yb, target))
+            (grad,) = torch.autograd.grad(loss, d)
+        delta = (delta + eta * grad.sign()).clamp(-eps, eps)
+    return delta.detach()
+
+
+def fooling_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, target: int | None = None) -> dict:
+    """Of the digits classified correctly without δ: the fraction whose class changes with δ (untargeted)
+    or becomes ``target`` (targeted, over those not already of that class); plus accuracy with and without δ."""
+    with torch.no_grad():
+        clean = model(x).argmax(1)
+        adv = model((x + delta).clamp(0, 1)).argmax(1)
+    ok = clean == y
+    if target is not None:
+        ok &= y != target
+    fooled = (adv != y) if target is None else (adv == target)
+    return {"fooling_rate": (fooled & ok).sum().item() / max(ok.sum().item(), 1),
+            "clean_accuracy": (clean == y).float().mean().item(), "accuracy": (adv == y).float().mean().item(),
+            "predicted": adv}
+
+
+def bit_depth(x: torch.Tensor, bits: int = 1) -> torch.Tensor:
+    """Bit-depth reduction: round(x·(2ᵇ − 1)) / (2ᵇ − 1); 1 bit = threshold at 0.5."""
+    levels = 2**bits - 1
+    return torch.round(x * levels) / levels
+
+
+def median_filter(x: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """k×k median of each pixel's neighbourhood (edges padded by reflection)."""
+    p = k // 2
+    patches = F.unfold(F.pad(x, (p, p, p, p), mode="reflect"), k)  # N × k² × H·W
+    return patches.median(1).values.view_as(x)
+
+
+DEFENCES = {"none": None, "bit depth 1 (threshold)": bit_depth, "median 3×3": median_filter}

@@ -1,0 +1,132 @@
+"""FGSM/PGD against the textbook update rules, budget invariants, universal perturbation, input defences and
+adversarial training, on the shipped models (whose weights must not change by a bit)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnn_core import robust as R
+from cnn_core.data import to_float
+from cnn_core.training import Run, TrainConfig
+
+pytestmark = pytest.mark.usefixtures("weights_kept")
+
+
+@pytest.fixture(scope="module")
+def test_batch(mnist):
+    return to_float(mnist.test_images[:300]), mnist.test_labels[:300]
+
+
+def _within_budget(x_adv, x, eps):
+    return x_adv.min() >= 0 and x_adv.max() <= 1 and (x_adv - x).abs().max() <= eps + 1e-6
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.3])
+@pytest.mark.parametrize("name", ["baseline", "batchnorm"])
+def test_fgsm_and_pgd_stay_in_the_ball_and_in_pixel_range(shipped, test_batch, name, eps):
+    x, y = test_batch
+    model = shipped[name]
+    assert _within_budget(R.fgsm(model, x, y, eps), x, eps)
+    assert _within_budget(R.pgd(model, x, y, eps, steps=5), x, eps)
+    assert _within_budget(R.pgd(model, x, y, eps, steps=5, target=torch.full_like(y, 3)), x, eps)
+
+
+def test_fgsm_is_the_textbook_rule(shipped, test_batch):
+    x, y = test_batch
+    model = shipped["baseline"]
+    xr = x.clone().requires_grad_(True)
+    F.cross_entropy(model(xr), y, reduction="sum").backward()
+    assert torch.equal(R.fgsm(model, x, y, 0.1), (x + 0.1 * xr.grad.sign()).clamp(0, 1))
+    t = torch.full_like(y, 2)
+    xt = x.clone().requires_grad_(True)
+    F.cross_entropy(model(xt), t, reduction="sum").backward()
+    assert torch.equal(R.fgsm(model, x, y, 0.1, target=t), (x - 0.1 * xt.grad.sign()).clamp(0, 1))
+
+
+def test_pgd_is_the_textbook_rule(shipped, test_batch):
+    """Without random start, one step of size ε is FGSM; three steps follow x ← Π(x + η·sign(∇))."""
+    x, y = test_batch
+    model = shipped["batchnorm"]
+    assert torch.equal(R.pgd(model, x, y, 0.1, steps=1, step_size=0.1, random_start=False), R.fgsm(model, x, y, 0.1))
+    xk = x.clone()
+    for _ in range(3):
+        xg = xk.clone().requires_grad_(True)
+        F.cross_entropy(model(xg), y, reduction="sum").backward()
+        xk = torch.min(torch.max(xk + 0.04 * xg.grad.sign(), x - 0.1), x + 0.1).clamp(0, 1)
+    assert torch.equal(R.pgd(model, x, y, 0.1, steps=3, step_size=0.04, random_start=False), xk)
+
+
+@pytest.mark.parametrize("name", ["baseline", "batchnorm"])
+def test_pgd_is_at_least_as_strong_as_fgsm(shipped, test_batch, name):
+    x, y = test_batch
+    model = shipped[name]
+    clean = R.robust_accuracy(model, x, y, "clean", 0.0)
+    fgsm = R.robust_accuracy(model, x, y, "fgsm", 0.1)
+    pgd = R.robust_accuracy(model, x, y, "pgd", 0.1, steps=10)
+    assert clean > 0.98 and pgd <= fgsm < clean, (clean, fgsm, pgd)
+
+
+def test_targeted_pgd_moves_digits_to_the_target(shipped, test_batch):
+    x, y = test_batch
+    model = shipped["baseline"]
+    t = torch.full_like(y, 8)
+    with torch.no_grad():
+        before = (model(x).argmax(1) == 8).float().mean()
+        after = (model(R.pgd(model, x, y, 0.2, steps=20, target=t)).argmax(1) == 8).float().mean()
+    assert after > before + 0.3
+
+
+def test_pgd_is_seeded(shipped, test_batch):
+    x, y = test_batch
+    a, b, c = (R.pgd(shipped["baseline"], x[:20], y[:20], 0.1, steps=2, seed=s) for s in (1, 1, 2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_universal_perturbation_is_bounded_and_beats_random_noise(shipped, mnist, test_batch):
+    """One δ for every digit needs a large budget on MNIST: at ε = 0.3 it fools about a third of held-out test
+    digits (at ε = 0.2 only a few percent, measured), far more than random ±ε noise."""
+    model = shipped["baseline"]
+    train_x, train_y = to_float(mnist.train_images[:2000]), mnist.train_labels[:2000]
+    delta = R.universal_perturbation(model, train_x, train_y, eps=0.3, steps=30)
+    assert delta.shape == (1, 1, 28, 28) and delta.abs().max() <= 0.3 + 1e-6
+    x, y = test_batch  # held out: the test set
+    fooled = R.fooling_rate(model, x, y, delta)["fooling_rate"]
+    noise = 0.3 * torch.sign(torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    assert fooled > 0.2 and fooled > 3 * R.fooling_rate(model, x, y, noise)["fooling_rate"]
+    towards = R.universal_perturbation(model, train_x, train_y, eps=0.3, steps=30, target=3)  # 0 and 1: ~1–4%
+    assert R.fooling_rate(model, x, y, towards, target=3)["fooling_rate"] > 0.3
+
+
+def test_bit_depth_and_median_filter_equal_naive_versions():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 6, 5, generator=g)
+    assert torch.equal(R.bit_depth(x, 1), (x >= 0.5).float())
+    levels = R.bit_depth(x, 2).unique()
+    assert len(levels) <= 4 and torch.allclose(levels * 3, (levels * 3).round())
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    naive = torch.empty_like(x)
+    for n in range(2):
+        for i in range(6):
+            for j in range(5):
+                naive[n, 0, i, j] = padded[n, 0, i : i + 3, j : j + 3].flatten().median()
+    assert torch.equal(R.median_filter(x), naive)
+
+
+def test_adversarial_training_config_is_validated():
+    with pytest.raises(ValueError, match="adversarial must be one of none, fgsm, pgd"):
+        TrainConfig(adversarial="pdg").validate()
+    with pytest.raises(ValueError, match=r"adv_epsilon must be in \(0, 1\]"):
+        TrainConfig(adv_epsilon=0.0).validate()
+    with pytest.raises(ValueError, match=r"adv_steps must be an integer in \[1, 100\]"):
+        TrainConfig(adv_steps=0).validate()
+
+
+def test_adversarial_training_improves_pgd_accuracy(mnist, tiny_config, test_batch):
+    x, y = test_batch
+    pgd_accuracy = {}
+    for adversarial in ("none", "pgd"):
+        cfg = tiny_config(train_subset=3000, epochs=3, adversarial=adversarial, adv_epsilon=0.1, adv_steps=3)
+        run = Run(cfg, mnist).run()
+        assert run.status == "finished", run.error
+        pgd_accuracy[adversarial] = R.robust_accuracy(run.model.eval(), x, y, "pgd", 0.1, steps=10)
+    assert pgd_accuracy["pgd"] > pgd_accuracy["none"] + 0.05, pgd_accuracy
