@@ -6,7 +6,7 @@ from app_pages.common import comparison_dataframe, registry, require_data
 from cnn_core.compare import bn_verdict
 from cnn_core.plots import epoch_figure, run_color, step_loss_figure
 from cnn_core.registry import TooManyRuns
-from cnn_core.training import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
+from cnn_core.training import ADVERSARIAL, DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
 
 SIZES = {1000: "1,000 digits (seconds)", 5000: "5,000", 10000: "10,000", 27000: "27,000", 0: "all 54,000 (minutes)"}
 POLL_SECONDS = 1.0
@@ -43,6 +43,15 @@ with st.form("train_form"):
     batchnorm = c4.checkbox("BatchNorm (single run)", value=False, key="cfg_bn")
     augment = c4.checkbox("Augment (shifts)", value=False, key="cfg_augment",
                           help="Each training digit is moved by up to 2 pixels every time it is seen: less overfitting")
+    a1, a2, a3, a4 = st.columns(4)
+    adversarial = a1.selectbox("Adversarial training", ADVERSARIAL, key="cfg_adv",
+                               help="Mix FGSM or PGD examples of every batch into its loss (Robustness lab); PGD costs "
+                                    "about (steps + 2)× the time of plain training")
+    adv_epsilon = a2.number_input("ε (pixels in [0, 1])", min_value=0.01, max_value=1.0, value=0.1, step=0.05,
+                                  key="cfg_adv_eps")
+    adv_steps = a3.number_input("PGD steps", min_value=1, max_value=100, value=5, key="cfg_adv_steps")
+    adv_mix = a4.number_input("Adversarial share of the loss", min_value=0.05, max_value=1.0, value=0.5, step=0.05,
+                              key="cfg_adv_mix")
     b1, b2, _ = st.columns([1, 1, 2])
     train_one = b1.form_submit_button("Train", icon=":material/play_arrow:", key="train_one")
     train_pair = b2.form_submit_button("Train BN vs no-BN", icon=":material/compare_arrows:", type="primary", key="train_pair")
@@ -51,7 +60,8 @@ if train_one or train_pair:
     config = TrainConfig(batchnorm=batchnorm, optimizer=optimizer, lr=float(lr), momentum=float(momentum),
                          weight_decay=float(weight_decay), batch_size=int(batch_size), epochs=int(epochs),
                          schedule=schedule, seed=int(seed), val_fraction=float(val_fraction),
-                         train_subset=int(subset), augment=augment, device=device)
+                         train_subset=int(subset), augment=augment, adversarial=adversarial,
+                         adv_epsilon=float(adv_epsilon), adv_steps=int(adv_steps), adv_mix=float(adv_mix), device=device)
     try:
         config.validate()
         runs = list(reg.start_pair(config)) if train_pair else reg.start([config])

@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="test-set accuracy and loss of a saved run")
     ev.add_argument("run", help="run name, or a path such as checkpoints/baseline")
 
+    rob = sub.add_parser("robustness", help="accuracy under FGSM and PGD at ε = 0 … 0.3; saved as robustness.json in the run")
+    rob.add_argument("run", help="run name, or a path such as checkpoints/baseline")
+    rob.add_argument("--n", type=int, default=1000, help="first n test digits (default: 1000)")
+    rob.add_argument("--pgd-steps", type=int, default=20, help="PGD steps (default: 20)")
+
     sub.add_parser("runs", help="list saved runs")
     return parser
 
@@ -123,6 +128,31 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_robustness(args) -> int:
+    from .data import load_mnist, to_float
+    from .robust import robustness_curves
+
+    store, name = _store_and_name(args.runs_dir, args.run)
+    try:
+        model, _ = store.load_model(name)
+    except (CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not 1 <= args.n <= 10000 or not 1 <= args.pgd_steps <= 1000:
+        print("error: --n must be in [1, 10000] and --pgd-steps in [1, 1000]", file=sys.stderr)
+        return 2
+    data = load_mnist()
+    x, y = to_float(data.test_images[: args.n]), data.test_labels[: args.n]
+    curves = robustness_curves(model.requires_grad_(False), x, y, pgd_steps=args.pgd_steps)
+    path = store.write_extra(name, "robustness.json", curves)
+    print(f"{name}: accuracy (%) on the first {args.n} test digits")
+    print("ε      " + "  ".join(f"{e:>5.2f}" for e in curves["epsilons"]))
+    for method in ("fgsm", "pgd"):
+        print(f"{method:<6} " + "  ".join(f"{100 * a:>5.1f}" for a in curves[method]))
+    print(f"saved to {path}")
+    return 0
+
+
 def cmd_runs(args) -> int:
     runs = RunStore(args.runs_dir).list_runs()
     if not runs:
@@ -139,4 +169,5 @@ def cmd_runs(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"train": cmd_train, "evaluate": cmd_evaluate, "runs": cmd_runs}[args.command](args)
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "robustness": cmd_robustness, "runs": cmd_runs}
+    return commands[args.command](args)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 EPSILONS = (0.05, 0.1, 0.2, 0.3)  # the defences table's budgets
+CURVE_EPSILONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -78,6 +79,31 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: 
         with torch.no_grad():
             correct += (model(xa).argmax(1) == y[i : i + batch]).sum().item()
     return correct / len(y)
+
+
+def robustness_curves(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons=CURVE_EPSILONS,
+                      pgd_steps: int = 20, defence=None, progress=None) -> dict:
+    """Accuracy under FGSM and under PGD (random start, ``pgd_steps`` steps) at each ε, on the same digits:
+    {"epsilons", "fgsm", "pgd", "n", "pgd_steps"}. ``progress(fraction)`` is called after each ε."""
+    out = {"epsilons": list(epsilons), "fgsm": [], "pgd": [], "n": len(y), "pgd_steps": pgd_steps}
+    for i, eps in enumerate(epsilons):
+        out["fgsm"].append(robust_accuracy(model, x, y, "fgsm", eps, defence=defence))
+        out["pgd"].append(robust_accuracy(model, x, y, "pgd", eps, defence=defence, steps=pgd_steps))
+        if progress:
+            progress((i + 1) / len(epsilons))
+    return out
+
+
+class ThroughDefence(nn.Module):
+    """The model behind an input defence, differentiable for an adaptive attacker: forward = f(defence(x)),
+    backward treats the defence as the identity (BPDA, Athalye et al. 2018)."""
+
+    def __init__(self, model: nn.Module, defence):
+        super().__init__()
+        self.model, self.defence = model, defence
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x + (self.defence(x) - x).detach())
 
 
 def universal_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,

@@ -154,6 +154,23 @@ class RunStore:
                  for r in self.load_metrics(name) if r["kind"] == "step"]
         return {**info, "status": "finished", "steps": steps}
 
+    def write_extra(self, name: str, filename: str, data: dict) -> Path:
+        """Add or replace a JSON file (e.g. robustness.json) in a saved run, atomically (temp file + rename)."""
+        folder = self.path(name)
+        if not (folder / "run.json").is_file():
+            raise CheckpointError(f"{folder} is not a saved run")
+        tmp = folder / f".tmp-{filename}-{uuid.uuid4().hex[:8]}"
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, folder / filename)
+        return folder / filename
+
+    def read_extra(self, name: str, filename: str) -> dict | None:
+        """A JSON file written by ``write_extra``, or None when the run has none (or it is unreadable)."""
+        try:
+            return json.loads((self.path(name) / filename).read_text())
+        except (OSError, ValueError):
+            return None
+
     def mtime(self, name: str) -> float:
         """Modification time of the run's weights (a cache key that changes when a run is replaced)."""
         return (self.path(name) / "model.pt").stat().st_mtime

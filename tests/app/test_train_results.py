@@ -71,6 +71,22 @@ def test_pair_trains_live_and_ends_with_a_comparison(runs_dir):
     assert again.session_state.followed == ids and any(s.value == "Result" for s in again.subheader)
 
 
+def test_adversarial_training_from_the_train_page(runs_dir):
+    at = _page(TRAIN)
+    at.selectbox(key="cfg_subset").set_value(1000)
+    at.number_input(key="cfg_epochs").set_value(1)
+    at.selectbox(key="cfg_adv").set_value("pgd")
+    at.number_input(key="cfg_adv_eps").set_value(0.2)
+    at.number_input(key="cfg_adv_steps").set_value(2)
+    _press(at, "train_one")
+    run = registry().get(at.session_state.followed[0])
+    assert (run.config.adversarial, run.config.adv_epsilon, run.config.adv_steps) == ("pgd", 0.2, 2)
+    _wait_for(at, lambda a: any(s.value == "Result" for s in a.subheader))
+    assert run.status == "finished", run.error
+    saved = RunStore(runs_dir).load_info(registry().saved_name(run.id))
+    assert saved["config"]["adversarial"] == "pgd" and "--adversarial pgd --adv-epsilon 0.2" in saved["command"]
+
+
 def test_the_cap_gives_a_message_and_stop_stops():
     registry().stop_all()  # whatever earlier tests left running
     assert all(r.wait(30) for r in registry().runs())

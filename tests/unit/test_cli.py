@@ -21,7 +21,8 @@ def test_train_runs_and_evaluate_on_a_tiny_subset(tmp_path):
     trained = float(re.search(r"test accuracy (\d+\.\d+)%", out.stdout).group(1))
     command = json.loads((tmp_path / "tiny" / "run.json").read_text())["command"]
     assert command.startswith("python -m cnn_core train --name tiny --batchnorm true --optimizer sgd --lr 0.05 ")
-    assert "--train-subset 256 --augment false --device auto" in command
+    assert "--train-subset 256 --augment false --adversarial none --adv-epsilon 0.1 --adv-steps 5 --adv-mix 0.5 " \
+           "--device auto" in command
     listing = cli("--runs-dir", str(tmp_path), "runs")
     assert re.search(r"^tiny\s+BN\s+sgd\s+lr 0.05\s+1 ep", listing.stdout, re.M)
     ev = cli("evaluate", str(tmp_path / "tiny"))
@@ -38,6 +39,21 @@ def test_bad_flags_give_clear_messages(tmp_path):
     assert out.returncode == 2 and "invalid choice: 'lbfgs'" in out.stderr
     out = cli("--runs-dir", str(tmp_path), "evaluate", "missing-run")
     assert out.returncode == 1 and "no saved run named 'missing-run'" in out.stderr
+
+
+def test_adversarial_training_and_robustness_from_the_command_line(tmp_path):
+    out = cli("--runs-dir", str(tmp_path), "train", "--name", "adv", "--train-subset", "256", "--epochs", "1",
+              "--adversarial", "pgd", "--adv-epsilon", "0.2", "--adv-steps", "2", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "--adversarial pgd --adv-epsilon 0.2 --adv-steps 2" in json.loads((tmp_path / "adv" / "run.json").read_text())["command"]
+    rob = cli("--runs-dir", str(tmp_path), "robustness", "adv", "--n", "40", "--pgd-steps", "2")
+    assert rob.returncode == 0, rob.stderr
+    assert re.search(r"^pgd(\s+\d+\.\d){7}$", rob.stdout, re.M)
+    curves = json.loads((tmp_path / "adv" / "robustness.json").read_text())
+    assert curves["n"] == 40 and curves["epsilons"] == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+    assert curves["fgsm"][0] == curves["pgd"][0] and curves["pgd"][-1] <= curves["pgd"][0]
+    bad = cli("--runs-dir", str(tmp_path), "robustness", "adv", "--n", "0")
+    assert bad.returncode == 2 and "--n must be in [1, 10000]" in bad.stderr
 
 
 @pytest.mark.parametrize("run, target", [("baseline", 99.3), ("batchnorm", 99.45)])
