@@ -14,6 +14,7 @@ nav = st.navigation(
         st.Page("app_pages/inside.py", title="Inside the network", icon=":material/visibility:"),
         st.Page("app_pages/digit.py", title="Your digit", icon=":material/draw:"),
         st.Page("app_pages/attacks.py", title="Attack playground", icon=":material/bolt:"),
+        st.Page("app_pages/robust.py", title="Robustness lab", icon=":material/shield:"),
     ]
 )
 sidebar()

@@ -7,7 +7,7 @@ import torch
 
 from app_pages.common import choose_models, columns_of, pick_digits, require_data, require_models
 from cnn_core import attacks as A
-from cnn_core.attack_plots import cost_curves_figure, images_figure, noise_figure, transfer_figure
+from cnn_core.attack_plots import cost_curves_figure, images_figure, perturbation_figure, transfer_figure
 
 st.title("Attack playground")
 data = require_data()
@@ -165,7 +165,8 @@ elif section == "Adversarial noise":
         conf = r.probs.max(1)
         titles = [f"→{t}: {p} ({100 * c:.0f}%)<br>{s} {'step' if s == 1 else 'steps'}" if ok else f"→{t}: {p}<br>not after {s}"
                   for t, p, c, s, ok in zip(CLASSES, r.probs.argmax(1), conf, r.steps, r.reached, strict=True)]
-        st.plotly_chart(noise_figure(r.noise, r.images, titles), key=f"noise_{name}")
+        st.plotly_chart(perturbation_figure([("noise", r.noise, True), ("x + noise", r.images, False)], titles),
+                        key=f"noise_{name}")
         st.caption(f"{int(r.reached.sum())} of 10 targets reached (stopped at the first step where the target won); "
                    f"largest |noise| {np.abs(r.noise).max():.0f} grey levels; {r.milliseconds:,.0f} ms.")
         st.plotly_chart(transfer_figure(pred, CLASSES, CLASSES), key=f"transfer_{name}")

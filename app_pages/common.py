@@ -20,6 +20,7 @@ from cnn_core.registry import RunRegistry
 from cnn_core.store import DEFAULT_ROOT, CheckpointError, RunStore
 
 SHIPPED = {"baseline": "Baseline (no BatchNorm)", "batchnorm": "BatchNorm"}
+ADV_TRAINED = "adv-trained"  # shipped too, but only the Robustness lab uses it
 MAX_ACTIVE_RUNS = int(os.environ.get("CNN_LAB_MAX_RUNS", 2))  # concurrent training runs per server (README)
 RUNS_DIR = Path(os.environ.get("CNN_LAB_RUNS_DIR", DEFAULT_ROOT))  # shipped and trained runs
 
@@ -50,6 +51,16 @@ def shipped_models() -> dict[str, tuple[torch.nn.Module, dict]]:
             continue
         models[name] = (_frozen(model), info)
     return models
+
+
+@st.cache_resource(show_spinner=False)
+def adv_trained_model() -> tuple[torch.nn.Module, dict] | None:
+    """The shipped adversarially trained run (Robustness lab), or None when it is missing."""
+    try:
+        model, info = run_store().load_model(ADV_TRAINED)
+    except CheckpointError:
+        return None
+    return _frozen(model), info
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -127,6 +138,11 @@ def sidebar() -> None:
                 st.markdown(f"**{label}**: {100 * acc:.2f}% test accuracy")
             else:
                 st.markdown(f"**{label}**: _missing_ (`checkpoints/{name}`)")
+        adv = adv_trained_model()
+        if adv is not None:
+            c = adv[1]["config"]
+            st.markdown(f"**Adversarially trained** ({c['adversarial'].upper()}, ε = {c['adv_epsilon']:g}): "
+                        f"{100 * adv[1]['results']['accuracy']:.2f}%")
         active = registry().active()
         if active:
             st.markdown(f"**Training now**: {', '.join(r.name for r in active)}")

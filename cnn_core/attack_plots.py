@@ -1,4 +1,4 @@
-"""Figures of the attack playground (0–255 images): image rows, cost curves, noise, the transfer matrix."""
+"""Figures of the attack pages: image rows, cost curves, noises and perturbations, the transfer matrix,\nrobustness curves."""
 
 from __future__ import annotations
 
@@ -28,22 +28,46 @@ def cost_curves_figure(costs: np.ndarray, labels: list[str], title: str, yaxis: 
     return fig
 
 
-def noise_figure(noise: np.ndarray, images: np.ndarray, titles: list[str]) -> go.Figure:
-    """Per target (one column): the noise on a diverging scale centred on 0 (blue −, red +, one scale for
-    all), and the image plus noise as the model saw it (0–255 grey)."""
-    n = len(noise)
-    zmax = float(np.abs(noise).max()) or 1.0
-    fig = make_subplots(rows=2, cols=n, subplot_titles=titles + [""] * n, horizontal_spacing=0.01, vertical_spacing=0.04,
-                        row_titles=["noise", "x + noise"])
-    for j in range(n):
-        fig.add_trace(go.Heatmap(z=noise[j], zmin=-zmax, zmax=zmax, zmid=0, colorscale="RdBu_r", showscale=j == 0,
-                                 colorbar=dict(title="grey levels", len=0.45, y=1, yanchor="top"),
-                                 hovertemplate="noise %{z:.1f}<extra></extra>"), row=1, col=j + 1)
-        fig.add_trace(go.Heatmap(z=images[j], zmin=0, zmax=255, colorscale="gray", showscale=False,
-                                 hovertemplate="pixel %{z:.0f}<extra></extra>"), row=2, col=j + 1)
+def perturbation_figure(rows: list[tuple[str, np.ndarray, bool]], titles: list[str], pixel_max: float = 255.0,
+                        unit: str = "grey levels") -> go.Figure:
+    """One column per example, one row per (label, N×28×28 arrays, signed): signed rows (a noise or a
+    perturbation) on one diverging scale centred on 0 (blue −, red +), the others as grey images in
+    [0, pixel_max]."""
+    n = len(titles)
+    fig = make_subplots(rows=len(rows), cols=n, subplot_titles=titles + [""] * n * (len(rows) - 1),
+                        horizontal_spacing=0.01, vertical_spacing=0.04, row_titles=[r[0] for r in rows])
+    for i, (_, arrays, signed) in enumerate(rows):
+        zmax = float(np.abs(arrays).max()) or 1.0
+        for j in range(n):
+            if signed:
+                trace = go.Heatmap(z=arrays[j], zmin=-zmax, zmax=zmax, zmid=0, colorscale="RdBu_r", showscale=j == 0,
+                                   colorbar=dict(title=unit, len=0.9 / len(rows), y=1 - i / len(rows), yanchor="top"),
+                                   hovertemplate="%{z:.3g}<extra></extra>")
+            else:
+                trace = go.Heatmap(z=arrays[j], zmin=0, zmax=pixel_max, colorscale="gray", showscale=False,
+                                   hovertemplate="pixel %{z:.3g}<extra></extra>")
+            fig.add_trace(trace, row=i + 1, col=j + 1)
     square_cells(fig)
     fig.update_annotations(font=dict(size=14))
-    fig.update_layout(height=420, margin=dict(l=10, r=40, t=60, b=10), font=FONT)
+    fig.update_layout(height=60 + 180 * len(rows), margin=dict(l=10, r=40, t=60, b=10), font=FONT)
+    return fig
+
+
+def robustness_figure(curves: dict[str, dict], colors: dict[str, str]) -> go.Figure:
+    """Accuracy against the L∞ budget ε for several models: PGD solid, FGSM dashed, one colour per model."""
+    fig = go.Figure()
+    for name, c in curves.items():
+        eps = c["epsilons"]
+        for method, dash in (("pgd", "solid"), ("fgsm", "dash")):
+            fig.add_trace(go.Scatter(x=eps, y=[100 * a for a in c[method]], name=f"{name} — {method.upper()}",
+                                     mode="lines+markers", line=dict(color=colors[name], dash=dash, width=3),
+                                     hovertemplate="ε = %{x}: %{y:.1f}%<extra></extra>"))
+    ticks = sorted({e for c in curves.values() for e in c["epsilons"]})
+    fig.update_layout(height=450, margin=dict(l=10, r=10, t=50, b=10), font=FONT, legend=dict(font=dict(size=13)),
+                      title="Accuracy under attack (PGD solid, FGSM dashed)",
+                      xaxis=dict(title="ε (pixels in [0, 1]; in grey levels /255 below)", tickvals=ticks,
+                                 ticktext=[f"{e:g}<br>{round(255 * e)}/255" for e in ticks]),
+                      yaxis=dict(title="accuracy (%)", range=[0, 101]))
     return fig
 
 

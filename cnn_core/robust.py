@@ -155,4 +155,4 @@ def median_filter(x: torch.Tensor, k: int = 3) -> torch.Tensor:
     return patches.median(1).values.view_as(x)
 
 
-DEFENCES = {"none": None, "bit depth 1 (threshold)": bit_depth, "median 3×3": median_filter}
+DEFENCES = {"median 3×3": median_filter, "bit depth 1 (threshold)": bit_depth}

@@ -1,73 +1,62 @@
 """AppTest: every section of the attack playground renders with real results, its knobs change them, bad
 settings get a message, and the shared models' weights are bit-identical afterwards."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 import app_pages.common as common
 
-ATTACKS = str(Path(__file__).resolve().parents[2] / "app_pages" / "attacks.py")
+PAGE = "attacks.py"  # the `at` fixture (conftest) runs it
 
 
-@pytest.fixture(scope="module")
-def at():
-    page = AppTest.from_file(ATTACKS, default_timeout=180).run()
-    assert not page.exception, page.exception
-    return page
 
 
-def _captions(at) -> str:
-    return " | ".join(c.value for c in at.caption)
-
-
-def test_fooling_images_reach_every_target(at):
-    assert "10 of 10 classified as their target · 200 steps" in _captions(at)
+def test_fooling_images_reach_every_target(at, captions):
+    assert "10 of 10 classified as their target · 200 steps" in captions(at)
     assert any("rose at 100% of the steps" in m.value for m in at.markdown)
     at.toggle(key="fool_sign").set_value(True).run()
-    assert at.select_slider(key="fool_step_s").value == 1.0 and "10 of 10 classified" in _captions(at)
+    assert at.select_slider(key="fool_step_s").value == 1.0 and "10 of 10 classified" in captions(at)
 
 
-def test_beta_moves_the_targeted_images_and_an_unstable_step_is_flagged(at):
+def test_beta_moves_the_targeted_images_and_an_unstable_step_is_flagged(at, captions):
     at.segmented_control(key="atk_section").set_value("Targeted + prior").run()
     at.radio(key="like_mode").set_value("by index").run()
     at.text_input(key="like_idx").input("0").run()  # a 7
     spec = at.get("plotly_chart")[0].proto.spec
     at.select_slider(key="beta").set_value(1e-3).run()
-    assert "10 of 10 classified as their target" in _captions(at) and at.get("plotly_chart")[0].proto.spec != spec
+    assert "10 of 10 classified as their target" in captions(at) and at.get("plotly_chart")[0].proto.spec != spec
     assert not at.warning
     at.select_slider(key="beta").set_value(10.0).run()
     assert "step · β · 2/784 = 26 > 1" in at.warning[0].value
     at.select_slider(key="beta").set_value(1e-2)
     at.toggle(key="like_grid").set_value(True).run()
-    assert not at.exception and "of 100 reached their target" in _captions(at)
+    assert not at.exception and "of 100 reached their target" in captions(at)
 
 
-def test_adversarial_noise_and_its_bound(at):
+def test_adversarial_noise_and_its_bound(at, captions):
     at.segmented_control(key="atk_section").set_value("Adversarial noise").run()
     assert at.text_input(key="orig_idx").value == "0"  # the digit chosen above follows along
-    assert "10 of 10 targets reached" in _captions(at)
+    assert "10 of 10 targets reached" in captions(at)
     assert any(m.value.startswith("**Transfer:**") for m in at.markdown)
     at.toggle(key="noise_bounded").set_value(True).run()
     at.slider(key="noise_linf").set_value(2).run()
     at.slider(key="noise_steps").set_value(5).run()
-    assert "1 of 10 targets reached" in _captions(at) and "largest |noise| 2 grey levels" in _captions(at)
+    assert "1 of 10 targets reached" in captions(at) and "largest |noise| 2 grey levels" in captions(at)
     at.radio(key="noise_alpha_mode").set_value("fixed").run()
     assert not at.exception
 
 
 @pytest.mark.parametrize("layer", ["conv1", "conv2", "fc1"])
-def test_class_and_unit_models_for_both_models(at, layer):
+def test_class_and_unit_models_for_both_models(at, captions, layer):
     at.radio(key="atk_model").set_value("both")
     at.segmented_control(key="atk_section").set_value("Class models").run()
-    assert _captions(at).count("classified as their target") == 2
+    assert captions(at).count("classified as their target") == 2
     at.segmented_control(key="atk_section").set_value("Maximize a unit").run()
     at.radio(key="unit_layer").set_value(layer).run()
     size = {"conv1": "3×3", "conv2": "8×8", "fc1": "28×28"}[layer]
-    assert _captions(at).count(f"{size} receptive field") == 2 and not at.exception
+    assert captions(at).count(f"{size} receptive field") == 2 and not at.exception
     if layer == "fc1":
         at.number_input(key="unit_first_fc1").set_value(484).run()
         assert "fc1[499]" in at.get("plotly_chart")[0].proto.spec

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-INSIDE = str(Path(__file__).resolve().parents[2] / "app_pages" / "inside.py")
+PAGE = "inside.py"  # the `at` fixture (conftest) runs it
+INSIDE = str(Path(__file__).resolve().parents[2] / "app_pages" / PAGE)
 
-
-@pytest.fixture(scope="module")
-def at():
-    page = AppTest.from_file(INSIDE, default_timeout=180).run()
-    assert not page.exception, page.exception
-    return page
 
 
 def test_occlusion_is_the_default_and_reports_its_work(at):

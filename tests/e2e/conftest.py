@@ -39,8 +39,9 @@ def output_dir() -> Path:
 def server(tmp_path_factory):
     OUTPUT.mkdir(exist_ok=True)
     runs_dir = tmp_path_factory.mktemp("e2e-runs")  # runs trained by the tests never land in checkpoints/
-    for name in ("baseline", "batchnorm"):
-        shutil.copytree(REPO / "checkpoints" / name, runs_dir / name)
+    for name in ("baseline", "batchnorm", "adv-trained"):  # test_cli checks all three are shipped
+        if (REPO / "checkpoints" / name).is_dir():
+            shutil.copytree(REPO / "checkpoints" / name, runs_dir / name)
     port = _free_port()
     log = open(OUTPUT / "streamlit-server.log", "w")
     proc = subprocess.Popen(

@@ -10,6 +10,7 @@ PAGES = {
     "inside": "Inside the network",
     "digit": "Your own digit",
     "attacks": "Attack playground",
+    "robust": "Robustness lab",
 }
 
 

@@ -62,3 +62,21 @@ def test_shipped_checkpoints_reach_their_targets(run, target):
     assert out.returncode == 0, out.stderr
     accuracy = float(re.search(r"test accuracy (\d+\.\d+)% \((\d+)/10000\)", out.stdout).group(1))
     assert accuracy >= target
+
+
+def test_shipped_adversarially_trained_checkpoint_is_robust(mnist):
+    """checkpoints/adv-trained (PGD ε = 0.2 training) keeps most of its accuracy under PGD where the baseline has
+    almost none; its stored curve is what the Robustness lab shows."""
+    from cnn_core import robust as R
+    from cnn_core.data import to_float
+    from cnn_core.store import RunStore
+
+    store = RunStore(REPO / "checkpoints")
+    model, info = store.load_model("adv-trained")
+    assert info["config"]["adversarial"] == "pgd" and info["results"]["accuracy"] >= 0.985
+    x, y = to_float(mnist.test_images[:200]), mnist.test_labels[:200]
+    assert R.robust_accuracy(model.requires_grad_(False), x, y, "pgd", 0.2, steps=20) >= 0.75
+    for name in ("baseline", "batchnorm", "adv-trained"):
+        curves = store.read_extra(name, "robustness.json")
+        assert curves["n"] == 1000 and curves["pgd_steps"] == 20 and len(curves["pgd"]) == 7
+    assert store.read_extra("adv-trained", "robustness.json")["pgd"][4] > 0.7 > store.read_extra("baseline", "robustness.json")["pgd"][4]

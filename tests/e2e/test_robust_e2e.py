@@ -1,0 +1,24 @@
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.e2e
+
+
+def test_raising_epsilon_breaks_more_digits_and_the_defences_table_shows(server, page, output_dir):
+    page.goto(f"{server}/robust")
+    expect(page.get_by_text(re.compile(r"^\d of 6 now misclassified · largest \|δ\| = 0\.100"))).to_be_visible()
+    page.get_by_role("radio", name="PGD").check(force=True)
+    slider = page.get_by_role("slider", name="ε")
+    slider.focus()
+    for _ in range(20):  # 0.10 → 0.30
+        slider.press("ArrowRight")
+    expect(page.get_by_text("6 of 6 now misclassified · largest |δ| = 0.300 ≤ ε = 0.30", exact=False)).to_be_visible()
+    expect(page.locator(".js-plotly-plot")).to_be_visible()
+    page.screenshot(path=str(output_dir / "robust-attacks.png"))
+
+    page.get_by_text("Defences", exact=True).click()
+    expect(page.get_by_text("Accuracy under attack (PGD solid, FGSM dashed)")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"adaptive PGD \(BPDA\)"))).to_have_count(2)  # metric and sentence
+    page.screenshot(path=str(output_dir / "robust-defences.png"))
