@@ -4,7 +4,7 @@ Not a page itself."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +167,6 @@ class Digits:
     images: np.ndarray
     labels: list[int | None]
     names: list[str]
-    indices: list[int] = field(default_factory=list)  # test-set indices (empty for a drawn digit)
 
     def tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.images)[:, None]
@@ -233,4 +232,4 @@ def pick_digits(data: Mnist, n_default: int, key: str) -> Digits | None:
         idx = rng.choice(pool, n, replace=False).tolist()
     images = data.test_images[idx].numpy().astype(np.float32) / 255.0
     labels = data.test_labels[idx].tolist()
-    return Digits(images, labels, [f"#{i} (true {t})" for i, t in zip(idx, labels, strict=True)], idx)
+    return Digits(images, labels, [f"#{i} (true {t})" for i, t in zip(idx, labels, strict=True)])
