@@ -32,7 +32,8 @@ def test_probabilities(name: str, mtime: float) -> np.ndarray:
 
 
 st.header("One run")
-name = st.selectbox("Run", names, format_func=label.get, key="results_run")
+name = st.selectbox("Run", names, index=names.index("baseline") if "baseline" in names else 0, format_func=label.get,
+                    key="results_run")
 try:
     model, info = saved_model(name, store.mtime(name))
 except (CheckpointError, OSError) as exc:

@@ -94,6 +94,33 @@ def main_concurrency(args) -> int:
     return 0
 
 
+def main_attacks(args) -> int:
+    """All 10 targets of a fooling-image attack in one batch vs one target at a time (100 steps each)."""
+    from .attacks import CLASSES, fooling_cost, gradient_ascent, noise_image, scores
+    from .store import RunStore
+
+    model = RunStore().load_model("baseline")[0].requires_grad_(False)
+
+    def seconds(targets: list[torch.Tensor]) -> float:
+        start = time.perf_counter()
+        for t in targets:
+            gradient_ascent(model, noise_image(len(t)), lambda x, t=t: fooling_cost(scores(model, x), t), 100, 1000.0)
+        return time.perf_counter() - start
+
+    cases = {"10 targets in one batch": [CLASSES], "one target at a time": [torch.tensor([k]) for k in range(10)]}
+    results: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(args.rounds):
+        for name, targets in cases.items():
+            results[name].append(seconds(targets))
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fooling images for 10 classes, 100 steps, "
+          f"median of {args.rounds} interleaved rounds")
+    for name, v in med.items():
+        print(f"  {name:<26} {v:6.2f} s")
+    print(f"batched / one at a time: {med['one target at a time'] / med['10 targets in one batch']:.1f}× faster")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cnn_core.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=6400, help="images per measurement (default 6400)")
@@ -101,9 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--concurrency", action="store_true",
                     help="instead: one vs two simultaneous runs with 1 and 2 intra-op threads (CPU)")
+    ap.add_argument("--attacks", action="store_true", help="instead: attack targets batched vs one at a time (CPU)")
     args = ap.parse_args(argv)
     if args.concurrency:
         return main_concurrency(args)
+    if args.attacks:
+        return main_attacks(args)
     device = resolve_device(args.device)
     data = load_mnist()
     idx = torch.arange(len(data.train_labels))
