@@ -66,6 +66,16 @@ def _store_and_name(runs_dir: str, run: str) -> tuple[RunStore, str]:
     return RunStore(runs_dir), run
 
 
+def _load(args):
+    """(store, name, model) of the run named by ``args.run``, or None after printing why it can't be loaded."""
+    store, name = _store_and_name(args.runs_dir, args.run)
+    try:
+        return store, name, store.load_model(name)[0]
+    except (CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
@@ -115,12 +125,10 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .data import load_mnist
 
-    store, name = _store_and_name(args.runs_dir, args.run)
-    try:
-        model, info = store.load_model(name)
-    except (CheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return 1
+    _, name, model = loaded
     data = load_mnist()
     r = evaluate(model, data.test_images, data.test_labels)
     print(f"{name}: test accuracy {100 * r['accuracy']:.2f}% ({round(r['accuracy'] * r['n'])}/{r['n']})  "
@@ -132,12 +140,10 @@ def cmd_robustness(args) -> int:
     from .data import load_mnist, to_float
     from .robust import robustness_curves
 
-    store, name = _store_and_name(args.runs_dir, args.run)
-    try:
-        model, _ = store.load_model(name)
-    except (CheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = _load(args)
+    if loaded is None:
         return 1
+    store, name, model = loaded
     if not 1 <= args.n <= 10000 or not 1 <= args.pgd_steps <= 1000:
         print("error: --n must be in [1, 10000] and --pgd-steps in [1, 1000]", file=sys.stderr)
         return 2
