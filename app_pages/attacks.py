@@ -68,7 +68,7 @@ def targeted(name: str, look_like: np.ndarray, **kw) -> A.Ascent:
 def noise_attack(name: str, image: np.ndarray, **kw) -> tuple[A.NoiseAttack, np.ndarray]:
     model = models[name][0]
     r = A.adversarial_noise(model, torch.from_numpy(image), **kw)
-    examples = data.test_images[A.one_per_class(data.test_labels)].float()
+    examples = data.test_images[A.one_per_class(data.test_images, data.test_labels, torch.from_numpy(image))].float()
     return r, A.transfer_matrix(model, examples, torch.from_numpy(r.noise), clamp=kw["clamp"])
 
 
@@ -99,8 +99,9 @@ if section == "Fooling images":
         st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES], "Cost C = logits[t] per step"),
                         key=f"cost_{name}")
         rising = (np.diff(r.costs, axis=0) >= 0).mean()
-        st.markdown(f"The cost **rose at {100 * rising:.0f}% of the steps** (gradient ascent). Mean confidence in the "
-                    f"target: **{100 * r.confidence.mean():.0f}%**.")
+        target_p = r.probs[np.arange(10), CLASSES].mean()
+        st.markdown(f"The cost **rose at {100 * rising:.0f}% of the steps** (gradient ascent). Mean probability of the "
+                    f"target class: **{100 * target_p:.0f}%**.")
 
     columns_of(names, models, render)
     st.info("**Why don't they look like digits?** Nothing in C asks the image to look like anything: the ascent only "
@@ -124,9 +125,9 @@ elif section == "Targeted + prior":
     kw = ascent_controls("like")
     like = (digits.images * 255).astype(np.float32)
     st.image(digits.images[0], caption=f"image to look like: {digits.names[0]}", width=120, clamp=True)
-    if not kw["sign"] and kw["step_size"] * beta * 2 / 784 > 1:
-        st.warning(f"step · β · 2/784 = {kw['step_size'] * beta * 2 / 784:.2g} > 1: each step overshoots the target image "
-                   "(the prior's own gradient ascent is unstable). Lower β or the step size to see it converge.")
+    if not kw["sign"] and kw["step_size"] * beta * 2 / 784 > 2:
+        st.warning(f"step · β · 2/784 = {kw['step_size'] * beta * 2 / 784:.2g} > 2: the prior's own gradient ascent "
+                   "diverges (each step overshoots the target image by more than it corrects). Lower β or the step size.")
 
     def render(name, model):
         r = targeted(name, like, beta=beta, start=start, **kw)
@@ -135,7 +136,7 @@ elif section == "Targeted + prior":
         st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES],
                                            f"C = logits[t] − β·MSE, β = {fmt(beta)}"), key=f"cost_{name}")
         if grid:
-            looks = data.test_images[A.one_per_class(data.test_labels)].float().numpy()
+            looks = data.test_images[A.one_per_class(data.test_images, data.test_labels)].float().numpy()
             g = targeted(name, looks, beta=beta, start=start, **kw)
             titles = [f"{p} ({100 * c:.0f}%)" for p, c in zip(g.predicted, g.confidence, strict=True)]
             wrong = [int(p) != k % 10 for k, p in enumerate(g.predicted)]
@@ -170,11 +171,12 @@ elif section == "Adversarial noise":
         st.caption(f"{int(r.reached.sum())} of 10 targets reached (stopped at the first step where the target won); "
                    f"largest |noise| {np.abs(r.noise).max():.0f} grey levels; {r.milliseconds:,.0f} ms.")
         st.plotly_chart(transfer_figure(pred, CLASSES, CLASSES), key=f"transfer_{name}")
-        off = ~np.eye(10, dtype=bool)
-        won = int((pred == np.arange(10)[:, None])[off].sum())
-        kept = int((pred == np.arange(10)[None, :])[off].sum())
-        st.markdown(f"**Transfer:** added to the 9 other test digits, each noise made them its target in **{won} of 90** "
-                    f"cases, and **{kept} of 90** kept their own class: the noise was tailored to one image and one "
+        t = A.transfer_summary(pred, CLASSES, r.steps)
+        st.caption("Each row adds one of the noises above to 10 other test digits (the first of each class). Red: the "
+                   "noise's target won; grey: the digit kept its class; orange: another class. The diagonal (the digit "
+                   "already is the target) and a zero noise (the original's own class) are not counted.")
+        st.markdown(f"**Transfer:** in **{t['won']} of {t['cells']}** cases the noise made another digit its target, and "
+                    f"**{t['kept']} of {t['cells']}** kept their own class: the noise was tailored to one image and one "
                     "model's gradient, not a general 'make it a t' pattern.")
 
     st.image(digits.images[0], caption=f"original: {digits.names[0]}", width=120, clamp=True)
@@ -215,9 +217,9 @@ else:
         r = unit_images(name, layer, units, lam=lam, **kw)
         crops = r.images[:, field, field]
         gain = r.costs[-1] - r.costs[0]
-        titles = [f"{layer}[{u}]: +{g:.1f}" for u, g in zip(units, gain, strict=True)]
+        titles = [f"{layer}[{u}]: {g:+.1f}" for u, g in zip(units, gain, strict=True)]
         st.plotly_chart(images_figure(crops, titles, cols=8), key=f"img_{name}")
-        st.caption(f"{size}×{size} receptive field{' (the whole image)' if size == 28 else ''}; title: activation gained. "
+        st.caption(f"{size}×{size} receptive field{' (the whole image)' if size == 28 else ''}; title: gain of the objective a(I) − λ‖I‖². "
                    f"{len(units)} units in one batch, {r.milliseconds:,.0f} ms.")
 
     columns_of(names, models, render)

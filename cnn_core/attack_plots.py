@@ -12,7 +12,8 @@ from cnn_core.plots import CLASS_PALETTE, FONT, digit_grid, square_cells, thin
 def images_figure(images: np.ndarray, titles: list[str], wrong: list[bool] | None = None, cols: int = 10,
                   cell_px: int = 110) -> go.Figure:
     """0–255 images in a grid (values outside [0, 255], possible without the clamp, shown clipped)."""
-    return digit_grid(np.asarray(images, dtype=np.float32) / 255.0, titles, wrong, cols=cols, cell_px=cell_px)
+    return digit_grid(np.clip(images, 0, 255).astype(np.float32) / 255.0, titles, wrong, cols=cols, cell_px=cell_px,
+                      frame="#999999")
 
 
 def cost_curves_figure(costs: np.ndarray, labels: list[str], title: str, yaxis: str = "cost C") -> go.Figure:
@@ -48,7 +49,9 @@ def perturbation_figure(rows: list[tuple[str, np.ndarray, bool]], titles: list[s
                                    hovertemplate="pixel %{z:.3g}<extra></extra>")
             fig.add_trace(trace, row=i + 1, col=j + 1)
     square_cells(fig)
-    fig.update_annotations(font=dict(size=14))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font=dict(size=15, color="black"))
     fig.update_layout(height=60 + 180 * len(rows), margin=dict(l=10, r=40, t=60, b=10), font=FONT)
     return fig
 
@@ -73,9 +76,10 @@ def robustness_figure(curves: dict[str, dict], colors: dict[str, str]) -> go.Fig
 
 def transfer_figure(pred: np.ndarray, targets: list[int], example_labels: list[int]) -> go.Figure:
     """pred[i, j]: class of test example j plus the noise made for target i. Red: the noise's target
-    won; grey: the example kept its own class; orange: some other class."""
+    won (off the diagonal, where the example already is the target); grey: the example kept its own class;
+    orange: some other class."""
     pred = np.asarray(pred)
-    won = pred == np.asarray(targets)[:, None]
+    won = (pred == np.asarray(targets)[:, None]) & (np.asarray(targets)[:, None] != np.asarray(example_labels)[None, :])
     kept = pred == np.asarray(example_labels)[None, :]
     z = np.where(won, 2, np.where(kept, 0, 1))
     scale = [[0, "#e8e8e8"], [0.33, "#e8e8e8"], [0.33, "#ffbb78"], [0.66, "#ffbb78"], [0.66, "#d62728"], [1, "#d62728"]]

@@ -217,6 +217,22 @@ def transfer_matrix(model: nn.Module, examples: torch.Tensor, noises: torch.Tens
         return scores(model, x.reshape(-1, 1, 28, 28)).argmax(1).reshape(len(noises), len(examples)).numpy()
 
 
-def one_per_class(labels: torch.Tensor) -> list[int]:
-    """The first test index of each class 0…9: the transfer matrix's fixed examples."""
-    return [int(torch.nonzero(labels == k)[0]) for k in range(10)]
+def one_per_class(images: torch.Tensor, labels: torch.Tensor, avoid: torch.Tensor | None = None) -> list[int]:
+    """The first test index of each class 0…9 whose image is not ``avoid`` (the attacked digit itself must not
+    count as a transfer): the transfer matrix's fixed examples."""
+    out = []
+    for k in range(10):
+        idx = torch.nonzero(labels == k).flatten()
+        if avoid is not None:
+            idx = idx[[not torch.equal(images[i].float(), avoid.float().reshape(images[i].shape)) for i in idx]]
+        out.append(int(idx[0]))
+    return out
+
+
+def transfer_summary(pred: np.ndarray, example_labels: list[int], steps: np.ndarray) -> dict:
+    """Counts over the cells that test a transfer: rows whose noise is not zero (steps > 0) and examples not already
+    of the noise's target class. won: the example became the target; kept: it kept its own class."""
+    targets = np.arange(len(pred))[:, None]
+    cells = (steps[:, None] > 0) & (np.asarray(example_labels)[None, :] != targets)
+    return {"cells": int(cells.sum()), "won": int(((pred == targets) & cells).sum()),
+            "kept": int(((pred == np.asarray(example_labels)[None, :]) & cells).sum())}

@@ -18,9 +18,10 @@ def digit_grid(
     wrong: list[bool] | None = None,
     cols: int = 6,
     cell_px: int = 150,
+    frame: str | None = None,
 ) -> go.Figure:
     """Grid of 28×28 digits (uint8 or float in [0, 1]), one title each; wrong ones get a red title
-    and a red frame. Rendered as one raster image per cell (no WebGL)."""
+    and a red frame, the others a ``frame`` of that colour if given. One raster image per cell (no WebGL)."""
     images = np.asarray(images, dtype=np.float32)
     if images.max() > 1.0:
         images = images / 255.0
@@ -31,8 +32,9 @@ def digit_grid(
     for i, img in enumerate(images):
         rgb = np.repeat((np.clip(img, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
         fig.add_trace(go.Image(z=rgb, hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, mirror=True, linewidth=4, linecolor="white")
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, mirror=True, linewidth=4, linecolor="white")
+    edge = dict(showline=frame is not None, linecolor=frame or "white")
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, mirror=True, linewidth=4, **edge)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, mirror=True, linewidth=4, **edge)
     for i, is_wrong in enumerate(wrong):
         color = WRONG if is_wrong else "black"
         fig.layout.annotations[i].font = dict(size=FONT["size"], color=color)

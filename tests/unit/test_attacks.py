@@ -106,8 +106,10 @@ def test_noise_step_size_is_one_over_the_gradient_std():
 
 def test_transfer_matrix_equals_a_naive_loop(mnist, shipped):
     model = shipped["batchnorm"]
-    idx = A.one_per_class(mnist.test_labels)
-    assert mnist.test_labels[idx].tolist() == list(range(10))
+    idx = A.one_per_class(mnist.test_images, mnist.test_labels)
+    assert mnist.test_labels[idx].tolist() == list(range(10)) and idx[7] == 0
+    avoiding = A.one_per_class(mnist.test_images, mnist.test_labels, _seven(mnist))  # the attacked 7 is left out
+    assert avoiding[7] != 0 and avoiding[:7] == idx[:7]
     examples = mnist.test_images[idx].float()
     noises = torch.from_numpy(A.adversarial_noise(model, _seven(mnist), steps=100).noise)
     got = A.transfer_matrix(model, examples, noises)
@@ -115,6 +117,14 @@ def test_transfer_matrix_equals_a_naive_loop(mnist, shipped):
         for j in range(10):
             x = (examples[j] + noises[i]).clamp(0, 255)[None, None] / 255
             assert got[i, j] == model(x).argmax().item()
+
+
+def test_transfer_summary_counts_only_real_transfers():
+    pred = np.tile(np.arange(10), (10, 1))  # every example kept its class …
+    pred[3, 5] = 3  # … except example 5 under the noise for 3
+    steps = np.full(10, 4)
+    steps[7] = 0  # the original's own class: zero noise
+    assert A.transfer_summary(pred, list(range(10)), steps) == {"cells": 81, "won": 1, "kept": 80}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -140,3 +150,12 @@ def test_unit_models_of_fc1_and_bad_units(shipped):
     assert (r.costs[-1] > r.costs[0]).all()
     with pytest.raises(ValueError, match="conv1 has units 0…31"):
         A.unit_models(shipped["batchnorm"], "conv1", [32])
+
+
+def test_images_outside_the_pixel_range_are_shown_clipped_not_black():
+    from cnn_core.attack_plots import images_figure
+
+    img = np.full((1, 28, 28), 895.0)  # unclamped ascent leaves the 0–255 range
+    img[0, 0, 0] = -459.0
+    z = np.asarray(images_figure(img, ["x"]).data[0].z)
+    assert z[1, 1].tolist() == [255, 255, 255] and z[0, 0].tolist() == [0, 0, 0]
