@@ -216,10 +216,13 @@ def pick_digits(data: Mnist, n_default: int, key: str) -> Digits | None:
         return Digits(own[None].astype(np.float32), [None], ["your digit"])
     if mode == "by index":
         s.picker_idx = b.text_input("Test indices (0–9,999, comma-separated)", s.picker_idx, key=f"{key}_idx")
-        idx = _parse_indices(s.picker_idx)[: 1 if n_default == 1 else 10]
+        idx = _parse_indices(s.picker_idx)[:10]
         if not idx:
             return None
         st.query_params["digits"] = ",".join(map(str, idx))  # a shareable link to these digits
+        if n_default == 1 and len(idx) > 1:
+            b.caption(f"This view takes one digit: #{idx[0]}, the first of your list.")
+            idx = idx[:1]
     else:
         n = b.slider("How many", 1, 10, n_default, key=f"{key}_n") if n_default > 1 else 1
         if c.button("Reshuffle", icon=":material/shuffle:", key=f"{key}_shuffle"):

@@ -67,18 +67,24 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps:
     raise ValueError(f"method must be clean, fgsm or pgd, got {method!r}")
 
 
-def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps: float, batch: int = 500,
-                    defence=None, **pgd_args) -> float:
-    """Accuracy on adversarial versions of (x, y) made by ``method`` at budget ε, in batches; ``defence``
-    (an input transform) is applied before classifying — the attack does not know about it."""
-    correct = 0
+def robust_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps: float, batch: int = 500,
+                   defence=None, **pgd_args) -> torch.Tensor:
+    """Per digit: still classified correctly after ``method`` at budget ε (in batches)? ``defence`` (an input
+    transform) is applied before classifying — the attack does not know about it."""
+    correct = []
     for i in range(0, len(y), batch):
         xa = attack(model, x[i : i + batch], y[i : i + batch], method, eps, **pgd_args)
         if defence is not None:
             xa = defence(xa)
         with torch.no_grad():
-            correct += (model(xa).argmax(1) == y[i : i + batch]).sum().item()
-    return correct / len(y)
+            correct.append(model(xa).argmax(1) == y[i : i + batch])
+    return torch.cat(correct)
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps: float, batch: int = 500,
+                    defence=None, **pgd_args) -> float:
+    """Fraction of ``robust_correct``."""
+    return robust_correct(model, x, y, method, eps, batch, defence, **pgd_args).float().mean().item()
 
 
 def robustness_curves(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons=CURVE_EPSILONS,

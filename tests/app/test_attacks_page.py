@@ -38,6 +38,9 @@ def test_beta_moves_the_targeted_images_and_an_unstable_step_is_flagged(at, capt
 def test_adversarial_noise_and_its_bound(at, captions):
     at.segmented_control(key="atk_section").set_value("Adversarial noise").run()
     assert at.text_input(key="orig_idx").value == "0"  # the digit chosen above follows along
+    at.text_input(key="orig_idx").input("0, 1, 2").run()
+    assert "This view takes one digit: #0, the first of your list." in captions(at)
+    assert at.query_params["digits"] == "0,1,2"  # the link keeps the whole list
     assert "10 of 10 targets reached" in captions(at)
     transfer = next(m.value for m in at.markdown if m.value.startswith("**Transfer:**"))
     assert " of 81** cases" in transfer  # the attacked 7 (test #0) is not among the examples; its own row is zero
