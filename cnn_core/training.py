@@ -230,23 +230,23 @@ class Run:
         return self.status in ("finished", "stopped", "failed")
 
     def snapshot(self) -> dict:
-        """A consistent deep copy of everything a UI shows."""
+        """A consistent copy of everything a UI shows. Step and epoch records are never changed once appended,
+        so their lists are copied shallowly (a deep copy of 21k steps took 60 ms, on every 1 s poll); the rest is
+        deep-copied."""
         with self._lock:
-            return copy.deepcopy(
-                {
-                    "id": self.id,
-                    "name": self.name,
-                    "status": self.status,
-                    "config": asdict(self.config),
-                    "progress": self.progress,
-                    "steps": self.steps,
-                    "epochs": self.epochs,
-                    "results": self.results,
-                    "best": self.best,
-                    "error": self.error,
-                    "total_seconds": self.total_seconds,
-                }
-            )
+            snap = copy.deepcopy({
+                "id": self.id,
+                "name": self.name,
+                "status": self.status,
+                "config": asdict(self.config),
+                "progress": self.progress,
+                "results": self.results,
+                "best": self.best,
+                "error": self.error,
+                "total_seconds": self.total_seconds,
+            })
+            snap["steps"], snap["epochs"] = list(self.steps), list(self.epochs)
+            return snap
 
     # ----- training ------------------------------------------------------------------------
     def run(self) -> Run:
