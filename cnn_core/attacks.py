@@ -224,7 +224,7 @@ def one_per_class(images: torch.Tensor, labels: torch.Tensor, avoid: torch.Tenso
     for k in range(10):
         idx = torch.nonzero(labels == k).flatten()
         if avoid is not None:
-            idx = idx[[not torch.equal(images[i].float(), avoid.float().reshape(images[i].shape)) for i in idx]]
+            idx = idx[(images[idx].float() != avoid.float().reshape(images.shape[1:])).flatten(1).any(1)]
         out.append(int(idx[0]))
     return out
 
