@@ -43,9 +43,14 @@ def prior_cost(logits: torch.Tensor, targets: torch.Tensor, x: torch.Tensor, loo
     return fooling_cost(logits, targets) - beta * mse(x, look_like)
 
 
+def norm_penalty(x: torch.Tensor, lam: float) -> torch.Tensor:
+    """λ‖I‖²₂ per image, ‖I‖²₂ = sum of squared 0–255 pixels."""
+    return lam * (x**2).flatten(1).sum(1)
+
+
 def class_model_cost(logits: torch.Tensor, targets: torch.Tensor, x: torch.Tensor, lam: float) -> torch.Tensor:
-    """J(I) = S_c(I) − λ‖I‖²₂ (optional part), S_c = logits[c], ‖I‖²₂ = sum of squared 0–255 pixels."""
-    return fooling_cost(logits, targets) - lam * (x**2).flatten(1).sum(1)
+    """J(I) = S_c(I) − λ‖I‖²₂ (optional part), S_c = logits[c]."""
+    return fooling_cost(logits, targets) - norm_penalty(x, lam)
 
 
 def noise_step_size(d: torch.Tensor) -> torch.Tensor:
@@ -154,7 +159,7 @@ def unit_models(model: nn.Module, layer: str, units: list[int], steps: int = 200
         raise ValueError(f"{layer} has units 0…{UNIT_LAYERS.get(layer, 0) - 1}, got {units}")
     idx = torch.tensor(units)
     x0 = torch.zeros(len(units), 1, 28, 28)
-    return gradient_ascent(model, x0, lambda x: unit_activation(model, x, layer, idx) - lam * (x**2).flatten(1).sum(1),
+    return gradient_ascent(model, x0, lambda x: unit_activation(model, x, layer, idx) - norm_penalty(x, lam),
                            steps, step_size, sign, clamp)
 
 
