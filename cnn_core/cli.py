@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -48,15 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("runs", help="list saved runs")
     return parser
-
-
-def train_command(cfg: TrainConfig, name: str) -> str:
-    """The CLI command that reproduces a run, every config field explicit."""
-    args = ["python", "-m", "cnn_core", "train", "--name", name]
-    for f in fields(TrainConfig):
-        value = getattr(cfg, f.name)
-        args += [f"--{f.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return shlex.join(args)
 
 
 def _store_and_name(runs_dir: str, run: str) -> tuple[RunStore, str]:
@@ -115,7 +105,7 @@ def cmd_train(args) -> int:
     if run.status != "finished":
         print(f"error: run {run.status}: {run.error or ''}", file=sys.stderr)
         return 1
-    path = store.save(run, args.name, command=train_command(cfg, args.name), overwrite=args.overwrite)
+    path = store.save(run, args.name, overwrite=args.overwrite)
     r = run.results
     print(f"test accuracy {100 * r['accuracy']:.2f}%  loss {r['loss']:.4f}  top-5 {100 * r['top5_accuracy']:.2f}%  "
           f"(best epoch {run.best['epoch']}, val {100 * run.best['val_accuracy']:.2f}%)  saved to {path}")

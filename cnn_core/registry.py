@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from .cli import train_command
 from .data import Mnist
 from .store import RunStore
 from .training import Run, TrainConfig
@@ -90,7 +89,7 @@ class RunRegistry:
                 return
             try:
                 name = self._unique_name(run.name)
-                self.store.save(run, name, command=train_command(run.config, name))  # how to reproduce it
+                self.store.save(run, name)
                 self._saved[run.id] = name
             except Exception as exc:  # a failed save must not turn a finished run into a failed one
                 self._saved[run.id] = f"error: {exc}"

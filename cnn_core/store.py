@@ -11,10 +11,11 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
-import sys
 import time
 import uuid
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -72,8 +73,8 @@ class RunStore:
             runs.append(info)
         return runs
 
-    def save(self, run: Run, name: str | None = None, command: str | None = None, overwrite: bool = False) -> Path:
-        """Write a finished run atomically; returns its folder."""
+    def save(self, run: Run, name: str | None = None, overwrite: bool = False) -> Path:
+        """Write a finished run atomically, with the command that reproduces it; returns its folder."""
         if run.status != "finished" or run.results is None:
             raise ValueError(f"only finished runs can be saved (run {run.name} is {run.status})")
         name = sanitize_name(name or run.name)
@@ -97,7 +98,7 @@ class RunStore:
             },
             "param_count": count_parameters(run.model),
             "torch_version": torch.__version__,
-            "command": command or " ".join([os.path.basename(sys.executable), *sys.argv]),
+            "command": train_command(run.config, name),
         }
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
@@ -186,6 +187,15 @@ class RunStore:
         trash = self.root / f".del-{name}-{uuid.uuid4().hex[:8]}"
         os.replace(target, trash)  # disappears from the listing atomically
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def train_command(cfg: TrainConfig, name: str) -> str:
+    """The CLI command that reproduces a run, every config field explicit."""
+    args = ["python", "-m", "cnn_core", "train", "--name", name]
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        args += [f"--{f.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return shlex.join(args)
 
 
 def _mean(values) -> float | None:
