@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,12 +16,12 @@ from cnn_core.data import DataError, Mnist, load_mnist
 from cnn_core.model import predict_proba
 from cnn_core.plots import digit_grid, prediction_titles
 from cnn_core.registry import RunRegistry
-from cnn_core.store import DEFAULT_ROOT, CheckpointError, RunStore
+from cnn_core.store import CheckpointError, RunStore, default_root
 
 SHIPPED = {"baseline": "Baseline (no BatchNorm)", "batchnorm": "BatchNorm"}
 ADV_TRAINED = "adv-trained"  # shipped too, but only the Robustness lab uses it
 MAX_ACTIVE_RUNS = int(os.environ.get("CNN_LAB_MAX_RUNS", 2))  # concurrent training runs per server (README)
-RUNS_DIR = Path(os.environ.get("CNN_LAB_RUNS_DIR", DEFAULT_ROOT))  # shipped and trained runs
+RUNS_DIR = default_root()  # shipped and trained runs ($CNN_LAB_RUNS_DIR or checkpoints/)
 
 
 def run_store() -> RunStore:

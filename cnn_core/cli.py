@@ -7,10 +7,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .store import DEFAULT_ROOT, CheckpointError, RunStore
-from .training import ADVERSARIAL, DEVICES, OPTIMIZERS, SCHEDULES, Run, TrainConfig, evaluate
+from .store import RUNS_DIR_ENV, CheckpointError, RunStore, default_root
+from .training import ADVERSARIAL, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, Run, TrainConfig, evaluate
 
-_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "adversarial": ADVERSARIAL}
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "adversarial": ADVERSARIAL,
+            "precision": PRECISIONS}
 
 
 def _bool(text: str) -> bool:
@@ -23,7 +24,8 @@ def _bool(text: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cnn_core", description="CNN Lab: train and evaluate the MNIST CNN.")
-    parser.add_argument("--runs-dir", default=str(DEFAULT_ROOT), help="folder of saved runs (default: checkpoints/)")
+    parser.add_argument("--runs-dir", default=str(default_root()),
+                        help=f"folder of saved runs (default: ${RUNS_DIR_ENV} if set, else checkpoints/)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model and save it as a run")
@@ -158,8 +160,9 @@ def cmd_runs(args) -> int:
             print(f"{info['name']:<20} DAMAGED: {info['error']}")
             continue
         c, r = info["config"], info["results"]
+        result = f"test acc {100 * r['accuracy']:.2f}%" if r else f"stopped at step {info.get('stopped_at_step')}"
         print(f"{info['name']:<20} {'BN   ' if c['batchnorm'] else 'no-BN'}  {c['optimizer']:<8} lr {c['lr']:<8g} "
-              f"{c['epochs']:>3} ep  test acc {100 * r['accuracy']:.2f}%  {'(shipped)' if info['shipped'] else ''}")
+              f"{c['epochs']:>3} ep  {result}  {'(shipped)' if info['shipped'] else ''}")
     return 0
 
 

@@ -28,6 +28,7 @@ class RunRegistry:
         self.max_active = max_active
         self._runs: dict[str, Run] = {}
         self._saved: dict[str, str] = {}  # run id → saved name, or "error: …"
+        self._keep_stopped: dict[str, bool] = {}  # run id → save it if it is stopped
         self._lock = threading.Lock()
 
     # ----- queries ---------------------------------------------------------------------------
@@ -49,9 +50,13 @@ class RunRegistry:
     def saved_name(self, run_id: str) -> str | None:
         return self._saved.get(run_id)
 
+    def keeps_stopped(self, run_id: str) -> bool:
+        return self._keep_stopped.get(run_id, False)
+
     # ----- actions ---------------------------------------------------------------------------
-    def start(self, configs: list[TrainConfig], names: list[str] | None = None) -> list[Run]:
-        """Start all ``configs`` together, or none of them (TooManyRuns) — never a half pair."""
+    def start(self, configs: list[TrainConfig], names: list[str] | None = None, keep_stopped: bool = True) -> list[Run]:
+        """Start all ``configs`` together, or none of them (TooManyRuns) — never a half pair. A finished run is
+        saved; a stopped one is saved as stopped (curves and best weights so far) when ``keep_stopped``."""
         data = self._data()
         names = names or [None] * len(configs)
         with self._lock:
@@ -65,13 +70,14 @@ class RunRegistry:
             for run in runs:
                 run.callback = self._on_event(run)
                 self._runs[run.id] = run
+                self._keep_stopped[run.id] = keep_stopped
         for run in runs:
             run.start()
         return runs
 
-    def start_pair(self, config: TrainConfig) -> tuple[Run, Run]:
+    def start_pair(self, config: TrainConfig, keep_stopped: bool = True) -> tuple[Run, Run]:
         """The same config with and without BatchNorm: same seed, same data order, same everything else."""
-        no_bn, bn = self.start([replace(config, batchnorm=False), replace(config, batchnorm=True)])
+        no_bn, bn = self.start([replace(config, batchnorm=False), replace(config, batchnorm=True)], keep_stopped=keep_stopped)
         return no_bn, bn
 
     def stop(self, run_id: str) -> None:
@@ -85,7 +91,7 @@ class RunRegistry:
 
     def _on_event(self, run: Run):
         def on_event(event: str, info: dict) -> None:
-            if event != "finished":
+            if event != "finished" and not (event == "stopped" and self._keep_stopped[run.id]):
                 return
             try:
                 name = self._unique_name(run.name)

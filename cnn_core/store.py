@@ -24,6 +24,7 @@ from .model import MnistCNN, count_parameters
 from .training import Run, TrainConfig
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+RUNS_DIR_ENV = "CNN_LAB_RUNS_DIR"  # where runs are saved and the shipped ones are read, for the app and the CLI alike
 SHIPPED_RUNS = ("baseline", "batchnorm", "adv-trained")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 METRIC_COLUMNS = ["kind", "step", "epoch", "loss", "accuracy", "lr", "train_loss", "train_accuracy",
@@ -46,9 +47,14 @@ def sanitize_name(name: str) -> str:
     return cleaned
 
 
+def default_root() -> Path:
+    """$CNN_LAB_RUNS_DIR if set, else checkpoints/ in the repository."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_ROOT)
+
+
 class RunStore:
-    def __init__(self, root: Path | str = DEFAULT_ROOT):
-        self.root = Path(root)
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root) if root is not None else default_root()
 
     def path(self, name: str) -> Path:
         return self.root / sanitize_name(name)
@@ -74,9 +80,11 @@ class RunStore:
         return runs
 
     def save(self, run: Run, name: str | None = None, overwrite: bool = False) -> Path:
-        """Write a finished run atomically, with the command that reproduces it; returns its folder."""
-        if run.status != "finished" or run.results is None:
-            raise ValueError(f"only finished runs can be saved (run {run.name} is {run.status})")
+        """Write a finished or stopped run atomically, with the command that reproduces it; returns its folder.
+        A stopped run keeps its curves and its best weights so far, has no test results (``results`` None) and
+        says at which step it stopped."""
+        if run.status not in ("finished", "stopped") or (run.status == "finished" and run.results is None):
+            raise ValueError(f"only finished or stopped runs can be saved (run {run.name} is {run.status})")
         name = sanitize_name(name or run.name)
         final = self.root / name
         if final.exists() and not overwrite:
@@ -85,15 +93,19 @@ class RunStore:
         info = {
             "name": name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "status": snap["status"],
+            "stopped_at_step": snap["progress"].get("step") if snap["status"] == "stopped" else None,
             "config": snap["config"],
             "results": snap["results"],
             "best": snap["best"],
+            "vals": snap["vals"],
             "epochs": snap["epochs"],
             "timings": {
                 "total_seconds": snap["total_seconds"],
                 "seconds_per_epoch": _mean(e["seconds"] for e in snap["epochs"]),
                 "train_images_per_s": _mean(e["images_per_s"] for e in snap["epochs"]),
                 "device": str(run.device),
+                "precision": snap["precision"],
                 "torch_threads": torch.get_num_threads(),
             },
             "param_count": count_parameters(run.model),
@@ -105,7 +117,7 @@ class RunStore:
         tmp.mkdir()
         try:
             torch.save({k: v.cpu() for k, v in run.model.state_dict().items()}, tmp / "model.pt")
-            _write_metrics(tmp / "metrics.csv", snap["steps"], snap["epochs"])
+            _write_metrics(tmp / "metrics.csv", snap["steps"], snap["vals"], snap["epochs"])
             (tmp / "run.json").write_text(json.dumps(info, indent=1))
             if final.exists():  # replace: move the old one aside first, delete it only after the swap
                 old = self.root / f".old-{name}-{uuid.uuid4().hex[:8]}"
@@ -153,7 +165,7 @@ class RunStore:
         info = self.load_info(name)
         steps = [{"step": int(r["step"]), "epoch": int(r["epoch"]), "loss": float(r["loss"])}
                  for r in self.load_metrics(name) if r["kind"] == "step"]
-        return {**info, "status": "finished", "steps": steps}
+        return {"status": "finished", "vals": [], **info, "steps": steps}
 
     def write_extra(self, name: str, filename: str, data: dict) -> Path:
         """Add or replace a JSON file (e.g. robustness.json) in a saved run, atomically (temp file + rename)."""
@@ -203,11 +215,13 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _write_metrics(path: Path, steps: list[dict], epochs: list[dict]) -> None:
+def _write_metrics(path: Path, steps: list[dict], vals: list[dict], epochs: list[dict]) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for s in steps:
             w.writerow({"kind": "step", **s})
+        for v in vals:
+            w.writerow({"kind": "val", **v})
         for e in epochs:
             w.writerow({"kind": "epoch", **e})

@@ -13,7 +13,7 @@ def mnist():
 
 def _tiny_config(**overrides) -> TrainConfig:
     """A run that takes a second or two on a CPU."""
-    values = dict(train_subset=512, epochs=2, batch_size=64, device="cpu", seed=1)
+    values = dict(train_subset=512, epochs=2, batch_size=64, device="cpu", seed=1, precision="fp32")
     values.update(overrides)
     return TrainConfig(**values)
 

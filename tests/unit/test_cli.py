@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 import sys
@@ -9,8 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def cli(*args, timeout=600, env=None):
+    return subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 def test_train_runs_and_evaluate_on_a_tiny_subset(tmp_path):
@@ -30,6 +32,17 @@ def test_train_runs_and_evaluate_on_a_tiny_subset(tmp_path):
 
     again = cli("--runs-dir", str(tmp_path), "train", "--name", "tiny", "--train-subset", "256")
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
+
+
+def test_the_runs_folder_comes_from_the_environment_unless_the_flag_says_otherwise(tmp_path):
+    env_dir, flag_dir = tmp_path / "from-env", tmp_path / "from-flag"
+    small = ("--train-subset", "128", "--epochs", "1", "--val-points", "1", "--no-progress")
+    out = cli("train", "--name", "e", *small, env={"CNN_LAB_RUNS_DIR": str(env_dir)})
+    assert out.returncode == 0, out.stderr
+    assert (env_dir / "e" / "run.json").is_file()
+    assert re.search(r"^e\s+no-BN", cli("runs", env={"CNN_LAB_RUNS_DIR": str(env_dir)}).stdout, re.M)
+    out = cli("--runs-dir", str(flag_dir), "train", "--name", "f", *small, env={"CNN_LAB_RUNS_DIR": str(env_dir)})
+    assert out.returncode == 0 and (flag_dir / "f" / "run.json").is_file() and not (env_dir / "f").exists()
 
 
 def test_bad_flags_give_clear_messages(tmp_path):

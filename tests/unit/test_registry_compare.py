@@ -1,6 +1,7 @@
 import time
 
 import pytest
+import torch
 
 from cnn_core.compare import bn_verdict, comparison_table, misclassified, steps_to_accuracy
 from cnn_core.plots import ema, epoch_figure, step_loss_figure, thin
@@ -21,15 +22,39 @@ def test_pair_differs_only_in_batchnorm_and_is_saved(mnist, tmp_path, tiny_confi
 
 def test_the_cap_refuses_whole_groups_and_frees_up_after_a_stop(mnist, tmp_path, tiny_config):
     reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2)
-    (first,) = reg.start([tiny_config(train_subset=0, epochs=50)])
+    (first,) = reg.start([tiny_config(train_subset=0, epochs=50)], keep_stopped=False)
     with pytest.raises(TooManyRuns, match="1 run\\(s\\) already training; this server allows 2"):
         reg.start_pair(tiny_config())
     assert len(reg.runs()) == 1  # no half pair was started
     reg.stop(first.id)
     assert first.wait(30) and first.status == "stopped"
-    assert reg.saved_name(first.id) is None  # stopped runs are not saved
+    assert reg.saved_name(first.id) is None and RunStore(tmp_path).list_runs() == []  # discarded, as asked
     pair = reg.start_pair(tiny_config(epochs=1))
     assert all(r.wait(120) for r in pair)
+
+
+def test_a_stopped_run_is_saved_as_stopped_with_its_best_weights_so_far(mnist, tmp_path, tiny_config):
+    store = RunStore(tmp_path)
+    reg = RunRegistry(lambda: mnist, store, max_active=2)
+    (run,) = reg.start([tiny_config(train_subset=2048, epochs=20)])  # keep_stopped is the default
+    while len(run.snapshot()["vals"]) < 2:
+        assert not run.done, run.error
+        time.sleep(0.01)
+    reg.stop(run.id)
+    assert run.wait(30) and run.status == "stopped"
+    deadline = time.monotonic() + 30
+    while reg.saved_name(run.id) is None:  # saved by the worker right after it stops
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    name = reg.saved_name(run.id)
+    info = store.load_info(name)
+    assert info["status"] == "stopped" and info["results"] is None and info["stopped_at_step"] == run.progress["step"]
+    assert info["vals"] == run.snapshot()["vals"] and len(info["vals"]) >= 2
+    model, _ = store.load_model(name)
+    best = {k: v for k, v in run.best_state.items()}
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    assert store.load_history(name)["status"] == "stopped"
+    assert [r["kind"] for r in store.load_metrics(name)].count("val") == len(info["vals"])
 
 
 def test_cores_are_shared_out_among_active_runs(mnist, tmp_path, tiny_config, monkeypatch):

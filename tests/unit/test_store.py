@@ -52,7 +52,7 @@ def test_saving_twice_needs_overwrite_and_unfinished_runs_cannot_be_saved(tmp_pa
         store.save(tiny_run, "r")
     store.save(tiny_run, "r", overwrite=True)
     assert len(store.list_runs()) == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-    with pytest.raises(ValueError, match="only finished runs"):
+    with pytest.raises(ValueError, match="only finished or stopped runs"):
         store.save(Run(tiny_config(), mnist), "pending")
 
 

@@ -4,7 +4,17 @@ import time
 import pytest
 import torch
 
-from cnn_core.training import Run, TrainConfig, evaluate, per_class_metrics
+from cnn_core.data import stratified_split
+from cnn_core.training import (
+    Run,
+    TrainConfig,
+    evaluate,
+    per_class_metrics,
+    resolve_precision,
+    run_name,
+    val_size,
+    validation_steps,
+)
 
 
 @pytest.mark.parametrize(
@@ -12,7 +22,7 @@ from cnn_core.training import Run, TrainConfig, evaluate, per_class_metrics
     [("optimizer", "lbfgs"), ("schedule", "step"), ("device", "tpu"), ("lr", 0), ("lr", -1e-3), ("momentum", 1.0),
      ("weight_decay", -0.1), ("batch_size", 0), ("batch_size", 2.5), ("epochs", 0), ("seed", -1),
      ("val_fraction", 0.0), ("val_fraction", 0.9), ("train_subset", -5), ("batchnorm", "yes"),
-     ("augment", 1)],
+     ("augment", 1), ("precision", "fp16"), ("val_points", 0)],
 )
 def test_invalid_config_names_the_field_and_range(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be .* got"):
@@ -32,8 +42,8 @@ def test_a_run_records_history_keeps_best_weights_and_evaluates_the_test_set(tin
     assert [e["epoch"] for e in snap["epochs"]] == [1, 2]
     for e in snap["epochs"]:
         assert 0 <= e["val_accuracy"] <= 1 and e["images_per_s"] > 0 and e["seconds"] >= e["train_seconds"] > 0
-    best = max(snap["epochs"], key=lambda e: e["val_accuracy"])
-    assert snap["best"] == {"epoch": best["epoch"], "val_accuracy": best["val_accuracy"]}
+    best = max(snap["vals"], key=lambda v: v["val_accuracy"])  # the first of equals: only a better one replaces it
+    assert snap["best"] == {"epoch": math.ceil(best["epoch"]), "step": best["step"], "val_accuracy": best["val_accuracy"]}
     r = snap["results"]
     assert r["n"] == 10000 and sum(map(sum, r["confusion"])) == 10000
     assert r["accuracy"] == pytest.approx(sum(r["confusion"][k][k] for k in range(10)) / 10000)
@@ -149,3 +159,74 @@ def test_per_class_metrics_formula():
     m = per_class_metrics(confusion)
     assert m[0]["precision"] == pytest.approx(8 / 9) and m[0]["recall"] == pytest.approx(0.8)
     assert m[0]["f1"] == pytest.approx(2 * (8 / 9) * 0.8 / (8 / 9 + 0.8)) and m[1]["support"] == 10
+
+
+def test_validation_points_are_spread_evenly_and_include_every_epoch_end():
+    assert validation_steps(157 * 2, 157, 10) == {31, 63, 94, 126, 157, 188, 220, 251, 283, 314}
+    assert validation_steps(8 * 3, 8, 2) == {8, 12, 16, 24}  # epoch ends are always there
+    assert validation_steps(3, 3, 10) == {1, 2, 3}  # never more points than steps
+
+
+def test_validation_subset_costs_about_8_percent_of_training_within_bounds():
+    cfg = TrainConfig(train_subset=10000, epochs=2, val_points=10)
+    assert val_size(cfg, 10000, 6000) == 500  # 20,000 training images / (4 · 10)
+    assert val_size(TrainConfig(epochs=1), 1000, 6000) == 300  # never fewer than 300
+    assert val_size(TrainConfig(epochs=15), 54000, 6000) == 6000  # never more than the split
+
+
+def test_a_run_validates_on_one_fixed_stratified_subset(tiny_run, mnist, tiny_config):
+    snap = tiny_run.snapshot()
+    cfg = tiny_config()
+    assert [v["step"] for v in snap["vals"]] == sorted(validation_steps(16, 8, cfg.val_points))
+    assert snap["progress"]["val_size"] == 300
+    # The subset is stratified: every class within one digit of its share of the validation split.
+    _, val_idx = stratified_split(mnist.train_labels, cfg.val_fraction, cfg.seed)
+    sub = val_idx[stratified_split(mnist.train_labels[val_idx], 1 - 300 / len(val_idx), cfg.seed)[0]]
+    share = torch.bincount(mnist.train_labels[val_idx], minlength=10) * 300 / len(val_idx)
+    assert len(sub) == 300 and ((torch.bincount(mnist.train_labels[sub], minlength=10) - share).abs() <= 1).all()
+    # The epoch records close each epoch with its last validation; their training numbers are over the epoch's steps.
+    for e in snap["epochs"]:
+        last = [v for v in snap["vals"] if v["step"] == e["step"]][0]
+        assert (e["val_loss"], e["val_accuracy"]) == (last["val_loss"], last["val_accuracy"])
+        losses = [s["loss"] for s in snap["steps"] if s["epoch"] == e["epoch"]]
+        assert e["train_loss"] == pytest.approx(sum(losses) / len(losses))  # 512 = 8 full batches of 64
+
+
+def test_readable_run_names():
+    assert run_name(TrainConfig(train_subset=10000, batchnorm=True), "a1b2c3d4") == "bn-adam-1e-3-2ep-10k-a1b2"
+    cfg = TrainConfig(optimizer="momentum", lr=0.05, epochs=15, augment=True, schedule="cosine", seed=3,
+                      adversarial="pgd", adv_epsilon=0.2)
+    assert run_name(cfg, "ffff0000") == "nobn-momentum-5e-2-15ep-54k-aug-cosine-pgd0.2-s3-ffff"
+    assert run_name(TrainConfig(lr=0.0015, train_subset=1000), "12345678") == "nobn-adam-1.5e-3-2ep-1k-1234"
+
+
+def test_precision_auto_resolves_and_bf16_trains_like_fp32(mnist, tiny_config, tiny_run):
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    assert tiny_run.precision == "fp32"  # the tiny config asks for fp32: exact, machine-independent numbers
+    bf16 = Run(tiny_config(precision="bf16"), mnist).run()
+    assert bf16.status == "finished", bf16.error
+    assert bf16.results["accuracy"] == pytest.approx(tiny_run.results["accuracy"], abs=0.05)
+    assert [s["loss"] for s in bf16.steps] != [s["loss"] for s in tiny_run.steps]  # it did compute in bf16
+
+
+def _stopped_in(mnist, tiny_config, phase: str) -> Run:
+    """A run stopped as soon as it reports ``phase``; asserts it ends within a second."""
+    run = Run(tiny_config(train_subset=4000, epochs=1, val_points=1, val_fraction=0.5), mnist).start()
+    deadline = time.monotonic() + 120
+    while run.snapshot()["progress"].get("phase") != phase:
+        assert time.monotonic() < deadline and not run.done, (run.status, run.error)
+        time.sleep(0.001)
+    asked = time.monotonic()
+    run.stop()
+    assert run.wait(timeout=1.0), f"still {run.status} a second after Stop during {phase}"
+    assert time.monotonic() - asked < 1.0 and run.status == "stopped" and run.results is None
+    return run
+
+
+def test_stop_during_validation_and_testing_within_a_second(mnist, tiny_config):
+    run = _stopped_in(mnist, tiny_config, "validating")
+    assert run.vals == [] and run.best_state is None
+    run = _stopped_in(mnist, tiny_config, "testing")
+    assert len(run.vals) == 1  # the best weights so far (the only validation) are back in the model
+    assert all(torch.equal(v, run.best_state[k]) for k, v in run.model.state_dict().items())
