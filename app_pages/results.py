@@ -8,8 +8,9 @@ from app_pages.common import comparison_dataframe, pick_digits, prediction_grid,
 from cnn_core.compare import misclassified
 from cnn_core.data import to_float
 from cnn_core.model import predict_proba
-from cnn_core.plots import confusion_figure, digit_grid, epoch_figure, step_loss_figure
+from cnn_core.plots import confusion_figure, digit_grid, run_colors, training_curves_figure
 from cnn_core.store import CheckpointError
+from cnn_core.training import evaluate
 
 st.title("Results and comparison")
 data = require_data()
@@ -31,6 +32,13 @@ def test_probabilities(name: str, mtime: float) -> np.ndarray:
     return predict_proba(model, to_float(data.test_images)).numpy()
 
 
+@st.cache_data(max_entries=16, show_spinner="Testing the stopped run's best weights on the 10,000 test digits…")
+def test_results(name: str, mtime: float) -> dict:
+    """Test numbers of a run saved as stopped (it has none of its own)."""
+    model, _ = saved_model(name, mtime)
+    return evaluate(model, data.test_images, data.test_labels)
+
+
 st.header("One run")
 name = st.selectbox("Run", names, index=names.index("baseline") if "baseline" in names else 0, format_func=label.get,
                     key="results_run")
@@ -39,12 +47,18 @@ try:
 except (CheckpointError, OSError) as exc:
     st.error(f"Run `{name}` could not be loaded: {exc}")
     st.stop()
-res, cfg = info["results"], info["config"]
+res, cfg = info["results"] or test_results(name, store.mtime(name)), info["config"]
+if info.get("status") == "stopped":
+    st.warning(f"This run was stopped at step {info['stopped_at_step']:,}: it holds its best weights up to then, tested "
+               "here on the 10,000 test digits.", icon=":material/stop_circle:")
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Test accuracy", f"{100 * res['accuracy']:.2f}%")
 c2.metric("Test loss", f"{res['loss']:.4f}")
 c3.metric("Top-5 accuracy", f"{100 * res['top5_accuracy']:.2f}%")
-c4.metric("Best epoch (by validation)", f"{info['best']['epoch']} of {cfg['epochs']}")
+best = info["best"]
+c4.metric("Best epoch (by validation)", f"{best['epoch']} of {cfg['epochs']}",
+          help=f"Its weights are the run's: validation accuracy {100 * best['val_accuracy']:.2f}%"
+               + (f" at step {best['step']:,}" if "step" in best else ""))
 st.caption(f"{'BatchNorm' if cfg['batchnorm'] else 'No BatchNorm'} · {cfg['optimizer']} lr {cfg['lr']:g} · "
            f"batch {cfg['batch_size']} · {cfg['schedule']} schedule · weight decay {cfg['weight_decay']:g} · "
            f"{cfg['train_subset'] or 54000:,} training digits{' with random shifts' if cfg.get('augment') else ''} · "
@@ -77,9 +91,7 @@ chosen = st.multiselect("Runs to compare", names, default=default, format_func=l
 if chosen:
     histories = [store.load_history(n) for n in chosen]
     comparison_dataframe(histories)
-    a, b = st.columns(2)
-    a.plotly_chart(step_loss_figure(histories), key="cmp_steps")
-    b.plotly_chart(epoch_figure(histories), key="cmp_epochs")
+    st.plotly_chart(training_curves_figure(histories, run_colors(chosen)), key="cmp_curves")
     st.caption("Seconds per epoch depend on the machine and on what else it was doing: compare runs trained together.")
 
 st.header("Delete a trained run")

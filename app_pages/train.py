@@ -1,24 +1,55 @@
 """Train: live training, and BatchNorm vs no-BatchNorm side by side (assignment part 1)."""
 
+import os
+from dataclasses import replace
+
 import streamlit as st
 
 from app_pages.common import comparison_dataframe, registry, require_data
 from cnn_core.compare import bn_verdict
-from cnn_core.plots import epoch_figure, run_color, step_loss_figure
+from cnn_core.plots import RUN_DASH, run_colors, training_curves_figure
 from cnn_core.registry import TooManyRuns
-from cnn_core.training import ADVERSARIAL, DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig
+from cnn_core.training import (
+    ADVERSARIAL,
+    DEVICES,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+    estimate_seconds,
+    measure_speed,
+    resolve_device,
+    resolve_precision,
+)
 
 SIZES = {1000: "1,000 digits (seconds)", 5000: "5,000", 10000: "10,000", 27000: "27,000", 0: "all 54,000 (minutes)"}
 POLL_SECONDS = 1.0
+PHASES = {"training": "training", "validating": "validating on {total:,} held-out digits",
+          "testing": "testing on the {total:,} test digits"}
 
 st.title("Train: does BatchNorm help, and what does it cost?")
 st.markdown("Train the assignment network live. **Train BN vs no-BN** starts two runs together with the same seed, "
-            "data order and hyper-parameters — they differ only in BatchNorm "
-            f"(<span style='color:{run_color(False)}'>■ no BatchNorm</span>, "
-            f"<span style='color:{run_color(True)}'>■ BatchNorm</span>).", unsafe_allow_html=True)
+            "data order and hyper-parameters — they differ only in BatchNorm. Each run has its own colour; "
+            "BatchNorm runs are drawn **solid**, runs without it **dashed**.")
 
 require_data()
 reg = registry()
+
+
+@st.cache_resource(show_spinner=False)
+def pair_speed(batchnorm: bool, precision: str, device: str) -> dict:
+    """Images/s of one run of a pair on this machine (the two share the cores: 1 thread each on 2 cores)."""
+    dev = resolve_device(device)
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    return measure_speed(batchnorm, resolve_precision(precision, dev), dev, threads)
+
+
+def promised_seconds(config: TrainConfig) -> float:
+    """How long the pair should take here: the slower of its two runs, from measured speed."""
+    train_size = config.train_subset or 60000 - round(60000 * config.val_fraction)
+    return max(estimate_seconds(replace(config, batchnorm=bn), pair_speed(bn, config.precision, config.device), train_size)
+               for bn in (False, True))
+
 
 # The runs this browser session follows: kept in session state, mirrored in the URL so a reload reattaches.
 if "followed" not in st.session_state:
@@ -40,9 +71,10 @@ with st.form("train_form"):
     val_fraction = c2.number_input("Validation fraction", min_value=0.0, max_value=0.5, value=0.1, step=0.05, key="cfg_val",
                                    help="Stratified share of the 60,000 training digits held out for validation")
     device = c3.selectbox("Device", DEVICES, key="cfg_device")
-    batchnorm = c4.checkbox("BatchNorm (single run)", value=False, key="cfg_bn")
-    augment = c4.checkbox("Augment (shifts)", value=False, key="cfg_augment",
-                          help="Each training digit is moved by up to 2 pixels every time it is seen: less overfitting")
+    precision = c4.selectbox("Precision", PRECISIONS, key="cfg_precision",
+                             help="bf16: convolutions and matrix products in bfloat16, weights in float32 — about 2× "
+                                  "faster on CPUs with AMX/AVX512-BF16 and on GPUs, same accuracy. auto uses it where the "
+                                  "hardware has it. The test set is always evaluated in float32.")
     a1, a2, a3, a4 = st.columns(4)
     adversarial = a1.selectbox("Adversarial training", ADVERSARIAL, key="cfg_adv",
                                help="Mix FGSM or PGD examples of every batch into its loss (Robustness lab); PGD costs "
@@ -52,19 +84,27 @@ with st.form("train_form"):
     adv_steps = a3.number_input("PGD steps", min_value=1, max_value=100, value=5, key="cfg_adv_steps")
     adv_mix = a4.number_input("Adversarial share of the loss", min_value=0.05, max_value=1.0, value=0.5, step=0.05,
                               key="cfg_adv_mix")
+    o1, o2, o3, o4 = st.columns(4)
+    batchnorm = o1.checkbox("BatchNorm (single run)", value=False, key="cfg_bn")
+    augment = o2.checkbox("Augment (shifts)", value=False, key="cfg_augment",
+                          help="Each training digit is moved by up to 2 pixels every time it is seen: less overfitting")
+    keep_stopped = o3.checkbox("Keep a run I stop", value=True, key="cfg_keep_stopped",
+                               help="Save a stopped run as stopped (its curves and best weights so far) so it can be "
+                                    "opened on Results; unticked, a stopped run is discarded")
     b1, b2, _ = st.columns([1, 1, 2])
     train_one = b1.form_submit_button("Train", icon=":material/play_arrow:", key="train_one")
     train_pair = b2.form_submit_button("Train BN vs no-BN", icon=":material/compare_arrows:", type="primary", key="train_pair")
 
+config = TrainConfig(batchnorm=batchnorm, optimizer=optimizer, lr=float(lr), momentum=float(momentum),
+                     weight_decay=float(weight_decay), batch_size=int(batch_size), epochs=int(epochs),
+                     schedule=schedule, seed=int(seed), val_fraction=float(val_fraction),
+                     train_subset=int(subset), augment=augment, adversarial=adversarial,
+                     adv_epsilon=float(adv_epsilon), adv_steps=int(adv_steps), adv_mix=float(adv_mix), device=device,
+                     precision=precision)
 if train_one or train_pair:
-    config = TrainConfig(batchnorm=batchnorm, optimizer=optimizer, lr=float(lr), momentum=float(momentum),
-                         weight_decay=float(weight_decay), batch_size=int(batch_size), epochs=int(epochs),
-                         schedule=schedule, seed=int(seed), val_fraction=float(val_fraction),
-                         train_subset=int(subset), augment=augment, adversarial=adversarial,
-                         adv_epsilon=float(adv_epsilon), adv_steps=int(adv_steps), adv_mix=float(adv_mix), device=device)
     try:
         config.validate()
-        runs = list(reg.start_pair(config)) if train_pair else reg.start([config])
+        runs = list(reg.start_pair(config, keep_stopped)) if train_pair else reg.start([config], keep_stopped=keep_stopped)
     except (ValueError, TooManyRuns) as exc:
         st.error(f"Not started: {exc}", icon=":material/error:")
     else:
@@ -81,48 +121,77 @@ any_active = any(not reg.get(i).done for i in followed)
 def live_view() -> None:
     runs = [reg.get(i) for i in followed]
     if not runs:
-        st.info("No run yet: choose settings above and press **Train BN vs no-BN** (about 20 s with the defaults).")
+        try:
+            config.validate()
+            if config.adversarial == "none":
+                st.info(f"No run yet: press **Train BN vs no-BN**. With these settings the pair takes about "
+                        f"**{promised_seconds(config):.0f} s** on this machine (computed from its measured speed).")
+        except ValueError:
+            st.info("No run yet: choose settings above and press **Train BN vs no-BN**.")
         return
     snaps = [r.snapshot() for r in runs]
+    colors = run_colors([s["name"] for s in snaps])
     for run, snap in zip(runs, snaps, strict=True):
-        progress_row(run, snap)
-    left, right = st.columns(2)
-    left.plotly_chart(step_loss_figure(snaps), key="live_steps")
-    right.plotly_chart(epoch_figure(snaps), key="live_epochs")
-    finished = [s for s in snaps if s["status"] == "finished"]
-    if finished and all(r.done for r in runs):
-        st.subheader("Result")
-        comparison_dataframe(finished)
-        no_bn = [s for s in finished if not s["config"]["batchnorm"]]
-        bn = [s for s in finished if s["config"]["batchnorm"]]
-        if len(no_bn) == 1 and len(bn) == 1:
-            st.markdown(f"**{bn_verdict(no_bn[0], bn[0])}**")
-        st.caption("Saved as " + ", ".join(f"`{reg.saved_name(r.id)}`" for r in runs if reg.saved_name(r.id))
-                   + " — see them on the Results page.")
+        progress_row(run, snap, colors[snap["name"]])
+    st.plotly_chart(training_curves_figure(snaps, colors), key="live_curves")
+    st.caption("Left: training loss of every step (faint) and its centred average, validation loss at each validation "
+               "point (markers). Right: validation accuracy (solid markers) and training accuracy over the steps since "
+               "the point before (open markers, dotted). Validation uses the same held-out digits every time.")
+    if all(r.done for r in runs):
+        result(runs, snaps)
     if any_active and all(r.done for r in runs):
         st.rerun(scope="app")  # everything ended: one full rerun switches polling off
 
 
-def progress_row(run, snap: dict) -> None:
+def result(runs, snaps: list[dict]) -> None:
+    ended = [s for s in snaps if s["status"] in ("finished", "stopped")]
+    if not ended:
+        return
+    st.subheader("Result")
+    comparison_dataframe(ended)
+    no_bn = [s for s in ended if not s["config"]["batchnorm"]]
+    bn = [s for s in ended if s["config"]["batchnorm"]]
+    if len(no_bn) == 1 and len(bn) == 1:
+        st.markdown(f"**{bn_verdict(no_bn[0], bn[0])}**")
+    for run, snap in zip(runs, snaps, strict=True):
+        saved = reg.saved_name(run.id)
+        if snap["status"] == "stopped" and not reg.keeps_stopped(run.id):
+            st.caption(f"`{snap['name']}` was stopped and discarded, as chosen (not saved).")
+        elif saved and saved.startswith("error"):
+            st.error(f"`{snap['name']}` could not be saved: {saved}")
+        elif saved:
+            kind = " as stopped (curves and best weights so far; not tested)" if snap["status"] == "stopped" else ""
+            st.caption(f"`{snap['name']}` saved{kind} as `{saved}` — open it on the Results page.")
+        elif snap["status"] in ("finished", "stopped"):
+            st.caption(f"`{snap['name']}`: saving…")
+
+
+def progress_row(run, snap: dict, color: str) -> None:
     p, status = snap["progress"], snap["status"]
     bn = snap["config"]["batchnorm"]
     name_col, bar_col, stop_col = st.columns([2, 6, 1], vertical_alignment="center")
-    name_col.markdown(f"<span style='color:{run_color(bn)};font-weight:600'>■ {snap['name']}</span><br>"
+    line = "━━" if RUN_DASH[bn] == "solid" else "╍╍"
+    name_col.markdown(f"<span style='color:{color};font-weight:600'>{line} {snap['name']}</span><br>"
                       f"{'BatchNorm' if bn else 'no BatchNorm'} · {status}", unsafe_allow_html=True)
     total, step = p.get("total_steps") or 1, p.get("step", 0)
-    if status == "running":
+    phase, fraction = p.get("phase", "training"), min(step / total, 1.0)
+    if status == "running" and phase != "training":
+        done, of = p.get("phase_done", 0), p.get("phase_total") or 1
+        fraction = done / of
+        text = f"{PHASES[phase].format(total=of)}: {done:,}/{of:,} · step {step:,}/{total:,}"
+    elif status == "running":
         eta = f"{p['eta_s']:.0f} s" if p.get("eta_s") is not None else "…"
         text = (f"epoch {p['epoch']}/{p['epochs']} · step {step:,}/{total:,} · "
-                f"{p['images_per_s']:,.0f} images/s · {p.get('threads', '?')} thread(s) · ETA {eta}")
+                f"{p['images_per_s']:,.0f} images/s · {p.get('threads', '?')} thread(s) · {snap['precision']} · ETA {eta}")
     elif status == "finished":
         text = f"finished in {snap['total_seconds']:.1f} s · test accuracy {100 * snap['results']['accuracy']:.2f}%"
     elif status == "stopped":
-        text = f"stopped at step {step:,} of {total:,}"
+        text = f"stopped at step {step:,} of {total:,} after {snap['total_seconds']:.1f} s"
     elif status == "failed":
         text = "failed — see the error below"
     else:
         text = "starting…"
-    bar_col.progress(min(step / total, 1.0), text=text)
+    bar_col.progress(fraction, text=text)
     if stop_col.button("Stop", key=f"stop_{run.id}", icon=":material/stop:", disabled=run.done):
         run.stop()
     if status == "failed":

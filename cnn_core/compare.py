@@ -3,19 +3,46 @@ measured numbers."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from .model import MnistCNN, count_parameters
 
+CHANCE = 0.1  # accuracy of guessing among 10 classes
+GUESS_LOSS = math.log(10)  # cross-entropy of predicting 1/10 for every class
 
-def steps_to_accuracy(epochs: list[dict], target: float = 0.98) -> int | None:
-    """Optimisation steps taken when validation accuracy first reached ``target`` (measured at the end
-    of each epoch), or None if it never did."""
-    for e in epochs:
-        if e["val_accuracy"] >= target:
-            return int(e["step"])
+
+def validation_points(run: dict) -> list[dict]:
+    """A run's validation records (step, val_loss/accuracy, training loss/accuracy since the point before): the
+    ``vals`` of runs trained now, else one per epoch end for runs saved before validation curves existed."""
+    return run.get("vals") or [{k: e[k] for k in ("step", "val_loss", "val_accuracy", "train_loss", "train_accuracy")}
+                               for e in run.get("epochs") or []]
+
+
+def steps_to_accuracy(points: list[dict], target: float = 0.98) -> int | None:
+    """Optimisation steps taken when validation accuracy first reached ``target`` (at the run's validation
+    points), or None if it never did."""
+    for p in points:
+        if p["val_accuracy"] >= target:
+            return int(p["step"])
     return None
+
+
+def outcome(run: dict) -> str:
+    """Did the run train? "diverged": a training loss became infinite or NaN, or the last training loss is above
+    ln 10 — worse than guessing 1/10 for every class; "did not learn": accuracy (test, else last validation) under
+    twice chance (20%); "trained" otherwise; "no numbers yet" before its first validation."""
+    points = validation_points(run)
+    losses = [s["loss"] for s in run.get("steps") or []]
+    if not points:
+        return "no numbers yet"
+    if not all(math.isfinite(v) for v in losses) or not math.isfinite(points[-1]["train_loss"]) \
+            or points[-1]["train_loss"] > GUESS_LOSS:
+        return "diverged"
+    accuracy = (run.get("results") or {}).get("accuracy", points[-1]["val_accuracy"])
+    return "trained" if accuracy >= 2 * CHANCE else "did not learn"
 
 
 def summary_row(run: dict) -> dict:
@@ -29,7 +56,8 @@ def summary_row(run: dict) -> dict:
         "test loss": res.get("loss"),
         "seconds / epoch": sum(seconds) / len(seconds) if seconds else None,
         "parameters": count_parameters(MnistCNN(bool(cfg["batchnorm"]))),
-        "steps to 98% val": steps_to_accuracy(epochs),
+        "steps to 98% val": steps_to_accuracy(validation_points(run)),
+        "outcome": outcome(run),
         "epochs": len(epochs),
         "training digits": cfg["train_subset"] or 60000 - round(60000 * cfg["val_fraction"]),
     }
@@ -42,10 +70,16 @@ def comparison_table(runs: list[dict]) -> pd.DataFrame:
 def bn_verdict(no_bn: dict, bn: dict) -> str:
     """One sentence: does BatchNorm improve test accuracy, and does it affect training time?
 
-    Differences in test accuracy smaller than 0.1 point (10 of 10,000 digits) are called "about the
-    same": that is within the run-to-run spread of this network.
+    Only runs that trained are compared (see ``outcome``): a diverged run is called diverged. Differences in test
+    accuracy smaller than 0.1 point (10 of 10,000 digits) are called "about the same": that is within the
+    run-to-run spread of this network. The sentence says it rests on one seed.
     """
     a, b = summary_row(no_bn), summary_row(bn)
+    failed = [f"the {label} run {row['outcome']} ({_numbers(run)})"
+              for label, row, run in (("BatchNorm", b, bn), ("no-BatchNorm", a, no_bn)) if row["outcome"] != "trained"]
+    if failed:
+        return (f"No verdict: {' and '.join(failed)}. Compare runs that trained — for a diverged run, "
+                "try a smaller learning rate.")
     if a["test accuracy (%)"] is None or b["test accuracy (%)"] is None:
         return "Both runs must finish before they can be compared."
     diff = b["test accuracy (%)"] - a["test accuracy (%)"]
@@ -70,7 +104,15 @@ def bn_verdict(no_bn: dict, bn: dict) -> str:
         speed = f"; only the run without BatchNorm reached 98% validation accuracy (after {sa:,} steps)"
     else:
         speed = ""
-    return f"{acc}, {time}{speed}."
+    return f"{acc}, {time}{speed}. From one seed: repeat with other seeds before drawing a conclusion."
+
+
+def _numbers(run: dict) -> str:
+    """'final training loss 3.1e+10, test accuracy 9.80%' for a run's verdict."""
+    points = validation_points(run)
+    res = run.get("results")
+    accuracy = f"test accuracy {100 * res['accuracy']:.2f}%" if res else f"validation accuracy {100 * points[-1]['val_accuracy']:.2f}%"
+    return f"final training loss {points[-1]['train_loss']:.3g}, {accuracy}" if points else "no validation yet"
 
 
 def misclassified(probs: np.ndarray, labels: np.ndarray, limit: int = 24) -> tuple[np.ndarray, list[str]]:

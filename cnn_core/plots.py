@@ -6,6 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .compare import validation_points
+
 # BatchNorm and no-BatchNorm keep these two colours everywhere in the app.
 COLORS = {"no-BN": "#1f77b4", "BN": "#d62728"}
 WRONG = "#d62728"
@@ -54,16 +56,28 @@ def prediction_titles(true: list[int | None], pred: list[int], conf: list[float]
 
 
 def run_color(batchnorm: bool) -> str:
+    """The shipped models' colours (baseline blue, BatchNorm red) wherever the two are shown side by side."""
     return COLORS["BN" if batchnorm else "no-BN"]
 
 
-def ema(values: list[float], alpha: float = 0.05) -> list[float]:
-    """Debiased exponential moving average: s_t = (1−α)s_{t−1} + α·v_t, divided by 1 − (1−α)^t."""
-    out, s = [], 0.0
-    for t, v in enumerate(values, start=1):
-        s = (1 - alpha) * s + alpha * v
-        out.append(s / (1 - (1 - alpha) ** t))
-    return out
+RUN_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+RUN_DASH = {True: "solid", False: "dash"}  # BatchNorm runs solid, runs without it dashed: colour is the run's own
+
+
+def run_colors(names: list[str]) -> dict[str, str]:
+    """One colour per run, in the order given (the same colour for a run in the table and in every chart)."""
+    return {n: RUN_PALETTE[i % len(RUN_PALETTE)] for i, n in enumerate(dict.fromkeys(names))}
+
+
+def smooth(values: list[float], window: int) -> np.ndarray:
+    """Centred moving average over ``window`` points (odd), fewer at the ends: no lag behind a falling loss,
+    unlike an exponential average. Non-finite values stay non-finite."""
+    v = np.asarray(values, dtype=np.float64)
+    half = max(0, min(window // 2, (len(v) - 1) // 2))  # np.convolve "same" needs the kernel no longer than v
+    kernel = np.ones(2 * half + 1)
+    sums = np.convolve(v, kernel, mode="same")
+    counts = np.convolve(np.ones_like(v), kernel, mode="same")
+    return sums / counts
 
 
 def thin(n: int, max_points: int = 2000) -> slice:
@@ -71,51 +85,50 @@ def thin(n: int, max_points: int = 2000) -> slice:
     return slice(None, None, max(1, -(-n // max_points)))
 
 
-def _styled(snapshots: list[dict], key: str):
-    """(snapshot, its non-empty ``key`` history, colour, dash) per run: colour says BN or not, the dash
-    tells apart runs of the same kind."""
-    dashes = ("solid", "dash", "dot", "dashdot")
-    seen = {True: 0, False: 0}
-    for snap in snapshots:
-        bn = bool(snap["config"]["batchnorm"])
-        if snap[key]:
-            yield snap, snap[key], run_color(bn), dashes[seen[bn] % len(dashes)]
-            seen[bn] += 1
-
-
-def step_loss_figure(snapshots: list[dict], max_points: int = 2000) -> go.Figure:
-    """Per-step training loss of each run: smoothed line, raw values faint behind it (SVG lines)."""
+def _message_figure(text: str, height: int) -> go.Figure:
     fig = go.Figure()
-    for snap, steps, color, style in _styled(snapshots, "steps"):
-        x = [s["step"] for s in steps]
-        raw = [s["loss"] for s in steps]
-        smooth = ema(raw)
-        keep = thin(len(x), max_points)
-        fig.add_trace(go.Scatter(x=x[keep], y=raw[keep], mode="lines", line=dict(color=color, width=1), opacity=0.25,
-                                 name=f"{snap['name']} (raw)", showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=x[keep], y=smooth[keep], mode="lines", line=dict(color=color, width=3, dash=style),
-                                 name=snap["name"]))
-    fig.update_layout(title="Training loss per step (smoothed; raw faint)", xaxis_title="step", yaxis_title="cross-entropy",
-                      yaxis_type="log", height=420, margin=dict(l=10, r=10, t=50, b=10), font=FONT,
-                      legend=dict(orientation="h", y=-0.2))
+    fig.add_annotation(text=text, showarrow=False, font=dict(size=20, color="#555"), x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10))
     return fig
 
 
-def epoch_figure(snapshots: list[dict]) -> go.Figure:
-    """Per-epoch training and validation loss (left) and accuracy (right) of each run."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss per epoch", "accuracy per epoch (%)"))
-    for snap, epochs, color, style in _styled(snapshots, "epochs"):
-        x = [e["epoch"] for e in epochs]
-        for col, key, scale in ((1, "loss", 1), (2, "accuracy", 100)):
-            fig.add_trace(go.Scatter(x=x, y=[scale * e[f"val_{key}"] for e in epochs], mode="lines+markers",
-                                     line=dict(color=color, width=3, dash=style), name=f"{snap['name']} validation",
-                                     legendgroup=snap["name"], showlegend=col == 1), row=1, col=col)
-            fig.add_trace(go.Scatter(x=x, y=[scale * e[f"train_{key}"] for e in epochs], mode="lines+markers",
-                                     line=dict(color=color, width=1.5, dash="dot"), marker=dict(symbol="circle-open"),
-                                     name=f"{snap['name']} training", legendgroup=snap["name"], showlegend=col == 1),
-                          row=1, col=col)
-    fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=50, b=10), font=FONT, legend=dict(orientation="h", y=-0.25))
+def training_curves_figure(runs: list[dict], colors: dict[str, str] | None = None, height: int = 460,
+                           max_points: int = 2000) -> go.Figure:
+    """Loss (log scale, decades labelled) and accuracy (%) of each run over optimisation steps: training loss per
+    step (raw faint, centred average bold), validation loss and accuracy at each validation point, training
+    accuracy over the steps since the point before. One colour per run; BatchNorm solid, without dashed."""
+    if not any(r.get("steps") for r in runs):
+        return _message_figure("No training step yet: the curves start with the first steps.", height)
+    colors = colors or run_colors([r["name"] for r in runs])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (log scale)", "accuracy (%)"), horizontal_spacing=0.1)
+    for run in runs:
+        name, steps, vals = run["name"], run.get("steps") or [], validation_points(run)
+        color, dash = colors[name], RUN_DASH[bool(run["config"]["batchnorm"])]
+        x, raw = [s["step"] for s in steps], [s["loss"] for s in steps]
+        keep = thin(len(x), max_points)
+        line = dict(color=color, dash=dash)
+        fig.add_trace(go.Scatter(x=x[keep], y=raw[keep], mode="lines", line=dict(color=color, width=1), opacity=0.25,
+                                 legendgroup=name, showlegend=False, hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x[keep], y=smooth(raw, max(3, len(raw) // 25) | 1)[keep], mode="lines",
+                                 line=dict(width=3, **line), name=f"{name}: training", legendgroup=name), row=1, col=1)
+        vx = [v["step"] for v in vals]
+        fig.add_trace(go.Scatter(x=vx, y=[v["val_loss"] for v in vals], mode="lines+markers", marker=dict(size=8, color=color),
+                                 line=dict(width=2, **line), name=f"{name}: validation", legendgroup=name), row=1, col=1)
+        fig.add_trace(go.Scatter(x=vx, y=[100 * v["val_accuracy"] for v in vals], mode="lines+markers",
+                                 marker=dict(size=8, color=color), line=dict(width=3, **line), legendgroup=name,
+                                 showlegend=False, name=f"{name}: validation"), row=1, col=2)
+        fig.add_trace(go.Scatter(x=vx, y=[100 * v["train_accuracy"] for v in vals], mode="lines+markers",
+                                 marker=dict(size=7, color=color, symbol="circle-open"), line=dict(width=1.5, color=color, dash="dot"),
+                                 legendgroup=name, showlegend=False, name=f"{name}: training"), row=1, col=2)
+    if not any(validation_points(r) for r in runs):
+        fig.add_annotation(text="first validation soon", showarrow=False, font=dict(size=18, color="#555"),
+                           xref="x2 domain", yref="y2 domain", x=0.5, y=0.5)
+    fig.update_xaxes(title_text="optimisation step")
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # a label at each decade only: 0.01, 0.1, 1
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), font=FONT,
+                      legend=dict(orientation="h", y=-0.22, font=dict(size=15)))
     return fig
 
 

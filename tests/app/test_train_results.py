@@ -1,5 +1,6 @@
 """AppTest: the Train page's validation, a live BN-vs-no-BN pair, the cap and Stop; the Results page."""
 
+import re
 import time
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def _wait_for(at, condition, timeout=180):
 
 def test_pair_trains_live_and_ends_with_a_comparison(runs_dir):
     at = _page(TRAIN)
-    assert "No run yet" in at.info[0].value
+    promise = re.search(r"the pair takes about \*\*(\d+) s\*\* on this machine", at.info[0].value)
+    assert promise and 1 <= int(promise.group(1)) <= 600, at.info[0].value
     at.selectbox(key="cfg_subset").set_value(1000)
     at.number_input(key="cfg_epochs").set_value(1)
     _press(at, "train_pair")
@@ -100,6 +102,51 @@ def test_the_cap_gives_a_message_and_stop_stops():
     _wait_for(at, lambda a: registry().get(run_id).progress.get("step", 0) > 0)
     _press(at, f"stop_{run_id}")
     assert registry().get(run_id).wait(30) and registry().get(run_id).status == "stopped"
+
+
+def _stop_after_first_validation(at, keep: bool):
+    at.selectbox(key="cfg_subset").set_value(5000)
+    at.number_input(key="cfg_epochs").set_value(20)
+    at.checkbox(key="cfg_keep_stopped").set_value(keep)
+    _press(at, "train_one")
+    run = registry().get(at.session_state.followed[0])
+    _wait_for(at, lambda a: run.snapshot()["vals"])
+    _press(at, f"stop_{run.id}")
+    assert run.wait(10) and run.status == "stopped"
+    return run
+
+
+def test_a_stopped_run_is_kept_or_discarded_as_chosen_and_opens_on_results(runs_dir):
+    registry().stop_all()
+    at = _page(TRAIN)
+    kept = _stop_after_first_validation(at, keep=True)
+    _wait_for(at, lambda a: any("saved as stopped" in c.value for c in a.caption))
+    name = registry().saved_name(kept.id)
+    assert RunStore(runs_dir).load_info(name)["status"] == "stopped"
+    at = _page(TRAIN)
+    dropped = _stop_after_first_validation(at, keep=False)
+    _wait_for(at, lambda a: any(c.value == f"`{dropped.name}` was stopped and discarded, as chosen (not saved)."
+                                for c in a.caption))
+    assert registry().saved_name(dropped.id) is None and not (runs_dir / dropped.name).exists()
+
+    results = _page(RESULTS)
+    results.selectbox(key="results_run").set_value(name).run()
+    assert not results.exception, results.exception
+    assert results.warning[0].value.startswith(f"This run was stopped at step {kept.progress['step']:,}")
+    tested = float(next(m.value for m in results.metric if m.label == "Test accuracy").rstrip("%"))
+    assert tested > 50  # its best weights, evaluated on the test set when opened
+
+
+def test_a_diverged_pair_gets_no_verdict(runs_dir):
+    registry().stop_all()
+    at = _page(TRAIN)
+    at.selectbox(key="cfg_subset").set_value(1000)
+    at.number_input(key="cfg_epochs").set_value(1)
+    at.number_input(key="cfg_lr").set_value(10.0)
+    _press(at, "train_pair")
+    _wait_for(at, lambda a: any(s.value == "Result" for s in a.subheader))
+    verdict = next(m.value for m in at.markdown if m.value.startswith("**No verdict"))
+    assert "run diverged (final training loss" in verdict and "try a smaller learning rate" in verdict
 
 
 def test_results_page_shows_a_run_compares_and_deletes(runs_dir, tiny_run):

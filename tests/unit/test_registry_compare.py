@@ -3,8 +3,8 @@ import time
 import pytest
 import torch
 
-from cnn_core.compare import bn_verdict, comparison_table, misclassified, steps_to_accuracy
-from cnn_core.plots import ema, epoch_figure, step_loss_figure, thin
+from cnn_core.compare import bn_verdict, comparison_table, misclassified, outcome, steps_to_accuracy
+from cnn_core.plots import RUN_DASH, run_colors, smooth, thin, training_curves_figure
 from cnn_core.registry import RunRegistry, TooManyRuns
 from cnn_core.store import RunStore
 
@@ -110,25 +110,68 @@ def test_bn_verdict_reads_the_numbers():
     no_bn, bn = _snap("a", False, 0.9900, 10.0, [0.97, 0.985]), _snap("b", True, 0.9950, 12.0, [0.981, 0.99])
     assert bn_verdict(no_bn, bn) == ("BatchNorm improved test accuracy by 0.50 points (99.50% vs 99.00% without), "
                                      "and took 20% longer per epoch (12.0 s vs 10.0 s); "
-                                     "it reached 98% validation accuracy after 100 steps vs 200.")
+                                     "it reached 98% validation accuracy after 100 steps vs 200. "
+                                     "From one seed: repeat with other seeds before drawing a conclusion.")
     same = _snap("c", True, 0.9905, 10.2, [0.9])
     assert bn_verdict(no_bn, same).startswith("BatchNorm left test accuracy about the same (99.05% vs 99.00%), "
                                               "and cost about the same time per epoch")
     assert "only the run without BatchNorm reached" in bn_verdict(no_bn, same)
 
 
-def test_curves_are_thinned_smoothed_and_coloured():
+def _diverged(name, bn, final_loss, acc):
+    snap = _snap(name, bn, acc, 10.0, [acc])
+    snap["epochs"][0]["train_loss"] = final_loss
+    return snap
+
+
+def test_outcome_and_a_verdict_only_between_runs_that_trained():
+    assert outcome(_snap("a", False, 0.99, 10, [0.99])) == "trained"
+    assert outcome(_diverged("a", False, 3.1e10, 0.164)) == "diverged"  # lr 10: finite, but far above ln 10
+    assert outcome(_diverged("a", False, 2.31, 0.5)) == "diverged"  # just above ln 10 = 2.303: worse than guessing
+    assert outcome(_diverged("a", False, 2.29, 0.5)) == "trained"
+    assert outcome({**_snap("a", False, 0.99, 10, [0.99]), "steps": [{"step": 1, "loss": float("nan")}]}) == "diverged"
+    assert outcome(_diverged("a", False, 2.2, 0.19)) == "did not learn"  # under twice chance
+    assert outcome(_diverged("a", False, 2.2, 0.20)) == "trained"
+    assert outcome({**_snap("a", False, None, 10, []), "results": None}) == "no numbers yet"
+    verdict = bn_verdict(_diverged("a", False, 3.1e10, 0.098), _diverged("b", True, 2.5, 0.164))
+    assert verdict == ("No verdict: the BatchNorm run diverged (final training loss 2.5, test accuracy 16.40%) and the "
+                       "no-BatchNorm run diverged (final training loss 3.1e+10, test accuracy 9.80%). Compare runs that "
+                       "trained — for a diverged run, try a smaller learning rate.")
+    one = bn_verdict(_snap("a", False, 0.99, 10, [0.99]), _diverged("b", True, 9.0, 0.5))
+    assert one.startswith("No verdict: the BatchNorm run diverged (") and "no-BatchNorm" not in one
+
+
+def test_curves_one_colour_per_run_batchnorm_by_line_style_decades_only():
     steps = [{"step": i, "loss": 1.0 / i} for i in range(1, 5001)]
-    snap = {**_snap("a", False, 0.99, 10, [0.99]), "steps": steps}
-    fig = step_loss_figure([snap, {**snap, "name": "b", "config": {"batchnorm": True, "train_subset": 0, "val_fraction": 0.1}}])
+    snap = {**_snap("a", False, 0.99, 10, [0.95, 0.99]), "steps": steps}
+    bn = {**snap, "name": "b", "config": {"batchnorm": True, "train_subset": 0, "val_fraction": 0.1}}
+    fig = training_curves_figure([snap, bn, {**snap, "name": "a2"}])
     assert all(len(tr.x) <= 2000 for tr in fig.data) and fig.data[0].x[0] == 1
     assert {tr.type for tr in fig.data} == {"scatter"}  # SVG, not WebGL
-    assert fig.data[1].line.color != fig.data[3].line.color
-    twins = step_loss_figure([snap, {**snap, "name": "a2"}])
-    assert twins.data[1].line.color == twins.data[3].line.color and twins.data[1].line.dash != twins.data[3].line.dash
-    assert ema([4.0, 4.0, 4.0]) == pytest.approx([4.0, 4.0, 4.0])  # debiased: no warm-up dip
+    per_run = {}
+    for tr in fig.data:
+        per_run.setdefault(tr.legendgroup, set()).add((tr.line.color, tr.line.dash if tr.line.dash != "dot" else None))
+    colors = {g: {c for c, _ in v} for g, v in per_run.items()}
+    assert all(len(c) == 1 for c in colors.values()) and len({c.pop() for c in colors.values()}) == 3  # one colour each
+    assert {d for _, d in per_run["b"]} - {None} == {RUN_DASH[True]} and {d for _, d in per_run["a"]} - {None} == {RUN_DASH[False]}
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 1  # labels at decades only
+    val_acc = [tr for tr in fig.data if tr.xaxis == "x2" and tr.legendgroup == "a" and tr.line.dash != "dot"][0]
+    assert list(val_acc.x) == [100, 200] and list(val_acc.y) == [95, 99]
+    assert run_colors(["x", "y", "x"]) == {"x": "#1f77b4", "y": "#d62728"}
     assert thin(10, 3) == slice(None, None, 4)
-    assert len(epoch_figure([snap]).data) == 4
+
+
+def test_a_chart_with_nothing_yet_says_so():
+    empty = training_curves_figure([{**_snap("a", False, None, 10, []), "steps": []}])
+    assert "No training step yet" in empty.layout.annotations[0].text and not empty.data
+    early = training_curves_figure([{**_snap("a", False, None, 10, []), "steps": [{"step": 1, "loss": 2.3}]}])
+    assert any("first validation" in a.text for a in early.layout.annotations)
+
+
+def test_centred_smoothing_does_not_lag():
+    falling = [10.0 - i for i in range(9)]
+    assert smooth(falling, 3).tolist() == [9.5, 9, 8, 7, 6, 5, 4, 3, 2.5]  # exact in the middle, half a step off at the ends
+    assert smooth([4.0], 25).tolist() == [4.0]
 
 
 def test_misclassified_orders_confident_mistakes_first():

@@ -8,7 +8,9 @@ from cnn_core.data import stratified_split
 from cnn_core.training import (
     Run,
     TrainConfig,
+    estimate_seconds,
     evaluate,
+    measure_speed,
     per_class_metrics,
     resolve_precision,
     run_name,
@@ -230,3 +232,11 @@ def test_stop_during_validation_and_testing_within_a_second(mnist, tiny_config):
     run = _stopped_in(mnist, tiny_config, "testing")
     assert len(run.vals) == 1  # the best weights so far (the only validation) are back in the model
     assert all(torch.equal(v, run.best_state[k]) for k, v in run.model.state_dict().items())
+
+
+def test_a_promised_time_is_computed_from_measured_speed():
+    speed = measure_speed(False, "fp32", torch.device("cpu"), threads=1, steps=2)
+    assert speed["train"] > 0 and speed["eval"] > speed["train"]  # a forward pass alone is faster than a step
+    cfg = TrainConfig(train_subset=10000, epochs=2)
+    # 20,000 training images, 10 validations of 500 digits and the 10,000 test digits.
+    assert estimate_seconds(cfg, {"train": 2000.0, "eval": 7500.0}, 10000) == pytest.approx(20000 / 2000 + 15000 / 7500)
