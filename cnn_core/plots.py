@@ -123,12 +123,14 @@ def training_curves_figure(runs: list[dict], colors: dict[str, str] | None = Non
                                  marker=dict(size=7, color=color, symbol="circle-open"), line=dict(width=1.5, color=color, dash="dot"),
                                  legendgroup=name, showlegend=False, name=f"{name}: training"), row=1, col=2)
     if not any(validation_points(r) for r in runs):
-        fig.add_annotation(text="first validation soon", showarrow=False, font=dict(size=18, color="#555"),
+        fig.add_annotation(text="first validation soon", showarrow=False, font=dict(size=20, color="#555"),
                            xref="x2 domain", yref="y2 domain", x=0.5, y=0.5)
+        fig.update_yaxes(showticklabels=False, row=1, col=2)
     fig.update_xaxes(title_text="optimisation step")
     fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # a label at each decade only: 0.01, 0.1, 1
+    fig.update_annotations(font=dict(size=20, color="#222"))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), font=FONT,
-                      legend=dict(orientation="h", y=-0.22, font=dict(size=15)))
+                      legend=dict(orientation="h", y=-0.22, font=dict(size=16)))
     return fig
 
 
