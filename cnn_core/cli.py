@@ -8,9 +8,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from .store import DEFAULT_ROOT, CheckpointError, RunStore
-from .training import ADVERSARIAL, DEVICES, OPTIMIZERS, SCHEDULES, Run, TrainConfig, evaluate
+from .training import ADVERSARIAL, CONVS, DEVICES, OPTIMIZERS, SCHEDULES, Run, TrainConfig, evaluate
 
-_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "adversarial": ADVERSARIAL}
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "adversarial": ADVERSARIAL, "conv": CONVS}
 
 
 def _bool(text: str) -> bool:

@@ -28,6 +28,7 @@ OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ADVERSARIAL = ("none", "fgsm", "pgd")
+CONVS = ("builtin", "unfold")  # nn.Conv2d, or cnn_core.unfold_conv's W·unfold(X) + b (same weights, same results)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class TrainConfig:
     adv_steps: int = 5  # PGD steps (step size 2.5·ε/steps, random start)
     adv_mix: float = 0.5  # loss = (1 − mix)·L(clean) + mix·L(adversarial)
     device: str = "auto"
+    conv: str = "builtin"  # how conv1/conv2 compute: builtin or unfold (CONVS); absent from older run.json files
 
     def validate(self) -> TrainConfig:
         """Raise ValueError naming the field and its allowed range; return self when valid."""
@@ -69,6 +71,8 @@ class TrainConfig:
             bad("device", "one of " + ", ".join(DEVICES))
         if self.adversarial not in ADVERSARIAL:
             bad("adversarial", "one of " + ", ".join(ADVERSARIAL))
+        if self.conv not in CONVS:
+            bad("conv", "one of " + ", ".join(CONVS))
         checks = {
             "lr": (0 < self.lr <= 10, "in (0, 10]"),
             "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
@@ -193,7 +197,8 @@ class Run:
         self.callback = callback
         self.threads = threads
         self.device = resolve_device(config.device)
-        self.model = MnistCNN(config.batchnorm, generator=torch.Generator().manual_seed(config.seed)).to(self.device)
+        self.model = MnistCNN(config.batchnorm, generator=torch.Generator().manual_seed(config.seed),
+                              conv=config.conv).to(self.device)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
