@@ -115,3 +115,46 @@ def im2col_demo(model: nn.Module, image: torch.Tensor) -> Im2col:
         maps = (patches @ filters + bias).t().reshape(-1, h_out, w_out)
         reference = conv(h)[0]
     return Im2col(patches, filters, bias, maps, reference, float((maps - reference).abs().max()))
+
+
+# ----- the Convolution page's arithmetic ------------------------------------------------------------------------
+def size_steps(w: int, k: int, p: int, s: int, pool: int = 0) -> list[dict]:
+    """Output size of a convolution (K, P, S) on a W×W input, then of a pool×pool/stride-pool max-pooling when
+    ``pool`` > 0. One dict per step: w, k, p, s, out = ⌊(W − K + 2P) / S⌋ + 1 and ``exact`` (S divides
+    W − K + 2P, so the last window ends on the last pixel; otherwise the last rows/columns are never covered).
+    ValueError when the window does not fit."""
+    steps = []
+    for name, kk, pp, ss in [("conv", k, p, s)] + ([("pool", pool, 0, pool)] if pool else []):
+        if not (kk >= 1 and pp >= 0 and ss >= 1 and w + 2 * pp >= kk):
+            raise ValueError(f"a {kk}×{kk} {name} window does not fit in {w}×{w} with padding {pp}")
+        span = w - kk + 2 * pp
+        steps.append({"name": name, "w": w, "k": kk, "p": pp, "s": ss, "out": span // ss + 1, "exact": span % ss == 0})
+        w = steps[-1]["out"]
+    return steps
+
+
+def digit_at(image: torch.Tensor, size: int) -> torch.Tensor:
+    """A 28×28 digit as the network sees its size at each stage: 28, 14 (after pool1) or 7 (after pool2), by
+    averaging 1×1, 2×2 or 4×4 blocks."""
+    if size not in (28, 14, 7):
+        raise ValueError(f"size must be 28, 14 or 7, got {size}")
+    return F.avg_pool2d(image.reshape(1, 1, 28, 28), 28 // size)[0, 0]
+
+
+@dataclass
+class Window:
+    """One position of a K×K window sliding over an image (``sliding_window``)."""
+
+    cell: tuple[int, int]  # the output (row, col) this position produces
+    top_left: tuple[int, int]  # the window's first input (row, col); negative = in the zero padding
+    output: torch.Tensor  # H_out×W_out: every window's mean (a K×K averaging filter, zero padding counted)
+
+
+def sliding_window(image: torch.Tensor, k: int, p: int, s: int, position: int) -> Window:
+    """Window number ``position`` (row-major over the output) of a K×K, stride S, padding P convolution of an H×W
+    image; the output is computed with ``unfold_conv2d`` and an all-1/K² kernel."""
+    out = unfold_conv2d(image[None, None].float(), torch.full((1, 1, k, k), 1 / k**2), None, s, p)[0, 0]
+    if not 0 <= position < out.numel():
+        raise ValueError(f"position must be in [0, {out.numel() - 1}], got {position}")
+    i, j = divmod(position, out.shape[1])
+    return Window((i, j), (i * s - p, j * s - p), out)

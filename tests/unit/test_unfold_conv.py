@@ -6,7 +6,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnn_core.data import load_mnist, to_float
-from cnn_core.unfold_conv import UnfoldConv2d, UnfoldConv2dFunction, im2col_demo, unfold_conv2d
+from cnn_core.unfold_conv import (
+    UnfoldConv2d,
+    UnfoldConv2dFunction,
+    digit_at,
+    im2col_demo,
+    size_steps,
+    sliding_window,
+    unfold_conv2d,
+)
 
 # kernel × stride × padding, each with one of the channel counts, batch sizes and bias on/off, on odd 7×6 inputs.
 GRID = [
@@ -115,3 +123,35 @@ def test_im2col_product_equals_the_models_conv1(shipped, digit, name):
     torch.testing.assert_close(demo.maps, expected, rtol=0, atol=1e-5)
     if name == "batchnorm":
         assert not torch.allclose(model.stages(digit[None, None])["conv1"][0], demo.reference)  # stages' conv1 is after BN
+
+
+def test_size_steps_follow_the_formula_and_say_when_the_stride_does_not_divide():
+    assert size_steps(28, 3, 1, 1, pool=2) == [
+        {"name": "conv", "w": 28, "k": 3, "p": 1, "s": 1, "out": 28, "exact": True},
+        {"name": "pool", "w": 28, "k": 2, "p": 0, "s": 2, "out": 14, "exact": True},
+    ]
+    assert size_steps(28, 5, 0, 2) == [{"name": "conv", "w": 28, "k": 5, "p": 0, "s": 2, "out": 12, "exact": False}]
+    assert [st["out"] for st in size_steps(7, 3, 0, 2, pool=2)] == [3, 1]  # (7 − 3)/2 + 1 = 3, then (3 − 2)/2 + 1 = 1
+    with pytest.raises(ValueError, match="does not fit"):
+        size_steps(7, 7, 0, 1, pool=2)  # 1×1 after the conv: no room for a 2×2 pool
+    with pytest.raises(ValueError, match="does not fit"):
+        size_steps(3, 7, 1, 1)
+
+
+def test_digit_at_averages_blocks():
+    img = torch.arange(784.0).reshape(28, 28)
+    assert torch.equal(digit_at(img, 28), img)
+    assert digit_at(img, 14)[0, 0] == (0 + 1 + 28 + 29) / 4 and digit_at(img, 7).shape == (7, 7)
+    with pytest.raises(ValueError):
+        digit_at(img, 10)
+
+
+def test_sliding_window_positions_and_output():
+    img = torch.arange(36.0).reshape(6, 6)
+    w = sliding_window(img, 3, 1, 2, position=4)  # out = (6 − 3 + 2)/2 + 1 = 3 → position 4 = row 1, col 1
+    assert w.output.shape == (3, 3) and w.cell == (1, 1) and w.top_left == (1, 1)
+    assert w.output[1, 1] == img[1:4, 1:4].mean()
+    first = sliding_window(img, 3, 1, 2, position=0)
+    assert first.top_left == (-1, -1) and first.output[0, 0] == img[0:2, 0:2].sum() / 9  # the padding counts as 0
+    with pytest.raises(ValueError, match=r"position must be in \[0, 8\]"):
+        sliding_window(img, 3, 1, 2, position=9)
