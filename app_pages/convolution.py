@@ -4,8 +4,7 @@ import streamlit as st
 import torch
 
 from app_pages.common import SHIPPED, pick_digits, require_data, require_models
-from cnn_core.conv_plots import matrix_figure, window_figure
-from cnn_core.plots import feature_maps_figure
+from cnn_core.conv_plots import maps_figure, matrix_figure, window_figure
 from cnn_core.unfold_conv import digit_at, im2col_demo, size_steps, sliding_window
 
 st.title("Convolution by hand")
@@ -75,17 +74,17 @@ with b:
              r"\;\to\; 32 \text{ maps of } 28 \times 28")
     st.caption(f"Patch row {row} = output pixel ({row // 28}, {row % 28}): its 9 values times filter f give map f at "
                f"that pixel, e.g. map 0 there = {float(demo.maps[0, row // 28, row % 28]):.4f}.")
-st.plotly_chart(feature_maps_figure(demo.maps.numpy(), "Patches · filters + bias, each column reshaped to 28×28",
-                                    per_map=False, width=900), key="conv_maps")
+st.plotly_chart(maps_figure(demo.maps.numpy(), "Patches · filters + bias, each column reshaped to 28×28"), key="conv_maps")
 with st.expander("What am I seeing?"):
     st.markdown(
         "**Patches**: `unfold` cuts the (normalized) digit into its 784 overlapping 3×3 windows, one row each (padding 1 "
-        "makes the border windows partly zero — dark columns at the top and bottom rows of the matrix). **Filters**: "
+        "puts zeros in the border windows: after normalization the black background is −0.42, so the zeros show as "
+        "slightly lighter cells in the first and last rows of the matrix). **Filters**: "
         "conv1's 32 kernels, each flattened into a column of 9 weights. Their product, plus each filter's bias, is a "
         "784 × 32 matrix; each column reshaped to 28 × 28 is one feature map. The number above compares it with the "
         "model's own conv1 output — **before** BatchNorm and ReLU, which come after the convolution (the model "
-        "normalizes the pixels with the MNIST mean and std first, so the patches are of the normalized digit). The "
-        "difference is float32 rounding: the two sum the same 9 products in a different order.")
+        "normalizes the pixels with the MNIST mean and std first, so the patches are of the normalized digit). It is "
+        "0 or float32 rounding (~1e-7), depending on whether both sum the 9 products in the same order.")
 
 # ----- (c) the backward pass -----------------------------------------------------------------------------------------
 st.header("The backward pass, in unfold/fold form")
@@ -94,7 +93,7 @@ st.markdown("For a batch X (N×C×H×W), weights W flattened to O × C·K·K, an
 st.latex(r"Y_n = W\,\mathrm{unfold}(X)_n + b")
 st.latex(r"\frac{\partial L}{\partial W} = \sum_{n=1}^{N} dY_n\,\mathrm{unfold}(X)_n^{\top}"
          r"\qquad (O \times L)(L \times CK^2) = O \times CK^2")
-st.latex(r"\frac{\partial L}{\partial X} = \mathrm{fold}\!\left(W^{\top} dY_n\right)"
+st.latex(r"\frac{\partial L}{\partial X_n} = \mathrm{fold}\!\left(W^{\top} dY_n\right)"
          r"\qquad (CK^2 \times O)(O \times L) = CK^2 \times L \;\to\; C \times H \times W")
 st.latex(r"\frac{\partial L}{\partial b_o} = \sum_{n=1}^{N} \sum_{\ell=1}^{L} dY_{n,o,\ell}")
 with st.expander("What am I seeing?"):

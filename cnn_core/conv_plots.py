@@ -6,9 +6,20 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cnn_core.plots import FONT
+from cnn_core.plots import FONT, feature_maps_figure
 
 HIGHLIGHT = "#d62728"
+TITLE = dict(size=18, color="black")
+
+
+def _readable(fig: go.Figure) -> go.Figure:
+    """Projector-sized text: the app's plotly theme sets its own smaller tick, axis-title and title fonts, so the
+    16 px of FONT is set on each of them."""
+    fig.update_xaxes(tickfont=FONT, title_font=FONT)
+    fig.update_yaxes(tickfont=FONT, title_font=FONT)
+    fig.update_layout(font=FONT, title_font=TITLE)
+    fig.update_annotations(font=TITLE)  # subplot titles
+    return fig
 
 
 def window_figure(image: np.ndarray, k: int, p: int, top_left: tuple[int, int], output: np.ndarray,
@@ -36,9 +47,8 @@ def window_figure(image: np.ndarray, k: int, p: int, top_left: tuple[int, int], 
     fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed", constrain="domain")
     fig.update_yaxes(scaleanchor="x", row=1, col=1)
     fig.update_yaxes(scaleanchor="x2", row=1, col=2)
-    fig.update_layout(height=520, margin=dict(l=10, r=10, t=60, b=10), font=FONT, plot_bgcolor="white")
-    fig.update_annotations(font=FONT)
-    return fig
+    fig.update_layout(height=540, margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="white")
+    return _readable(fig)
 
 
 def matrix_figure(z: np.ndarray, title: str, xaxis: str, yaxis: str, diverging: bool, height: int,
@@ -54,5 +64,12 @@ def matrix_figure(z: np.ndarray, title: str, xaxis: str, yaxis: str, diverging: 
                       line=dict(color=HIGHLIGHT, width=3))
     fig.update_xaxes(title_text=xaxis, showgrid=False, zeroline=False)
     fig.update_yaxes(title_text=yaxis, showgrid=False, zeroline=False, autorange="reversed")
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10), font=FONT)
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10))
+    return _readable(fig)
+
+
+def maps_figure(maps: np.ndarray, title: str) -> go.Figure:
+    """32 maps on one shared scale (``plots.feature_maps_figure``) with projector-sized text."""
+    fig = _readable(feature_maps_figure(maps, title, per_map=False, width=900))
+    fig.update_traces(colorbar=dict(tickfont=FONT, title_font=FONT))
     return fig
