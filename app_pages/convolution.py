@@ -39,7 +39,9 @@ for step in steps:
                    f"row(s) and column(s) of the padded input are never covered by a window.")
 if steps:
     n_out = steps[0]["out"]
-    if st.session_state.get("conv_pos", 0) >= n_out**2:  # the settings shrank the output: stay inside it
+    if "conv_pos" not in st.session_state:  # open on the centre of the digit, where the strokes are
+        st.session_state.conv_pos = (n_out // 2) * n_out + n_out // 2
+    elif st.session_state.conv_pos >= n_out**2:  # the settings shrank the output: stay inside it
         st.session_state.conv_pos = n_out**2 - 1
     position = st.slider("Window position (row by row over the output; arrow keys step it)", 0, n_out**2 - 1, key="conv_pos")
     win = sliding_window(digit_at(image, size), k, p, s, position)

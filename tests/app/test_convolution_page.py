@@ -17,6 +17,8 @@ def test_renders_with_the_formulas_and_an_im2col_product_equal_to_conv1(at):
     assert r"\left\lfloor \frac{28 - 2 + 2 \cdot 0}{2} \right\rfloor + 1 = 14" in latex[1]  # the 2×2 pool after it
     assert 0 <= largest_difference(at) < 1e-5
     assert [e.label for e in at.expander] == ["What am I seeing?"] * 3
+    assert at.slider(key="conv_pos").value == 14 * 28 + 14  # opens on the centre: output (14, 14), window from (13, 13)
+    assert "window at row 13, col 13" in at.get("plotly_chart")[0].proto.spec
 
 
 def test_batchnorm_model_too(at):
