@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", action="store_true",
                     help="instead: one vs two simultaneous runs with 1 and 2 intra-op threads (CPU)")
     ap.add_argument("--attacks", action="store_true", help="instead: attack targets batched vs one at a time (CPU)")
+    ap.add_argument("--conv", action="store_true", help="instead: unfold vs built-in convolution, time and memory")
     args = ap.parse_args(argv)
+    if args.conv:
+        return main_conv(args)
     if args.concurrency:
         return main_concurrency(args)
     if args.attacks:
@@ -182,6 +185,139 @@ def main(argv: list[str] | None = None) -> int:
               f"engine / seed-style = {eng / seed:.2f}×")
     print(f"data pipeline alone: engine / seed-style = "
           f"{med['data only: engine, batch 64'] / med['data only: seed-style, batch 64']:.0f}×")
+    return 0
+
+
+# ----- python -m cnn_core.bench --conv: the hand-written unfold convolution vs the built-in one ------------------
+CONV_LAYERS = {"conv1 (1→32, 28×28)": (1, 28), "conv2 (32→32, 14×14)": (32, 14)}  # 3×3, stride 1, padding 1
+
+
+def _conv_case(cin: int, size: int, batch: int, device, unfold: bool):
+    """(forward, forward+backward) closures of one layer on a fixed random batch; conv2's input needs a gradient
+    (it comes from conv1), conv1's does not (it is the image)."""
+    from torch import nn
+
+    from .unfold_conv import UnfoldConv2d
+
+    torch.manual_seed(0)
+    conv = (UnfoldConv2d if unfold else nn.Conv2d)(cin, 32, 3, stride=1, padding=1).to(device)
+    x = torch.rand(batch, cin, size, size, device=device, requires_grad=cin > 1)
+    dy = torch.randn(batch, 32, size, size, device=device)
+
+    def forward():
+        with torch.no_grad():
+            conv(x)
+
+    def forward_backward():
+        conv.weight.grad = conv.bias.grad = x.grad = None
+        conv(x).backward(dy)
+
+    return forward, forward_backward
+
+
+def _milliseconds(fn, device, reps: int) -> float:
+    fn()  # warm-up
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    sync()
+    return 1000 * (time.perf_counter() - t0) / reps
+
+
+def peak_bytes(fn, device) -> int:
+    """Peak of the bytes allocated while ``fn`` runs, above what was allocated before it. CUDA: the caching
+    allocator's own counter (torch.cuda.max_memory_allocated). CPU: torch.profiler(profile_memory=True) records every
+    allocation and free of the CPU allocator; the peak of their running sum."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    import json
+    import tempfile
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        prof.export_chrome_trace(f"{tmp}/trace.json")
+        with open(f"{tmp}/trace.json") as fh:
+            events = json.load(fh)["traceEvents"]
+    live = peak = 0
+    for e in sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"]):
+        live += e["args"]["Bytes"]  # negative for a free
+        peak = max(peak, live)
+    return peak
+
+
+def _layouts(cols: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dy: torch.Tensor) -> dict:
+    """The layouts tried for the unfold forward (with bias) and for dW, as closures over one layer's tensors."""
+    n, o, length = dy.shape
+    return {
+        "forward: baddbmm (bias in the product; used)": lambda: torch.baddbmm(b.view(1, o, 1), w.expand(n, -1, -1), cols),
+        "forward: matmul, then + bias": lambda: w @ cols + b.view(1, o, 1),
+        "forward: einsum, then + bias": lambda: torch.einsum("ok,nkl->nol", w, cols) + b.view(1, o, 1),
+        "forward: one addmm over N·L rows": lambda: torch.addmm(b, cols.transpose(1, 2).reshape(n * length, -1), w.t()),
+        "dW: bmm, summed over the batch (used)": lambda: torch.bmm(dy, cols.transpose(1, 2)).sum(0),
+        "dW: einsum": lambda: torch.einsum("nol,nkl->ok", dy, cols),
+        "dW: one mm over N·L": lambda: dy.transpose(0, 1).reshape(o, -1) @ cols.transpose(1, 2).reshape(n * length, -1),
+    }
+
+
+def _layout_trials(device, reps: int) -> dict[str, dict[str, float]]:
+    """Milliseconds of each of ``_layouts`` per layer (batch 128)."""
+    import torch.nn.functional as F
+
+    out = {}
+    for layer, (cin, size) in CONV_LAYERS.items():
+        cols = F.unfold(torch.rand(128, cin, size, size, device=device), 3, padding=1)
+        w, b = torch.randn(32, cin * 9, device=device), torch.randn(32, device=device)
+        dy = torch.randn(128, 32, size * size, device=device)
+        out[layer] = {name: _milliseconds(fn, device, reps) for name, fn in _layouts(cols, w, b, dy).items()}
+    return out
+
+
+def main_conv(args) -> int:
+    """Forward and forward+backward time and peak memory, unfold / built-in, for the assignment's two conv layers."""
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    batch, reps = 128, 10
+    for device in devices:
+        times: dict[tuple, list[float]] = {}
+        peaks: dict[tuple, int] = {}
+        cases = {(layer, impl): _conv_case(cin, size, batch, device, impl == "unfold")
+                 for layer, (cin, size) in CONV_LAYERS.items() for impl in ("builtin", "unfold")}
+        for _ in range(args.rounds):  # interleaved, so machine noise hits both alike
+            for (layer, impl), (fwd, fwd_bwd) in cases.items():
+                times.setdefault((layer, impl, "fwd"), []).append(_milliseconds(fwd, device, reps))
+                times.setdefault((layer, impl, "fwd+bwd"), []).append(_milliseconds(fwd_bwd, device, reps))
+        for (layer, impl), (_, fwd_bwd) in cases.items():
+            fwd_bwd()  # gradients exist already, as in training: the peak is the step's own
+            peaks[layer, impl] = peak_bytes(fwd_bwd, device)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        how = "torch.cuda.max_memory_allocated" if device.type == "cuda" else \
+            "torch.profiler(profile_memory=True): peak of the CPU allocator's live bytes"
+        print(f"\ndevice {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}, "
+              f"3×3 stride 1 padding 1; ms = median of {args.rounds} interleaved rounds of {reps} calls; "
+              f"peak memory of forward+backward above its inputs ({how})")
+        print("| layer | forward ms, built-in / unfold | ratio | forward+backward ms, built-in / unfold | ratio "
+              "| peak MiB, built-in / unfold | ratio |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for layer in CONV_LAYERS:
+            f_b, f_u = med[layer, "builtin", "fwd"], med[layer, "unfold", "fwd"]
+            b_b, b_u = med[layer, "builtin", "fwd+bwd"], med[layer, "unfold", "fwd+bwd"]
+            m_b, m_u = peaks[layer, "builtin"] / 2**20, peaks[layer, "unfold"] / 2**20
+            print(f"| {layer} | {f_b:.2f} / {f_u:.2f} | {f_u / f_b:.2f}× | {b_b:.2f} / {b_u:.2f} | {b_u / b_b:.2f}× "
+                  f"| {m_b:.1f} / {m_u:.1f} | {m_u / m_b:.2f}× |")
+        print(f"\nlayouts tried for the unfold convolution on {device} (ms, batch {batch}, median of {args.rounds}):")
+        trials = [_layout_trials(device, reps) for _ in range(args.rounds)]
+        for layer in CONV_LAYERS:
+            for name in trials[0][layer]:
+                print(f"  {layer:<22} {name:<46} {statistics.median(t[layer][name] for t in trials):7.2f}")
     return 0
 
 

@@ -8,10 +8,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from .store import RUNS_DIR_ENV, CheckpointError, RunStore, default_root
-from .training import ADVERSARIAL, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, Run, TrainConfig, evaluate
+from .training import ADVERSARIAL, CONVS, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, Run, TrainConfig, evaluate
 
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "adversarial": ADVERSARIAL,
-            "precision": PRECISIONS}
+            "precision": PRECISIONS, "conv": CONVS}
 
 
 def _bool(text: str) -> bool:

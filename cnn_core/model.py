@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .unfold_conv import UnfoldConv2d
+
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 
@@ -23,15 +25,17 @@ def conv_output_size(w: int, k: int, p: int, s: int) -> int:
 
 
 class MnistCNN(nn.Module):
-    def __init__(self, batchnorm: bool = False, generator: torch.Generator | None = None):
-        """``generator`` seeds the initial weights without touching the global RNG (thread-safe)."""
+    def __init__(self, batchnorm: bool = False, generator: torch.Generator | None = None, conv: str = "builtin"):
+        """``generator`` seeds the initial weights without touching the global RNG (thread-safe). ``conv``: "builtin"
+        (nn.Conv2d) or "unfold" (UnfoldConv2d, the same parameters computed as W·unfold(X) + b)."""
         super().__init__()
         self.batchnorm = batchnorm
         # Constants, not learned: kept out of the state_dict so checkpoints hold weights only.
         self.register_buffer("mean", torch.tensor(MNIST_MEAN), persistent=False)
         self.register_buffer("std", torch.tensor(MNIST_STD), persistent=False)
-        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1)
-        self.conv2 = nn.Conv2d(32, 32, kernel_size=3, stride=1, padding=1)
+        conv2d = {"builtin": nn.Conv2d, "unfold": UnfoldConv2d}[conv]
+        self.conv1 = conv2d(1, 32, kernel_size=3, stride=1, padding=1)
+        self.conv2 = conv2d(32, 32, kernel_size=3, stride=1, padding=1)
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.fc1 = nn.Linear(32 * 7 * 7, 500)
         self.fc2 = nn.Linear(500, 10)

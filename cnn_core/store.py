@@ -146,7 +146,7 @@ class RunStore:
         """(eval-mode model, run.json) of a saved run; CheckpointError names the bad file."""
         info = self.load_info(name)
         f = self.path(name) / "model.pt"
-        model = MnistCNN(batchnorm=bool(info["config"]["batchnorm"]))
+        model = MnistCNN(batchnorm=bool(info["config"]["batchnorm"]), conv=info["config"].get("conv", "builtin"))
         try:
             state = torch.load(f, map_location="cpu", weights_only=True)
             model.load_state_dict(state)

@@ -32,6 +32,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 ADVERSARIAL = ("none", "fgsm", "pgd")
 PRECISIONS = ("auto", "fp32", "bf16")
 EVAL_BATCH = 500  # evaluation batches: small enough that Stop is honoured within a fraction of a second
+CONVS = ("builtin", "unfold")  # nn.Conv2d, or cnn_core.unfold_conv's W·unfold(X) + b (same weights, same results)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class TrainConfig:
     # Validation curve: this many evaluations spread evenly over the run (epoch ends included), each on the same
     # stratified subset of the validation split, sized to cost about 8% of the training time (see val_size).
     val_points: int = 10
+    conv: str = "builtin"  # how conv1/conv2 compute: builtin or unfold (CONVS); absent from older run.json files
 
     def validate(self) -> TrainConfig:
         """Raise ValueError naming the field and its allowed range; return self when valid."""
@@ -82,6 +84,8 @@ class TrainConfig:
             bad("adversarial", "one of " + ", ".join(ADVERSARIAL))
         if self.precision not in PRECISIONS:
             bad("precision", "one of " + ", ".join(PRECISIONS))
+        if self.conv not in CONVS:
+            bad("conv", "one of " + ", ".join(CONVS))
         checks = {
             "lr": (0 < self.lr <= 10, "in (0, 10]"),
             "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
@@ -318,8 +322,8 @@ class Run:
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         # channels_last: oneDNN's and cuDNN's fast convolution layout (+20–25% here, README); same numbers.
-        self.model = MnistCNN(config.batchnorm, generator=torch.Generator().manual_seed(config.seed)).to(
-            self.device, memory_format=torch.channels_last)
+        self.model = MnistCNN(config.batchnorm, generator=torch.Generator().manual_seed(config.seed),
+                              conv=config.conv).to(self.device, memory_format=torch.channels_last)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

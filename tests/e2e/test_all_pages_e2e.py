@@ -8,6 +8,7 @@ PAGES = {
     "train": "Train: does BatchNorm help, and what does it cost?",
     "results": "Results and comparison",
     "inside": "Inside the network",
+    "convolution": "Convolution by hand",
     "digit": "Your own digit",
     "attacks": "Attack playground",
     "robust": "Robustness lab",
