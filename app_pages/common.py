@@ -4,6 +4,7 @@ Not a page itself."""
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,10 +18,12 @@ from cnn_core.model import predict_proba
 from cnn_core.plots import digit_grid, prediction_titles
 from cnn_core.registry import RunRegistry
 from cnn_core.store import CheckpointError, RunStore, default_root
+from cnn_core.training import measure_speed, resolve_device, resolve_precision
 
 SHIPPED = {"baseline": "Baseline (no BatchNorm)", "batchnorm": "BatchNorm"}
 ADV_TRAINED = "adv-trained"  # shipped too, but only the Robustness lab uses it
 MAX_ACTIVE_RUNS = int(os.environ.get("CNN_LAB_MAX_RUNS", 2))  # concurrent training runs per server (README)
+MAX_RUNS_PER_SESSION = int(os.environ.get("CNN_LAB_MAX_RUNS_PER_SESSION", 6))  # queued or active, per browser session
 RUNS_DIR = default_root()  # shipped and trained runs ($CNN_LAB_RUNS_DIR or checkpoints/)
 
 
@@ -69,10 +72,24 @@ def saved_model(name: str, mtime: float) -> tuple[torch.nn.Module, dict]:
     return _frozen(model), info
 
 
+@st.cache_resource(show_spinner=False)
+def shared_speed(batchnorm: bool, precision: str, device: str, runs_at_once: int) -> dict:
+    """Measured images/s of one run while ``runs_at_once`` train (they share the cores), once per server."""
+    dev = resolve_device(device)
+    threads = max(1, (os.cpu_count() or 1) // runs_at_once)
+    return measure_speed(batchnorm, resolve_precision(precision, dev), dev, threads)
+
+
 @st.cache_resource
 def registry() -> RunRegistry:
     """The server's live training runs, shared by every browser session."""
-    return RunRegistry(mnist, run_store(), max_active=MAX_ACTIVE_RUNS)
+    return RunRegistry(mnist, run_store(), max_active=MAX_ACTIVE_RUNS, max_per_owner=MAX_RUNS_PER_SESSION,
+                       speed=lambda: shared_speed(False, "auto", "auto", MAX_ACTIVE_RUNS))
+
+
+def browser_session() -> str:
+    """A token for this browser session (what the per-session run limit counts); a reload starts a new one."""
+    return st.session_state.setdefault("browser_session", uuid.uuid4().hex)
 
 
 def require_data() -> Mnist:
@@ -142,9 +159,11 @@ def sidebar() -> None:
             c = adv[1]["config"]
             st.markdown(f"**Adversarially trained** ({c['adversarial'].upper()}, ε = {c['adv_epsilon']:g}): "
                         f"{100 * adv[1]['results']['accuracy']:.2f}%")
-        active = registry().active()
+        active, queued = registry().active(), registry().queued()
         if active:
             st.markdown(f"**Training now**: {', '.join(r.name for r in active)}")
+        if queued:
+            st.markdown(f"**Queued**: {len(queued)} run(s)")
 
 
 def comparison_dataframe(runs: list[dict]) -> None:

@@ -1,11 +1,10 @@
 """Train: live training, and BatchNorm vs no-BatchNorm side by side (assignment part 1)."""
 
-import os
 from dataclasses import replace
 
 import streamlit as st
 
-from app_pages.common import comparison_dataframe, registry, require_data
+from app_pages.common import MAX_ACTIVE_RUNS, browser_session, comparison_dataframe, registry, require_data, shared_speed
 from cnn_core.compare import bn_verdict
 from cnn_core.plots import RUN_DASH, run_colors, training_curves_figure
 from cnn_core.registry import TooManyRuns
@@ -17,9 +16,6 @@ from cnn_core.training import (
     SCHEDULES,
     TrainConfig,
     estimate_seconds,
-    measure_speed,
-    resolve_device,
-    resolve_precision,
 )
 
 SIZES = {1000: "1,000 digits (seconds)", 5000: "5,000", 10000: "10,000", 27000: "27,000", 0: "all 54,000 (minutes)"}
@@ -36,18 +32,10 @@ require_data()
 reg = registry()
 
 
-@st.cache_resource(show_spinner=False)
-def pair_speed(batchnorm: bool, precision: str, device: str) -> dict:
-    """Images/s of one run of a pair on this machine (the two share the cores: 1 thread each on 2 cores)."""
-    dev = resolve_device(device)
-    threads = max(1, (os.cpu_count() or 1) // 2)
-    return measure_speed(batchnorm, resolve_precision(precision, dev), dev, threads)
-
-
 def promised_seconds(config: TrainConfig) -> float:
     """How long the pair should take here: the slower of its two runs, from measured speed."""
     train_size = config.train_subset or 60000 - round(60000 * config.val_fraction)
-    return max(estimate_seconds(replace(config, batchnorm=bn), pair_speed(bn, config.precision, config.device), train_size)
+    return max(estimate_seconds(replace(config, batchnorm=bn), shared_speed(bn, config.precision, config.device, 2), train_size)
                for bn in (False, True))
 
 
@@ -104,7 +92,9 @@ config = TrainConfig(batchnorm=batchnorm, optimizer=optimizer, lr=float(lr), mom
 if train_one or train_pair:
     try:
         config.validate()
-        runs = list(reg.start_pair(config, keep_stopped)) if train_pair else reg.start([config], keep_stopped=keep_stopped)
+        owner = browser_session()
+        runs = (list(reg.start_pair(config, keep_stopped, owner)) if train_pair
+                else reg.start([config], keep_stopped=keep_stopped, owner=owner))
     except (ValueError, TooManyRuns) as exc:
         st.error(f"Not started: {exc}", icon=":material/error:")
     else:
@@ -183,6 +173,17 @@ def progress_row(run, snap: dict, color: str) -> None:
         eta = f"{p['eta_s']:.0f} s" if p.get("eta_s") is not None else "…"
         text = (f"epoch {p['epoch']}/{p['epochs']} · step {step:,}/{total:,} · "
                 f"{p['images_per_s']:,.0f} images/s · {p.get('threads', '?')} thread(s) · {snap['precision']} · ETA {eta}")
+    elif status == "queued":
+        wait = reg.waiting(run.id)
+        fraction = 0.0
+        if wait is None:
+            text = "starting…"
+        else:
+            place = "next" if wait["place"] == 1 else f"place {wait['place']}"
+            eta = f" · starts in about {wait['starts_in_s']:.0f} s" if wait["starts_in_s"] is not None else ""
+            text = f"queued: {place} in the queue (this server trains {MAX_ACTIVE_RUNS} at a time){eta}"
+    elif status == "cancelled":
+        text = "cancelled before it started"
     elif status == "finished":
         text = f"finished in {snap['total_seconds']:.1f} s · test accuracy {100 * snap['results']['accuracy']:.2f}%"
     elif status == "stopped":
@@ -192,20 +193,23 @@ def progress_row(run, snap: dict, color: str) -> None:
     else:
         text = "starting…"
     bar_col.progress(fraction, text=text)
-    if stop_col.button("Stop", key=f"stop_{run.id}", icon=":material/stop:", disabled=run.done):
-        run.stop()
+    queued = status == "queued"
+    if stop_col.button("Cancel" if queued else "Stop", key=f"stop_{run.id}", icon=":material/stop:", disabled=run.done,
+                       help="Cancel this queued run (with its pair)" if queued else "Stop: within a second, in every phase"):
+        reg.stop(run.id)
     if status == "failed":
         st.error(f"Run {snap['name']} failed:\n\n```\n{snap['error']}\n```")
 
 
 live_view()
 
-others = [r for r in reg.active() if r.id not in followed]
+others = [r for r in reg.active() + reg.queued() if r.id not in followed]
 if others:
-    with st.expander(f"{len(others)} other run(s) training on this server"):
+    with st.expander(f"{len(others)} other run(s) training or queued on this server"):
         for run in others:
             c1, c2 = st.columns([4, 1])
-            c1.write(f"{run.name} — {run.progress.get('step', 0):,}/{run.progress.get('total_steps', 0):,} steps")
+            where = "queued" if run.status == "queued" else f"{run.progress.get('step', 0):,}/{run.progress.get('total_steps', 0):,} steps"
+            c1.write(f"{run.name} — {where}")
             if c2.button("Stop", key=f"stop_other_{run.id}"):
-                run.stop()
+                reg.stop(run.id)
                 st.rerun()

@@ -73,6 +73,8 @@ def smooth(values: list[float], window: int) -> np.ndarray:
     """Centred moving average over ``window`` points (odd), fewer at the ends: no lag behind a falling loss,
     unlike an exponential average. Non-finite values stay non-finite."""
     v = np.asarray(values, dtype=np.float64)
+    if not len(v):
+        return v
     half = max(0, min(window // 2, (len(v) - 1) // 2))  # np.convolve "same" needs the kernel no longer than v
     kernel = np.ones(2 * half + 1)
     sums = np.convolve(v, kernel, mode="same")

@@ -1,8 +1,9 @@
-"""The server's live runs: started in worker threads, capped in number, saved when they finish.
+"""The server's live runs: started in worker threads, capped in number, queued beyond the cap, saved when they end.
 
 Pure Python (no streamlit): the app keeps one ``RunRegistry`` in ``st.cache_resource`` and pages poll
 ``snapshot()`` of its runs. A run is never dropped while the server lives, so a lecturer can navigate
-away, reload, and come back to it.
+away, reload, and come back to it. When a class starts more runs than the server trains at once, the extra
+ones wait in a first-come queue (groups such as a BN/no-BN pair start together) instead of being refused.
 """
 
 from __future__ import annotations
@@ -14,22 +15,30 @@ from dataclasses import replace
 
 from .data import Mnist
 from .store import RunStore
-from .training import Run, TrainConfig
+from .training import Run, TrainConfig, estimate_seconds
 
 
 class TooManyRuns(RuntimeError):
-    """Starting would exceed the server's cap on concurrently active runs."""
+    """Starting would exceed what one browser session may hold, or a group is larger than the server's cap."""
 
 
 class RunRegistry:
-    def __init__(self, data: Callable[[], Mnist], store: RunStore, max_active: int = 2):
+    def __init__(self, data: Callable[[], Mnist], store: RunStore, max_active: int = 2, max_per_owner: int = 6,
+                 speed: Callable[[], dict] | None = None):
+        """``max_active``: runs training at once; ``max_per_owner``: queued or active runs one owner (a browser
+        session) may hold; ``speed``: measured images/s of one run while ``max_active`` train (``measure_speed``),
+        asked lazily, for the estimated start of queued runs."""
         self._data = data
         self.store = store
         self.max_active = max_active
+        self.max_per_owner = max_per_owner
+        self._speed = speed
         self._runs: dict[str, Run] = {}
+        self._queue: list[list[Run]] = []  # groups waiting to start, oldest first
+        self._owner: dict[str, str | None] = {}  # run id → the browser session that started it
         self._saved: dict[str, str] = {}  # run id → saved name, or "error: …"
         self._keep_stopped: dict[str, bool] = {}  # run id → save it if it is stopped
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # ----- queries ---------------------------------------------------------------------------
     def get(self, run_id: str) -> Run | None:
@@ -40,7 +49,12 @@ class RunRegistry:
             return list(self._runs.values())
 
     def active(self) -> list[Run]:
-        return [r for r in self.runs() if not r.done]
+        """Runs started and not ended (queued ones are not active)."""
+        return [r for r in self.runs() if not r.done and r.status != "queued"]
+
+    def queued(self) -> list[Run]:
+        with self._lock:
+            return [r for group in self._queue for r in group]
 
     def threads_per_run(self) -> int:
         """Cores shared out among the runs training now (asked by each run before every step):
@@ -53,44 +67,93 @@ class RunRegistry:
     def keeps_stopped(self, run_id: str) -> bool:
         return self._keep_stopped.get(run_id, False)
 
+    def waiting(self, run_id: str) -> dict | None:
+        """For a queued run: its group's place in the queue (1 = next) and the estimated seconds until it starts,
+        by playing the queue forward: active runs end after their ETA, each group starts when enough runs have ended
+        and lasts as long as its slowest run's estimate. None when the run is not queued."""
+        with self._lock:
+            ends = sorted(r.progress.get("eta_s") or 0.0 for r in self.active())
+            ends += [0.0] * (self.max_active - len(ends))
+            for place, group in enumerate(self._queue, start=1):
+                start = ends[len(group) - 1]
+                if any(r.id == run_id for r in group):
+                    return {"place": place, "starts_in_s": start if self._speed else None}
+                duration = max(self._estimate(r.config) for r in group)
+                ends = sorted(ends[len(group):] + [start + duration] * len(group))
+        return None
+
+    def _estimate(self, config: TrainConfig) -> float:
+        if self._speed is None:
+            return 0.0
+        train_size = config.train_subset or 60000 - round(60000 * config.val_fraction)
+        return estimate_seconds(config, self._speed(), train_size)
+
     # ----- actions ---------------------------------------------------------------------------
-    def start(self, configs: list[TrainConfig], names: list[str] | None = None, keep_stopped: bool = True) -> list[Run]:
-        """Start all ``configs`` together, or none of them (TooManyRuns) — never a half pair. A finished run is
-        saved; a stopped one is saved as stopped (curves and best weights so far) when ``keep_stopped``."""
+    def start(self, configs: list[TrainConfig], names: list[str] | None = None, keep_stopped: bool = True,
+              owner: str | None = None) -> list[Run]:
+        """Start ``configs`` together now if the cap allows, else queue them as one group (started together, after
+        the groups queued before it). A finished run is saved; a stopped one is saved as stopped (curves and best
+        weights so far) when ``keep_stopped``. TooManyRuns if ``owner`` would hold more than ``max_per_owner``
+        queued or active runs, or the group is larger than the cap."""
         data = self._data()
         names = names or [None] * len(configs)
         with self._lock:
-            running = sum(not r.done for r in self._runs.values())
-            if running + len(configs) > self.max_active:
-                raise TooManyRuns(
-                    f"{running} run(s) already training; this server allows {self.max_active} at a time. "
-                    "Stop one or wait for it to finish."
-                )
+            if len(configs) > self.max_active:
+                raise TooManyRuns(f"{len(configs)} runs cannot start together: this server trains {self.max_active} at a time.")
+            held = sum(1 for r in self._runs.values() if not r.done and owner is not None and self._owner[r.id] == owner)
+            if held + len(configs) > self.max_per_owner:
+                raise TooManyRuns(f"you already have {held} run(s) training or queued; one browser may hold "
+                                  f"{self.max_per_owner}. Stop or cancel one, or wait for it to finish.")
             runs = [Run(cfg, data, name=name, threads=self.threads_per_run) for cfg, name in zip(configs, names, strict=True)]
             for run in runs:
                 run.callback = self._on_event(run)
+                run.status = "queued"
                 self._runs[run.id] = run
+                self._owner[run.id] = owner
                 self._keep_stopped[run.id] = keep_stopped
-        for run in runs:
-            run.start()
+            self._queue.append(runs)
+        self._start_queued()
         return runs
 
-    def start_pair(self, config: TrainConfig, keep_stopped: bool = True) -> tuple[Run, Run]:
+    def start_pair(self, config: TrainConfig, keep_stopped: bool = True, owner: str | None = None) -> tuple[Run, Run]:
         """The same config with and without BatchNorm: same seed, same data order, same everything else."""
-        no_bn, bn = self.start([replace(config, batchnorm=False), replace(config, batchnorm=True)], keep_stopped=keep_stopped)
+        no_bn, bn = self.start([replace(config, batchnorm=False), replace(config, batchnorm=True)], keep_stopped=keep_stopped,
+                               owner=owner)
         return no_bn, bn
 
     def stop(self, run_id: str) -> None:
+        """Stop a run that trains; cancel a queued one together with its group (a pair never starts half)."""
         run = self.get(run_id)
-        if run is not None:
-            run.stop()
+        if run is None:
+            return
+        with self._lock:
+            group = next((g for g in self._queue if run in g), None)
+            if group is not None:
+                self._queue.remove(group)
+                for r in group:
+                    r.cancel()
+                return
+        run.stop()
 
     def stop_all(self) -> None:
-        for run in self.active():
-            run.stop()
+        for run in self.queued() + self.active():
+            self.stop(run.id)
+
+    def _start_queued(self) -> None:
+        """Start queued groups, oldest first, while they fit under the cap (a later, smaller group never jumps ahead)."""
+        with self._lock:
+            starting = []
+            while self._queue and len(self.active()) + sum(map(len, starting)) + len(self._queue[0]) <= self.max_active:
+                starting.append(self._queue.pop(0))
+            for group in starting:
+                for run in group:
+                    run.status = "pending"
+                    run.start()
 
     def _on_event(self, run: Run):
         def on_event(event: str, info: dict) -> None:
+            if event == "ended":
+                self._start_queued()
             if event != "finished" and not (event == "stopped" and self._keep_stopped[run.id]):
                 return
             try:

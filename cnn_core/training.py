@@ -213,12 +213,14 @@ def measure_speed(batchnorm: bool, precision: str, device: torch.device, threads
 
 
 def estimate_seconds(cfg: TrainConfig, speed: dict, train_size: int, val_split: int = 6000, test_size: int = 10000) -> float:
-    """Seconds a run of ``cfg`` should take at ``speed`` (``measure_speed``): its training images, its validation
-    points on the validation subset, and the test set."""
+    """Seconds a run of ``cfg`` should take at ``speed`` (``measure_speed``): its training images (adversarial
+    training costs about 3× with FGSM, (steps + 2)× with PGD: one forward and backward per attack step and one more
+    for the adversarial loss), its validation points on the validation subset, and the test set."""
     steps_per_epoch = math.ceil(train_size / cfg.batch_size)
     points = len(validation_steps(steps_per_epoch * cfg.epochs, steps_per_epoch, cfg.val_points))
     evaluated = points * val_size(cfg, train_size, val_split) + test_size
-    return train_size * cfg.epochs / speed["train"] + evaluated / speed["eval"]
+    passes = {"none": 1, "fgsm": 3, "pgd": cfg.adv_steps + 2}[cfg.adversarial]
+    return passes * train_size * cfg.epochs / speed["train"] + evaluated / speed["eval"]
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -327,7 +329,7 @@ class Run:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.status = "pending"  # → running → finished | stopped | failed
+        self.status = "pending"  # (→ queued) → running → finished | stopped | failed; queued → cancelled
         self.steps: list[dict] = []
         self.vals: list[dict] = []  # one record per validation point
         self.epochs: list[dict] = []
@@ -357,9 +359,17 @@ class Run:
             self._thread.join(timeout)
         return self.done
 
+    def cancel(self) -> bool:
+        """End a run that has not started (a queued one) as cancelled; False if it has started."""
+        with self._lock:
+            if self._thread is not None or self.done:
+                return False
+            self.status, self.total_seconds = "cancelled", 0.0
+            return True
+
     @property
     def done(self) -> bool:
-        return self.status in ("finished", "stopped", "failed")
+        return self.status in ("finished", "stopped", "failed", "cancelled")
 
     def snapshot(self) -> dict:
         """A consistent copy of everything a UI shows. Step, validation and epoch records are never changed once
@@ -392,6 +402,7 @@ class Run:
             self._emit("stopped", {})
         except Exception:  # a UI must see the failure, not a dead thread
             self._end("failed", error=traceback.format_exc(limit=4))
+        self._emit("ended", {"status": self.status})
         return self
 
     def _end(self, status: str, **fields) -> None:

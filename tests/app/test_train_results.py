@@ -89,7 +89,7 @@ def test_adversarial_training_from_the_train_page(runs_dir):
     assert saved["config"]["adversarial"] == "pgd" and "--adversarial pgd --adv-epsilon 0.2" in saved["command"]
 
 
-def test_the_cap_gives_a_message_and_stop_stops():
+def test_beyond_the_cap_a_pair_is_queued_shows_its_place_and_can_be_cancelled():
     registry().stop_all()  # whatever earlier tests left running
     assert all(r.wait(30) for r in registry().runs())
     at = _page(TRAIN)
@@ -98,8 +98,14 @@ def test_the_cap_gives_a_message_and_stop_stops():
     _press(at, "train_one")
     (run_id,) = [i for i in at.session_state.followed if not registry().get(i).done]
     _press(at, "train_pair")
-    assert "already training; this server allows 2 at a time" in at.error[0].value
-    _wait_for(at, lambda a: registry().get(run_id).progress.get("step", 0) > 0)
+    queued = [i for i in at.session_state.followed if registry().get(i).status == "queued"]
+    assert len(queued) == 2 and not at.error
+    _wait_for(at, lambda a: registry().get(run_id).progress.get("eta_s"))
+    bars = [p.text for p in at.get("progress")]
+    assert sum(re.fullmatch(r"queued: next in the queue \(this server trains 2 at a time\) · starts in about \d+ s", t)
+               is not None for t in bars) == 2, bars
+    _press(at, f"stop_{queued[0]}")  # Cancel
+    assert [registry().get(i).status for i in queued] == ["cancelled", "cancelled"]
     _press(at, f"stop_{run_id}")
     assert registry().get(run_id).wait(30) and registry().get(run_id).status == "stopped"
 

@@ -7,6 +7,7 @@ from cnn_core.compare import bn_verdict, comparison_table, misclassified, outcom
 from cnn_core.plots import RUN_DASH, run_colors, smooth, thin, training_curves_figure
 from cnn_core.registry import RunRegistry, TooManyRuns
 from cnn_core.store import RunStore
+from cnn_core.training import estimate_seconds
 
 
 def test_pair_differs_only_in_batchnorm_and_is_saved(mnist, tmp_path, tiny_config):
@@ -20,17 +21,61 @@ def test_pair_differs_only_in_batchnorm_and_is_saved(mnist, tmp_path, tiny_confi
     assert saved == {no_bn.name, bn.name} and {r["name"] for r in RunStore(tmp_path).list_runs()} == saved
 
 
-def test_the_cap_refuses_whole_groups_and_frees_up_after_a_stop(mnist, tmp_path, tiny_config):
+def _wait_until(condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_beyond_the_cap_groups_queue_in_order_start_whole_and_can_be_cancelled(mnist, tmp_path, tiny_config):
     reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2)
     (first,) = reg.start([tiny_config(train_subset=0, epochs=50)], keep_stopped=False)
-    with pytest.raises(TooManyRuns, match="1 run\\(s\\) already training; this server allows 2"):
-        reg.start_pair(tiny_config())
-    assert len(reg.runs()) == 1  # no half pair was started
+    pair = reg.start_pair(tiny_config(epochs=1))  # needs 2 slots: waits although one is free
+    (single,) = reg.start([tiny_config(epochs=1)])  # fits in the free slot, but never jumps ahead of the pair
+    third = reg.start_pair(tiny_config(epochs=1))
+    assert [r.status for r in (*pair, single, *third)] == ["queued"] * 5 and reg.active() == [first]
+    assert [reg.waiting(r.id)["place"] for r in (*pair, single, *third)] == [1, 1, 2, 3, 3]
+    reg.stop(third[1].id)  # cancelling one run of a queued pair cancels the pair
+    assert [r.status for r in third] == ["cancelled", "cancelled"] and reg.waiting(third[0].id) is None
     reg.stop(first.id)
     assert first.wait(30) and first.status == "stopped"
     assert reg.saved_name(first.id) is None and RunStore(tmp_path).list_runs() == []  # discarded, as asked
-    pair = reg.start_pair(tiny_config(epochs=1))
+    _wait_until(lambda: all(r.status != "queued" for r in pair))  # the pair starts as soon as the first ends
+    assert single.status == "queued"
     assert all(r.wait(120) for r in pair)
+    assert single.wait(120) and single.status == "finished" and third[0].status == "cancelled"
+    assert {reg.saved_name(r.id) for r in (*pair, single)} == {r["name"] for r in RunStore(tmp_path).list_runs()}
+
+
+def test_the_estimated_start_plays_the_queue_forward(mnist, tmp_path, tiny_config):
+    speed = {"train": 1000.0, "eval": 10000.0}
+    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2, speed=lambda: speed)
+    runs = reg.start([tiny_config(train_subset=0, epochs=50)]) + reg.start([tiny_config(train_subset=0, epochs=50)])
+    _wait_until(lambda: all(r.progress.get("eta_s") for r in runs))
+    (a,) = reg.start([tiny_config()])
+    b = reg.start_pair(tiny_config())
+    etas = sorted(r.progress["eta_s"] for r in runs)  # read now: the queue is played from the same numbers
+    wait_a, wait_b = reg.waiting(a.id), reg.waiting(b[0].id)
+    # a starts when the first active run ends; the pair when a and the second active run have both ended.
+    assert wait_a["starts_in_s"] == pytest.approx(etas[0], rel=0.2)
+    duration_a = estimate_seconds(a.config, speed, 512)
+    assert wait_b["starts_in_s"] == pytest.approx(max(etas[1], etas[0] + duration_a), rel=0.2)
+    reg.stop_all()
+    assert all(r.wait(30) for r in runs) and a.status == "cancelled"
+
+
+def test_one_browser_session_holds_at_most_its_share_and_a_group_must_fit_the_cap(mnist, tmp_path, tiny_config):
+    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2, max_per_owner=3)
+    reg.start_pair(tiny_config(train_subset=0, epochs=50), owner="alice")
+    reg.start([tiny_config()], owner="alice")
+    with pytest.raises(TooManyRuns, match="you already have 3 run\\(s\\) training or queued; one browser may hold 3"):
+        reg.start([tiny_config()], owner="alice")
+    (bobs,) = reg.start([tiny_config()], owner="bob")  # another browser still may
+    with pytest.raises(TooManyRuns, match="3 runs cannot start together: this server trains 2 at a time"):
+        reg.start([tiny_config()] * 3, owner="carol")
+    reg.stop_all()
+    assert all(r.wait(30) for r in reg.runs()) and bobs.status == "cancelled"
 
 
 def test_a_stopped_run_is_saved_as_stopped_with_its_best_weights_so_far(mnist, tmp_path, tiny_config):
@@ -166,12 +211,14 @@ def test_a_chart_with_nothing_yet_says_so():
     assert "No training step yet" in empty.layout.annotations[0].text and not empty.data
     early = training_curves_figure([{**_snap("a", False, None, 10, []), "steps": [{"step": 1, "loss": 2.3}]}])
     assert any("first validation" in a.text for a in early.layout.annotations)
+    queued = {**_snap("q", True, None, 10, []), "steps": []}  # a run still queued beside one that trains
+    assert len(training_curves_figure([queued, {**_snap("a", False, None, 10, []), "steps": [{"step": 1, "loss": 2.3}]}]).data)
 
 
 def test_centred_smoothing_does_not_lag():
     falling = [10.0 - i for i in range(9)]
     assert smooth(falling, 3).tolist() == [9.5, 9, 8, 7, 6, 5, 4, 3, 2.5]  # exact in the middle, half a step off at the ends
-    assert smooth([4.0], 25).tolist() == [4.0]
+    assert smooth([4.0], 25).tolist() == [4.0] and smooth([], 3).tolist() == []
 
 
 def test_misclassified_orders_confident_mistakes_first():
