@@ -5,7 +5,7 @@ from dataclasses import replace
 import streamlit as st
 
 from app_pages.common import MAX_ACTIVE_RUNS, browser_session, comparison_dataframe, registry, require_data, shared_speed
-from cnn_core.compare import bn_verdict
+from cnn_core.compare import across_seeds, bn_verdict, outcome, seeds_verdict
 from cnn_core.plots import RUN_DASH, run_colors, training_curves_figure
 from cnn_core.registry import TooManyRuns
 from cnn_core.training import (
@@ -141,8 +141,18 @@ def result(runs, snaps: list[dict]) -> None:
     comparison_dataframe(ended)
     no_bn = [s for s in ended if not s["config"]["batchnorm"]]
     bn = [s for s in ended if s["config"]["batchnorm"]]
-    if len(no_bn) == 1 and len(bn) == 1:
+    if len({s["config"]["seed"] for s in ended}) > 1:
+        st.markdown("**Across seeds** (mean and sample standard deviation over the runs that trained)")
+        st.dataframe(across_seeds(ended), hide_index=True, column_config={
+            c: st.column_config.NumberColumn(format="%.2f") for c in ("test accuracy mean (%)", "test accuracy sd",
+                                                                      "seconds / epoch mean", "seconds / epoch sd")})
+        st.markdown(f"**{seeds_verdict(ended)}**")
+    elif len(no_bn) == 1 and len(bn) == 1:
         st.markdown(f"**{bn_verdict(no_bn[0], bn[0])}**")
+        if outcome(no_bn[0]) == outcome(bn[0]) == "trained" and st.button(
+                "Repeat with 3 seeds", icon=":material/replay:", key="repeat_seeds",
+                help="Train the same pair with the next two seeds (queued if the server is busy), then compare means"):
+            repeat_with_seeds(no_bn[0]["config"])
     for run, snap in zip(runs, snaps, strict=True):
         saved = reg.saved_name(run.id)
         if snap["status"] == "stopped" and not reg.keeps_stopped(run.id):
@@ -154,6 +164,19 @@ def result(runs, snaps: list[dict]) -> None:
             st.caption(f"`{snap['name']}` saved{kind} as `{saved}` — open it on the Results page.")
         elif snap["status"] in ("finished", "stopped"):
             st.caption(f"`{snap['name']}`: saving…")
+
+
+def repeat_with_seeds(config: dict) -> None:
+    """Start the pair of ``config`` for its next two seeds and follow them beside the pair already here."""
+    base = TrainConfig.from_dict(config)
+    try:
+        new = [r.id for seed in (base.seed + 1, base.seed + 2)
+               for r in reg.start_pair(replace(base, seed=seed), owner=browser_session())]
+    except TooManyRuns as exc:
+        st.error(f"Not started: {exc}", icon=":material/error:")
+        return
+    st.session_state.followed = followed + new
+    st.rerun(scope="app")  # polling on
 
 
 def progress_row(run, snap: dict, color: str) -> None:

@@ -115,6 +115,43 @@ def _numbers(run: dict) -> str:
     return f"final training loss {points[-1]['train_loss']:.3g}, {accuracy}" if points else "no validation yet"
 
 
+def across_seeds(runs: list[dict]) -> pd.DataFrame:
+    """One row per arm (without / with BatchNorm): the seeds of its runs that trained, and the mean ± sd (sample
+    standard deviation, n − 1) of test accuracy and of seconds per epoch over them."""
+    rows = []
+    for bn in (False, True):
+        arm = [summary_row(r) | {"seed": r["config"]["seed"]} for r in runs
+               if bool(r["config"]["batchnorm"]) == bn and r.get("results") and outcome(r) == "trained"]
+        if not arm:
+            continue
+        acc = np.array([a["test accuracy (%)"] for a in arm])
+        sec = np.array([a["seconds / epoch"] for a in arm])
+        rows.append({"BatchNorm": bn, "seeds": ", ".join(str(a["seed"]) for a in sorted(arm, key=lambda a: a["seed"])),
+                     "test accuracy mean (%)": acc.mean(), "test accuracy sd": acc.std(ddof=1) if len(arm) > 1 else np.nan,
+                     "seconds / epoch mean": sec.mean(), "seconds / epoch sd": sec.std(ddof=1) if len(arm) > 1 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def seeds_verdict(runs: list[dict]) -> str:
+    """The BatchNorm question answered over several seeds: the difference of mean test accuracies, called real only
+    when it is larger than the larger of the two arms' standard deviations."""
+    table = across_seeds(runs)
+    if len(table) < 2 or table["test accuracy sd"].isna().any():
+        return "Both arms need at least two seeds that trained."
+    a, b = table.iloc[0], table.iloc[1]  # without, with
+    diff = b["test accuracy mean (%)"] - a["test accuracy mean (%)"]
+    spread = max(a["test accuracy sd"], b["test accuracy sd"])
+    seeds = len(a["seeds"].split(", "))
+    verb = "improved" if diff > 0 else "lowered"
+    accuracy = (f"Over {seeds} seeds, BatchNorm {verb} mean test accuracy by {abs(diff):.2f} points "
+                f"({b['test accuracy mean (%)']:.2f} ± {b['test accuracy sd']:.2f}% vs {a['test accuracy mean (%)']:.2f} ± {a['test accuracy sd']:.2f}%)")
+    judged = ("larger than the spread between seeds" if abs(diff) > spread
+              else f"within the spread between seeds (sd up to {spread:.2f}): no clear effect")
+    time = (f"seconds per epoch {b['seconds / epoch mean']:.1f} ± {b['seconds / epoch sd']:.1f} vs "
+            f"{a['seconds / epoch mean']:.1f} ± {a['seconds / epoch sd']:.1f}")
+    return f"{accuracy} — {judged}; {time}."
+
+
 def misclassified(probs: np.ndarray, labels: np.ndarray, limit: int = 24) -> tuple[np.ndarray, list[str]]:
     """Indices of wrongly classified digits, most confident mistakes first, with their titles."""
     pred, conf = probs.argmax(1), probs.max(1)

@@ -66,6 +66,15 @@ def test_pair_trains_live_and_ends_with_a_comparison(runs_dir):
     assert "test accuracy" in verdict and "per epoch" in verdict
     assert (runs_dir / no_bn.name / "model.pt").exists() and (runs_dir / bn.name / "run.json").exists()
 
+    # The same pair for seeds 1 and 2, then means and spreads over the three seeds.
+    _press(at, "repeat_seeds")
+    assert len(at.session_state.followed) == 6
+    seeds = sorted((registry().get(i).config.seed, registry().get(i).config.batchnorm) for i in at.session_state.followed)
+    assert seeds == [(s, bn) for s in (0, 1, 2) for bn in (False, True)]
+    _wait_for(at, lambda a: any(m.value.startswith("**Over 3 seeds, BatchNorm") for m in a.markdown), timeout=300)
+    assert list(at.dataframe[1].value["seeds"]) == ["0, 1, 2", "0, 1, 2"]
+    at.session_state.followed = ids  # back to the first pair for the reload below
+
     # A reload (new session, same URL) reattaches to the runs.
     again = AppTest.from_file(TRAIN, default_timeout=120)
     again.query_params["runs"] = ",".join(ids)

@@ -3,7 +3,15 @@ import time
 import pytest
 import torch
 
-from cnn_core.compare import bn_verdict, comparison_table, misclassified, outcome, steps_to_accuracy
+from cnn_core.compare import (
+    across_seeds,
+    bn_verdict,
+    comparison_table,
+    misclassified,
+    outcome,
+    seeds_verdict,
+    steps_to_accuracy,
+)
 from cnn_core.plots import RUN_DASH, run_colors, smooth, thin, training_curves_figure
 from cnn_core.registry import RunRegistry, TooManyRuns
 from cnn_core.store import RunStore
@@ -184,6 +192,28 @@ def test_outcome_and_a_verdict_only_between_runs_that_trained():
                        "trained — for a diverged run, try a smaller learning rate.")
     one = bn_verdict(_snap("a", False, 0.99, 10, [0.99]), _diverged("b", True, 9.0, 0.5))
     assert one.startswith("No verdict: the BatchNorm run diverged (") and "no-BatchNorm" not in one
+
+
+def _seeded(bn, seed, acc, secs):
+    snap = _snap(f"{'bn' if bn else 'nobn'}-s{seed}", bn, acc, secs, [acc])
+    snap["config"]["seed"] = seed
+    return snap
+
+
+def test_across_seeds_mean_and_sample_sd_and_a_verdict_that_weighs_the_spread():
+    runs = [_seeded(False, 0, 0.980, 10.0), _seeded(False, 1, 0.982, 11.0), _seeded(False, 2, 0.984, 12.0),
+            _seeded(True, 2, 0.990, 13.0), _seeded(True, 0, 0.986, 12.0), _seeded(True, 1, 0.988, 14.0),
+            _diverged("bn-s9", True, 9.9, 0.1)]  # a diverged run is left out
+    t = across_seeds(runs)
+    assert list(t["seeds"]) == ["0, 1, 2", "0, 1, 2"]
+    assert list(t["test accuracy mean (%)"]) == pytest.approx([98.2, 98.8])
+    assert list(t["test accuracy sd"]) == pytest.approx([0.2, 0.2])  # sample sd of 98.0, 98.2, 98.4
+    assert list(t["seconds / epoch mean"]) == pytest.approx([11.0, 13.0]) and t["seconds / epoch sd"][0] == pytest.approx(1.0)
+    assert seeds_verdict(runs) == ("Over 3 seeds, BatchNorm improved mean test accuracy by 0.60 points (98.80 ± 0.20% vs "
+                                   "98.20 ± 0.20%) — larger than the spread between seeds; seconds per epoch 13.0 ± 1.0 vs 11.0 ± 1.0.")
+    close = [_seeded(False, 0, 0.980, 10), _seeded(False, 1, 0.990, 10), _seeded(True, 0, 0.985, 10), _seeded(True, 1, 0.986, 10)]
+    assert "within the spread between seeds (sd up to 0.71): no clear effect" in seeds_verdict(close)
+    assert seeds_verdict(runs[:4]) == "Both arms need at least two seeds that trained."
 
 
 def test_curves_one_colour_per_run_batchnorm_by_line_style_decades_only():
