@@ -104,7 +104,7 @@ st.session_state.followed = followed
 if followed:
     st.query_params["runs"] = ",".join(followed)
 
-any_active = any(not reg.get(i).done for i in followed)
+any_active = any(not reg.settled(i) for i in followed)  # polls until every run has ended and been saved
 
 
 @st.fragment(run_every=POLL_SECONDS if any_active else None)
@@ -129,8 +129,8 @@ def live_view() -> None:
                "the point before (open markers, dotted). Validation uses the same held-out digits every time.")
     if all(r.done for r in runs):
         result(runs, snaps)
-    if any_active and all(r.done for r in runs):
-        st.rerun(scope="app")  # everything ended: one full rerun switches polling off
+    if any_active and all(reg.settled(r.id) for r in runs):
+        st.rerun(scope="app")  # everything ended and saved: one full rerun switches polling off
 
 
 def result(runs, snaps: list[dict]) -> None:
@@ -160,8 +160,8 @@ def result(runs, snaps: list[dict]) -> None:
         elif saved and saved.startswith("error"):
             st.error(f"`{snap['name']}` could not be saved: {saved}")
         elif saved:
-            kind = " as stopped (curves and best weights so far; not tested)" if snap["status"] == "stopped" else ""
-            st.caption(f"`{snap['name']}` saved{kind} as `{saved}` — open it on the Results page.")
+            kind = " — stopped: its curves and best weights so far, tested when opened" if snap["status"] == "stopped" else ""
+            st.caption(f"Saved as `{saved}`{kind} — open it on the Results page.")
         elif snap["status"] in ("finished", "stopped"):
             st.caption(f"`{snap['name']}`: saving…")
 

@@ -75,7 +75,8 @@ def bn_verdict(no_bn: dict, bn: dict) -> str:
     run-to-run spread of this network. The sentence says it rests on one seed.
     """
     a, b = summary_row(no_bn), summary_row(bn)
-    failed = [f"the {label} run {row['outcome']} ({_numbers(run)})"
+    said = {"diverged": "diverged", "did not learn": "did not learn", "no numbers yet": "ended before its first validation"}
+    failed = [f"the {label} run {said[row['outcome']]}" + (f" ({_numbers(run)})" if row["outcome"] != "no numbers yet" else "")
               for label, row, run in (("BatchNorm", b, bn), ("no-BatchNorm", a, no_bn)) if row["outcome"] != "trained"]
     if failed:
         return (f"No verdict: {' and '.join(failed)}. Compare runs that trained — for a diverged run, "
@@ -108,11 +109,10 @@ def bn_verdict(no_bn: dict, bn: dict) -> str:
 
 
 def _numbers(run: dict) -> str:
-    """'final training loss 3.1e+10, test accuracy 9.80%' for a run's verdict."""
-    points = validation_points(run)
-    res = run.get("results")
-    accuracy = f"test accuracy {100 * res['accuracy']:.2f}%" if res else f"validation accuracy {100 * points[-1]['val_accuracy']:.2f}%"
-    return f"final training loss {points[-1]['train_loss']:.3g}, {accuracy}" if points else "no validation yet"
+    """'final training loss 3.1e+10, test accuracy 9.80%' for a run's verdict (a run with validation points)."""
+    last, res = validation_points(run)[-1], run.get("results")
+    accuracy = f"test accuracy {100 * res['accuracy']:.2f}%" if res else f"validation accuracy {100 * last['val_accuracy']:.2f}%"
+    return f"final training loss {last['train_loss']:.3g}, {accuracy}"
 
 
 def across_seeds(runs: list[dict]) -> pd.DataFrame:

@@ -38,6 +38,7 @@ class RunRegistry:
         self._owner: dict[str, str | None] = {}  # run id → the browser session that started it
         self._saved: dict[str, str] = {}  # run id → saved name, or "error: …"
         self._keep_stopped: dict[str, bool] = {}  # run id → save it if it is stopped
+        self._settled: set[str] = set()  # runs ended and done with (saved, if they are to be)
         self._lock = threading.RLock()
 
     # ----- queries ---------------------------------------------------------------------------
@@ -63,6 +64,11 @@ class RunRegistry:
 
     def saved_name(self, run_id: str) -> str | None:
         return self._saved.get(run_id)
+
+    def settled(self, run_id: str) -> bool:
+        """Ended, and saved if it is to be saved: a page polls until its runs are settled (a run's status turns
+        final a moment before its save completes)."""
+        return run_id in self._settled
 
     def keeps_stopped(self, run_id: str) -> bool:
         return self._keep_stopped.get(run_id, False)
@@ -132,6 +138,7 @@ class RunRegistry:
                 self._queue.remove(group)
                 for r in group:
                     r.cancel()
+                    self._settled.add(r.id)
                 return
         run.stop()
 
@@ -152,7 +159,8 @@ class RunRegistry:
 
     def _on_event(self, run: Run):
         def on_event(event: str, info: dict) -> None:
-            if event == "ended":
+            if event == "ended":  # after "finished" or "stopped": the save, if any, is done
+                self._settled.add(run.id)
                 self._start_queued()
             if event != "finished" and not (event == "stopped" and self._keep_stopped[run.id]):
                 return

@@ -135,7 +135,7 @@ def test_a_stopped_run_is_kept_or_discarded_as_chosen_and_opens_on_results(runs_
     registry().stop_all()
     at = _page(TRAIN)
     kept = _stop_after_first_validation(at, keep=True)
-    _wait_for(at, lambda a: any("saved as stopped" in c.value for c in a.caption))
+    _wait_for(at, lambda a: any("— stopped: its curves and best weights so far" in c.value for c in a.caption))
     name = registry().saved_name(kept.id)
     assert RunStore(runs_dir).load_info(name)["status"] == "stopped"
     at = _page(TRAIN)

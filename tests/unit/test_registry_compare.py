@@ -46,6 +46,7 @@ def test_beyond_the_cap_groups_queue_in_order_start_whole_and_can_be_cancelled(m
     assert [reg.waiting(r.id)["place"] for r in (*pair, single, *third)] == [1, 1, 2, 3, 3]
     reg.stop(third[1].id)  # cancelling one run of a queued pair cancels the pair
     assert [r.status for r in third] == ["cancelled", "cancelled"] and reg.waiting(third[0].id) is None
+    assert all(reg.settled(r.id) for r in third) and not reg.settled(first.id)
     reg.stop(first.id)
     assert first.wait(30) and first.status == "stopped"
     assert reg.saved_name(first.id) is None and RunStore(tmp_path).list_runs() == []  # discarded, as asked
@@ -95,11 +96,9 @@ def test_a_stopped_run_is_saved_as_stopped_with_its_best_weights_so_far(mnist, t
         time.sleep(0.01)
     reg.stop(run.id)
     assert run.wait(30) and run.status == "stopped"
-    deadline = time.monotonic() + 30
-    while reg.saved_name(run.id) is None:  # saved by the worker right after it stops
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait_until(lambda: reg.settled(run.id))  # saved by the worker right after it stops
     name = reg.saved_name(run.id)
+    assert name is not None
     info = store.load_info(name)
     assert info["status"] == "stopped" and info["results"] is None and info["stopped_at_step"] == run.progress["step"]
     assert info["vals"] == run.snapshot()["vals"] and len(info["vals"]) >= 2
@@ -192,6 +191,11 @@ def test_outcome_and_a_verdict_only_between_runs_that_trained():
                        "trained — for a diverged run, try a smaller learning rate.")
     one = bn_verdict(_snap("a", False, 0.99, 10, [0.99]), _diverged("b", True, 9.0, 0.5))
     assert one.startswith("No verdict: the BatchNorm run diverged (") and "no-BatchNorm" not in one
+    early = {**_snap("e", False, None, 10, []), "results": None}  # stopped before its first validation
+    assert bn_verdict(early, _snap("b", True, 0.99, 10, [0.99])).startswith(
+        "No verdict: the no-BatchNorm run ended before its first validation. Compare runs that trained")
+    stopped = {**_snap("s", True, 0.99, 10, [0.99]), "results": None}  # trained, stopped before its test
+    assert bn_verdict(_snap("a", False, 0.99, 10, [0.99]), stopped) == "Both runs must finish before they can be compared."
 
 
 def _seeded(bn, seed, acc, secs):
