@@ -114,6 +114,11 @@ class TrainConfig:
         return cls(**values).validate()
 
 
+# "99% fast": the assignment network unchanged (no BatchNorm), the whole training split, one-cycle Adam with a large
+# batch — ≥ 99.0% test accuracy in a few tens of seconds on 2 CPU cores (README, measured over 3 seeds).
+FAST_99 = TrainConfig(optimizer="adam", schedule="onecycle", lr=3e-3, batch_size=256, epochs=3, train_subset=0)
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

@@ -2,12 +2,14 @@
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from app_pages.common import registry
 from cnn_core.store import RunStore
+from cnn_core.training import FAST_99
 
 TRAIN = str(Path(__file__).resolve().parents[2] / "app_pages" / "train.py")
 RESULTS = str(Path(__file__).resolve().parents[2] / "app_pages" / "results.py")
@@ -183,3 +185,15 @@ def test_results_page_shows_a_run_compares_and_deletes(runs_dir, tiny_run):
     next(b for b in at.button if b.label == "Delete").click().run()
     assert not at.exception
     assert "to-delete" not in at.selectbox(key="results_run").options and not (runs_dir / "to-delete").exists()
+
+
+def test_99_fast_starts_the_preset_whatever_the_form_says():
+    registry().stop_all()
+    at = _page(TRAIN)
+    at.selectbox(key="cfg_subset").set_value(1000)  # ignored by the preset
+    _press(at, "train_fast")
+    run = registry().get(at.session_state.followed[0])
+    assert run.config == replace(FAST_99, device="auto") and run.name.startswith("99-fast-")
+    assert (run.config.train_subset, run.config.epochs, run.config.batch_size, run.config.schedule) == (0, 3, 256, "onecycle")
+    registry().stop(run.id)
+    assert run.wait(30)
