@@ -247,7 +247,7 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: in
 
 
 class Stopped(Exception):
-    """Raised inside a run when Stop was asked during an evaluation."""
+    """Raised inside a run at its next stop point (a training step or an evaluation batch) once Stop was asked."""
 
 
 def evaluate(
