@@ -5,7 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test lint unit bench clean-cache
+.PHONY: run test lint unit bench clean-cache chromium
+CHROMIUM ?= $(or $(CNN_LAB_CHROMIUM),/usr/bin/chromium)
 
 $(VENV)/.stamp-run: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +25,17 @@ run: $(VENV)/.stamp-run
 lint: $(VENV)/.stamp-dev
 	$(PY) -m ruff check .
 
-test: lint
+# The browser tests drive Debian's Chromium: installed here when missing and we are root, else a stop with the command.
+chromium:
+	@test -x "$(CHROMIUM)" || { \
+	  if [ "$$(id -u)" = 0 ] && [ "$(CHROMIUM)" = /usr/bin/chromium ]; then \
+	    echo "$(CHROMIUM) is missing: installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "error: $(CHROMIUM) is missing; the browser tests need it. Run:  sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; }
+
+test: lint chromium
 	$(PY) -m pytest
 
 unit: $(VENV)/.stamp-dev
