@@ -18,7 +18,7 @@ from cnn_core.model import predict_proba
 from cnn_core.plots import digit_grid, prediction_titles
 from cnn_core.registry import RunRegistry
 from cnn_core.store import CheckpointError, RunStore, default_root
-from cnn_core.training import measure_speed, resolve_device, resolve_precision
+from cnn_core.training import measure_speeds, resolve_device, resolve_precision
 
 SHIPPED = {"baseline": "Baseline (no BatchNorm)", "batchnorm": "BatchNorm"}
 ADV_TRAINED = "adv-trained"  # shipped too, but only the Robustness lab uses it
@@ -73,18 +73,17 @@ def saved_model(name: str, mtime: float) -> tuple[torch.nn.Module, dict]:
 
 
 @st.cache_resource(show_spinner=False)
-def shared_speed(batchnorm: bool, precision: str, device: str, runs_at_once: int) -> dict:
-    """Measured images/s of one run while ``runs_at_once`` train (they share the cores), once per server."""
+def shared_speeds(batchnorms: tuple[bool, ...], precision: str, device: str) -> list[dict]:
+    """Measured images/s of runs with these BatchNorm settings training at the same time, once per server."""
     dev = resolve_device(device)
-    threads = max(1, (os.cpu_count() or 1) // runs_at_once)
-    return measure_speed(batchnorm, resolve_precision(precision, dev), dev, threads)
+    return measure_speeds(list(batchnorms), resolve_precision(precision, dev), dev)
 
 
 @st.cache_resource
 def registry() -> RunRegistry:
     """The server's live training runs, shared by every browser session."""
     return RunRegistry(mnist, run_store(), max_active=MAX_ACTIVE_RUNS, max_per_owner=MAX_RUNS_PER_SESSION,
-                       speed=lambda: shared_speed(False, "auto", "auto", MAX_ACTIVE_RUNS))
+                       speed=lambda: shared_speeds((False,) * MAX_ACTIVE_RUNS, "auto", "auto")[0])
 
 
 def browser_session() -> str:

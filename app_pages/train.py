@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app_pages.common import MAX_ACTIVE_RUNS, browser_session, comparison_dataframe, registry, require_data, shared_speed
+from app_pages.common import MAX_ACTIVE_RUNS, browser_session, comparison_dataframe, registry, require_data, shared_speeds
 from cnn_core.compare import across_seeds, bn_verdict, outcome, seeds_verdict
 from cnn_core.plots import RUN_DASH, run_colors, training_curves_figure
 from cnn_core.registry import TooManyRuns
@@ -21,7 +21,7 @@ from cnn_core.training import (
 )
 
 SIZES = {1000: "1,000 digits (seconds)", 5000: "5,000", 10000: "10,000", 27000: "27,000", 0: "all 54,000 (minutes)"}
-POLL_SECONDS = 1.0
+POLL_SECONDS = 2.0  # every poll re-renders the page in the browser: the pair demo took 15.9 s at 1 s, 12.5 s at 2 s (README)
 PHASES = {"training": "training", "validating": "validating on {total:,} held-out digits",
           "testing": "testing on the {total:,} test digits"}
 
@@ -35,10 +35,11 @@ reg = registry()
 
 
 def promised_seconds(config: TrainConfig) -> float:
-    """How long the pair should take here: the slower of its two runs, from measured speed."""
+    """How long the pair should take here: the slower of its two runs, at the speed measured for two such runs
+    training at the same time."""
     train_size = config.train_subset or 60000 - round(60000 * config.val_fraction)
-    return max(estimate_seconds(replace(config, batchnorm=bn), shared_speed(bn, config.precision, config.device, 2), train_size)
-               for bn in (False, True))
+    speeds = shared_speeds((False, True), config.precision, config.device)
+    return max(estimate_seconds(replace(config, batchnorm=bn), speed, train_size) for bn, speed in zip((False, True), speeds, strict=True))
 
 
 # The runs this browser session follows: kept in session state, mirrored in the URL so a reload reattaches.
@@ -124,7 +125,7 @@ def live_view() -> None:
         try:
             config.validate()
             if config.adversarial == "none":
-                st.info(f"No run yet: press **Train BN vs no-BN**. With these settings the pair takes about "
+                st.info(f"No run yet: press **Train BN vs no-BN**. With these settings the pair trains in about "
                         f"**{promised_seconds(config):.0f} s** on this machine (computed from its measured speed).")
         except ValueError:
             st.info("No run yet: choose settings above and press **Train BN vs no-BN**.")

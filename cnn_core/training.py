@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import threading
 import time
@@ -185,8 +186,8 @@ def _short_number(v: float) -> str:
 def measure_speed(batchnorm: bool, precision: str, device: torch.device, threads: int, batch_size: int = 128,
                   steps: int = 6) -> dict:
     """Images per second of this machine for training steps and for evaluation, measured on random digits the
-    way a Run computes (channels_last, the precision), with ``threads`` intra-op threads: what a promised time is
-    computed from. Takes a few tenths of a second."""
+    way a Run computes (channels_last, the precision), with ``threads`` intra-op threads. Takes a few tenths of a
+    second; see ``measure_speeds`` for runs that train at the same time."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -215,6 +216,24 @@ def measure_speed(batchnorm: bool, precision: str, device: torch.device, threads
     finally:
         torch.set_num_threads(previous)
     return {"train": batch_size / statistics.median(times[1:]), "eval": batch_size / eval_seconds}
+
+
+def measure_speeds(batchnorms: list[bool], precision: str, device: torch.device) -> list[dict]:
+    """``measure_speed`` of several runs measured at the same time, the cores shared out among them as the
+    registry does: what each run of a pair really gets (on 2 cores, two runs at once each train ~30% slower than
+    one alone, README)."""
+    threads = max(1, (os.cpu_count() or 1) // len(batchnorms))
+    results: list[dict] = [{}] * len(batchnorms)
+
+    def measure(i: int) -> None:
+        results[i] = measure_speed(batchnorms[i], precision, device, threads)
+
+    workers = [threading.Thread(target=measure, args=(i,)) for i in range(len(batchnorms))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return results
 
 
 def estimate_seconds(cfg: TrainConfig, speed: dict, train_size: int, val_split: int = 6000, test_size: int = 10000) -> float:

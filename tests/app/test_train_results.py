@@ -52,7 +52,7 @@ def _wait_for(at, condition, timeout=180):
 
 def test_pair_trains_live_and_ends_with_a_comparison(runs_dir):
     at = _page(TRAIN)
-    promise = re.search(r"the pair takes about \*\*(\d+) s\*\* on this machine", at.info[0].value)
+    promise = re.search(r"the pair trains in about \*\*(\d+) s\*\* on this machine", at.info[0].value)
     assert promise and 1 <= int(promise.group(1)) <= 600, at.info[0].value
     at.selectbox(key="cfg_subset").set_value(1000)
     at.number_input(key="cfg_epochs").set_value(1)

@@ -21,7 +21,7 @@ def test_bn_vs_no_bn_live_stop_navigate_and_compare(server, page, output_dir):
     page.goto(f"{server}/train")
     expect(page.get_by_text("No run yet")).to_be_visible()
 
-    expect(page.get_by_text(re.compile(r"the pair takes about \d+ s on this machine"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"the pair trains in about \d+ s on this machine"))).to_be_visible()
 
     # 1. A pair long enough to watch: the progress moves with nobody touching the page.
     _configure(page, "27,000", 3)

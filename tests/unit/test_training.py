@@ -11,6 +11,7 @@ from cnn_core.training import (
     estimate_seconds,
     evaluate,
     measure_speed,
+    measure_speeds,
     per_class_metrics,
     resolve_precision,
     run_name,
@@ -237,6 +238,8 @@ def test_stop_during_validation_and_testing_within_a_second(mnist, tiny_config):
 def test_a_promised_time_is_computed_from_measured_speed():
     speed = measure_speed(False, "fp32", torch.device("cpu"), threads=1, steps=2)
     assert speed["train"] > 0 and speed["eval"] > speed["train"]  # a forward pass alone is faster than a step
+    pair = measure_speeds([False, True], "fp32", torch.device("cpu"))  # measured while both step at once
+    assert len(pair) == 2 and all(s["train"] > 0 and s["eval"] > 0 for s in pair)
     cfg = TrainConfig(train_subset=10000, epochs=2)
     # 20,000 training images, 10 validations of 500 digits and the 10,000 test digits.
     assert estimate_seconds(cfg, {"train": 2000.0, "eval": 7500.0}, 10000) == pytest.approx(20000 / 2000 + 15000 / 7500)
