@@ -79,3 +79,31 @@ def test_architecture_diagram_has_one_box_per_layer_and_shapes_on_edges():
     assert dot.count("->") == 6 and dot.count("[label=") == 13  # 7 boxes, 6 edges
     assert 'n1 [label="conv1\\n320 params\\n+ BatchNorm\\n+ ReLU"]' in dot
     assert 'n4 -> n5 [label=" 1568"]' in dot
+
+
+def test_layer_table_counts_neurons_only_on_conv_and_fc_rows():
+    """Per row, not only the totals: ReLU, pooling, flatten, BatchNorm and input rows hold no neurons."""
+    neurons = {"conv1": 32 * 28 * 28, "conv2": 32 * 14 * 14, "fc1": 500, "fc2": 10}
+    units = {**neurons, "input": 784, "pool1": 32 * 14 * 14, "pool2": 32 * 7 * 7}
+    for bn in (False, True):
+        t = layer_table(MnistCNN(bn)).set_index("layer")
+        assert t["neurons"].to_dict() == {name: neurons.get(name, 0) for name in t.index}
+        assert t["units incl. input & pooling"].to_dict() == {name: units.get(name, 0) for name in t.index}
+        assert t["neurons"].sum() == 31870 and t["units incl. input & pooling"].sum() == 40494
+
+
+def test_seeded_init_is_pytorchs_default_init_with_bias_bound_one_over_sqrt_fan_in():
+    """Drawn from a generator, the weights and biases are exactly what PyTorch's own default init draws from the
+    global RNG with the same seed; the biases fill U(−1/√fan_in, 1/√fan_in)."""
+    torch.manual_seed(5)
+    reference = [torch.nn.Conv2d(1, 32, 3, 1, 1), torch.nn.Conv2d(32, 32, 3, 1, 1), torch.nn.Linear(1568, 500),
+                 torch.nn.Linear(500, 10)]
+    m = MnistCNN(generator=torch.Generator().manual_seed(5))
+    for ref, name, fan_in in zip(reference, ("conv1", "conv2", "fc1", "fc2"), (9, 288, 1568, 500), strict=True):
+        layer = getattr(m, name)
+        assert torch.equal(layer.weight, ref.weight), f"{name}.weight is not PyTorch's default init"
+        assert torch.equal(layer.bias, ref.bias), f"{name}.bias is not PyTorch's default init"
+        bound = 1 / fan_in**0.5
+        assert -bound <= layer.bias.min().item() and layer.bias.max().item() <= bound, name
+    fc1_bound = 1 / 1568**0.5  # 500 draws reach both ends of the interval
+    assert m.fc1.bias.min().item() < -0.99 * fc1_bound and m.fc1.bias.max().item() > 0.99 * fc1_bound
