@@ -130,3 +130,50 @@ def test_adversarial_training_improves_pgd_accuracy(mnist, tiny_config, test_bat
         assert run.status == "finished", run.error
         pgd_accuracy[adversarial] = R.robust_accuracy(run.model.eval(), x, y, "pgd", 0.1, steps=10)
     assert pgd_accuracy["pgd"] > pgd_accuracy["none"] + 0.05, pgd_accuracy
+
+
+def test_pgd_default_step_size_is_two_and_a_half_epsilon_over_steps(shipped, test_batch):
+    x, y = test_batch[0][:50], test_batch[1][:50]
+    model = shipped["baseline"]
+    default = R.pgd(model, x, y, 0.1, steps=4)
+    assert torch.equal(default, R.pgd(model, x, y, 0.1, steps=4, step_size=2.5 * 0.1 / 4)), "default step is not 2.5·ε/steps"
+    assert not torch.equal(default, R.pgd(model, x, y, 0.1, steps=4, step_size=0.1 / 4))  # the step size matters here
+
+
+def test_through_defence_is_the_defended_model_forward_and_the_identity_backward(shipped, test_batch):
+    """BPDA: f(defence(x)) forward; backward, the defence counts as the identity, so the input gradient is the
+    model's gradient at defence(x) — not zero, although 1-bit rounding itself has zero gradient everywhere."""
+    x, y = test_batch[0][:50], test_batch[1][:50]
+    model = shipped["baseline"]
+    through = R.ThroughDefence(model, R.bit_depth)
+    with torch.no_grad():
+        assert torch.equal(through(x), model(R.bit_depth(x)))
+    grad = R.input_gradient(through, x, y)
+    assert grad.abs().sum() > 0, "no gradient passes the defence (not straight-through)"
+    assert torch.equal(grad, R.input_gradient(model, R.bit_depth(x), y)), "not the model's gradient at defence(x)"
+
+
+class _FirstTenPixels(torch.nn.Module):
+    """Logits = the first ten pixels: an image with value v at pixel c (others 0) is classified c."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+def test_targeted_fooling_rate_leaves_out_digits_already_of_the_target_class():
+    def image(pixel, value):
+        x = torch.zeros(1, 28, 28)
+        x.view(-1)[pixel] = value
+        return x
+
+    # (label, pixel set, its value). δ adds 0.6 to pixel 3, so a digit moves to 3 when its value is below 0.6.
+    cases = [(3, 3, 0.5), (3, 3, 0.9),  # already the target: not counted
+             (1, 1, 0.5), (2, 2, 0.9), (5, 5, 0.3),  # correct, not the target: 1 and 5 are fooled, 2 holds
+             (7, 0, 0.5)]  # misclassified (as 0) without δ: not counted, although δ moves it to 3
+    x = torch.stack([image(p, v) for _, p, v in cases])
+    y = torch.tensor([label for label, _, _ in cases])
+    delta = image(3, 0.6)[None]
+    r = R.fooling_rate(_FirstTenPixels(), x, y, delta, target=3)
+    assert r["predicted"].tolist() == [3, 3, 3, 2, 3, 3]
+    assert r["fooling_rate"] == 2 / 3  # digits 1 and 5 of the three that count
+    assert r["clean_accuracy"] == pytest.approx(5 / 6) and r["accuracy"] == pytest.approx(3 / 6)  # float32 means; 3, 3 and 2 keep their label
