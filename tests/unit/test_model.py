@@ -107,3 +107,48 @@ def test_seeded_init_is_pytorchs_default_init_with_bias_bound_one_over_sqrt_fan_
         assert -bound <= layer.bias.min().item() and layer.bias.max().item() <= bound, name
     fc1_bound = 1 / 1568**0.5  # 500 draws reach both ends of the interval
     assert m.fc1.bias.min().item() < -0.99 * fc1_bound and m.fc1.bias.max().item() > 0.99 * fc1_bound
+
+
+def test_architecture_diagram_is_exactly_this_dot():
+    """The Overview page renders this text as is: every box, label and edge."""
+    assert architecture_dot(MnistCNN()) == "\n".join([
+        "digraph cnn {",
+        "  rankdir=LR; node [shape=box, style=rounded, fontsize=16]; edge [fontsize=14];",
+        '  n0 [label="input"];',
+        '  n1 [label="conv1\\n320 params\\n+ ReLU"];',
+        '  n2 [label="pool1"];',
+        '  n3 [label="conv2\\n9,248 params\\n+ ReLU"];',
+        '  n4 [label="pool2\\n+ flatten"];',
+        '  n5 [label="fc1\\n784,500 params\\n+ ReLU"];',
+        '  n6 [label="fc2\\n5,010 params"];',
+        '  n0 -> n1 [label=" 1×28×28"];',
+        '  n1 -> n2 [label=" 32×28×28"];',
+        '  n2 -> n3 [label=" 32×14×14"];',
+        '  n3 -> n4 [label=" 32×14×14"];',
+        '  n4 -> n5 [label=" 1568"];',
+        '  n5 -> n6 [label=" 500"];',
+        "}",
+    ])
+
+
+def test_layer_table_is_exactly_what_the_overview_page_shows():
+    """Every text cell of the BatchNorm model's table, and the parameters per row."""
+    t = layer_table(MnistCNN(batchnorm=True))
+    assert list(t.columns) == ["layer", "type", "input shape", "output shape", "kernel / stride / padding",
+                               "output-size arithmetic", "parameters", "neurons", "units incl. input & pooling"]
+    assert t.iloc[:, :7].values.tolist() == [
+        ["input", "input", "", "1×28×28", "", "", 0],
+        ["conv1", "Conv2d", "1×28×28", "32×28×28", "3×3 / 1 / 1", "(28 − 3 + 2·1) / 1 + 1 = 28", 320],
+        ["bn1", "BatchNorm2d", "32×28×28", "32×28×28", "", "", 64],
+        ["relu1", "ReLU", "32×28×28", "32×28×28", "", "", 0],
+        ["pool1", "MaxPool2d", "32×28×28", "32×14×14", "2×2 / 2 / 0", "(28 − 2 + 2·0) / 2 + 1 = 14", 0],
+        ["conv2", "Conv2d", "32×14×14", "32×14×14", "3×3 / 1 / 1", "(14 − 3 + 2·1) / 1 + 1 = 14", 9248],
+        ["bn2", "BatchNorm2d", "32×14×14", "32×14×14", "", "", 64],
+        ["relu2", "ReLU", "32×14×14", "32×14×14", "", "", 0],
+        ["pool2", "MaxPool2d", "32×14×14", "32×7×7", "2×2 / 2 / 0", "(14 − 2 + 2·0) / 2 + 1 = 7", 0],
+        ["flatten", "flatten", "32×7×7", "1568", "", "", 0],
+        ["fc1", "Linear", "1568", "500", "", "", 784500],
+        ["bn3", "BatchNorm1d", "500", "500", "", "", 1000],
+        ["relu3", "ReLU", "500", "500", "", "", 0],
+        ["fc2", "Linear", "500", "10", "", "", 5010],
+    ]
