@@ -152,3 +152,9 @@ def test_layer_table_is_exactly_what_the_overview_page_shows():
         ["relu3", "ReLU", "500", "500", "", "", 0],
         ["fc2", "Linear", "500", "10", "", "", 5010],
     ]
+
+
+def test_layer_table_runs_on_the_models_device():
+    """Its shape-measuring forward must be made on the model's device (meta stands in for a GPU here: mixing it
+    with CPU tensors fails the same way)."""
+    assert layer_table(MnistCNN(True).to("meta")).equals(layer_table(MnistCNN(True)))
