@@ -177,3 +177,52 @@ def test_targeted_fooling_rate_leaves_out_digits_already_of_the_target_class():
     assert r["predicted"].tolist() == [3, 3, 3, 2, 3, 3]
     assert r["fooling_rate"] == 2 / 3  # digits 1 and 5 of the three that count
     assert r["clean_accuracy"] == pytest.approx(5 / 6) and r["accuracy"] == pytest.approx(3 / 6)  # float32 means; 3, 3 and 2 keep their label
+
+
+def test_universal_perturbation_step_seed_and_pixel_range(shipped, mnist):
+    """Default η = 2.5·ε/steps and an explicit step size is used; the mini-batches are seeded; the model only ever
+    sees images clipped to [0, 1]."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append((x.min().item(), x.max().item()))
+            return shipped["baseline"](x)
+
+    x, y = to_float(mnist.train_images[:100]), mnist.train_labels[:100]
+    default = R.universal_perturbation(Spy(), x, y, eps=0.3, steps=5, batch=20)
+    assert len(seen) == 5 and min(lo for lo, _ in seen) == 0 and max(hi for _, hi in seen) == 1
+    model = shipped["baseline"]
+    assert torch.equal(default, R.universal_perturbation(model, x, y, eps=0.3, steps=5, batch=20)), "not seeded"
+    assert not torch.equal(default, R.universal_perturbation(model, x, y, eps=0.3, steps=5, batch=20, seed=1))
+    explicit = R.universal_perturbation(model, x, y, eps=0.3, steps=5, batch=20, step_size=2.5 * 0.3 / 5)
+    assert torch.equal(default, explicit), "default step is not 2.5·ε/steps"
+    one_step = R.universal_perturbation(model, x, y, eps=0.3, steps=1, batch=20, step_size=0.01)
+    assert one_step.abs().max().item() == pytest.approx(0.01)
+
+
+def test_bit_depth_levels_by_hand_and_one_bit_by_default():
+    x = torch.tensor([0.0, 0.1, 0.2, 0.6, 0.95, 1.0])
+    assert torch.equal(R.bit_depth(x), torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))  # the page's "bit depth 1"
+    assert torch.equal(R.bit_depth(x, 2), torch.tensor([0, 0, 1, 2, 3, 3]) / 3)
+    assert torch.equal(R.bit_depth(x, 3), torch.tensor([0, 1, 1, 4, 7, 7]) / 7)
+
+
+def test_median_filter_5x5_keeps_the_image_size():
+    x = torch.rand(2, 1, 7, 6, generator=torch.Generator().manual_seed(0))
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    assert torch.equal(R.median_filter(x, 5)[1, 0, 3, 2], padded[1, 0, 3:8, 2:7].flatten().median())
+    assert R.median_filter(x, 5).shape == x.shape
+
+
+def test_robustness_curves_are_robust_accuracy_at_each_epsilon(shipped, test_batch):
+    x, y = test_batch[0][:40], test_batch[1][:40]
+    model = shipped["baseline"]
+    fractions = []
+    out = R.robustness_curves(model, x, y, epsilons=(0.0, 0.2), pgd_steps=3, progress=fractions.append)
+    assert out == {"epsilons": [0.0, 0.2], "n": 40, "pgd_steps": 3,
+                   "fgsm": [R.robust_accuracy(model, x, y, "fgsm", e) for e in (0.0, 0.2)],
+                   "pgd": [R.robust_accuracy(model, x, y, "pgd", e, steps=3) for e in (0.0, 0.2)]}
+    assert out["pgd"][1] < out["pgd"][0] and fractions == [0.5, 1.0]
+    defended = R.robustness_curves(model, x, y, epsilons=(0.2,), pgd_steps=3, defence=R.bit_depth)
+    assert defended["pgd"] == [R.robust_accuracy(model, x, y, "pgd", 0.2, defence=R.bit_depth, steps=3)]
