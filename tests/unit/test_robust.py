@@ -154,29 +154,41 @@ def test_through_defence_is_the_defended_model_forward_and_the_identity_backward
 
 
 class _FirstTenPixels(torch.nn.Module):
-    """Logits = the first ten pixels: an image with value v at pixel c (others 0) is classified c."""
+    """Logits = the first ten pixels: an image whose largest of them is pixel c is classified c (ties: the lower c).
+    Records the range of every input it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.ranges = []
 
     def forward(self, x):
+        self.ranges.append((x.min().item(), x.max().item()))
         return x.flatten(1)[:, :10]
 
 
-def test_targeted_fooling_rate_leaves_out_digits_already_of_the_target_class():
-    def image(pixel, value):
-        x = torch.zeros(1, 28, 28)
-        x.view(-1)[pixel] = value
-        return x
+def _image(**pixels):
+    """A 1×28×28 image, zero except the given pixels (p3=0.5: pixel 3 is 0.5)."""
+    x = torch.zeros(1, 28, 28)
+    for name, value in pixels.items():
+        x.view(-1)[int(name[1:])] = value
+    return x
 
-    # (label, pixel set, its value). δ adds 0.6 to pixel 3, so a digit moves to 3 when its value is below 0.6.
-    cases = [(3, 3, 0.5), (3, 3, 0.9),  # already the target: not counted
-             (1, 1, 0.5), (2, 2, 0.9), (5, 5, 0.3),  # correct, not the target: 1 and 5 are fooled, 2 holds
-             (7, 0, 0.5)]  # misclassified (as 0) without δ: not counted, although δ moves it to 3
-    x = torch.stack([image(p, v) for _, p, v in cases])
-    y = torch.tensor([label for label, _, _ in cases])
-    delta = image(3, 0.6)[None]
-    r = R.fooling_rate(_FirstTenPixels(), x, y, delta, target=3)
-    assert r["predicted"].tolist() == [3, 3, 3, 2, 3, 3]
-    assert r["fooling_rate"] == 2 / 3  # digits 1 and 5 of the three that count
-    assert r["clean_accuracy"] == pytest.approx(5 / 6) and r["accuracy"] == pytest.approx(3 / 6)  # float32 means; 3, 3 and 2 keep their label
+
+def test_targeted_fooling_rate_leaves_out_digits_already_of_the_target_class():
+    # δ adds 0.6 to pixel 3 (the target), 0.3 to pixel 8, and −0.4 to pixel 20 (not a logit: only clipping shows it).
+    delta = _image(p3=0.6, p8=0.3, p20=-0.4)[None]
+    cases = [(3, _image(p3=0.5)), (3, _image(p3=0.9)),  # already the target: not counted
+             (1, _image(p1=0.5)), (2, _image(p2=0.9)), (5, _image(p5=0.3)),  # 1 and 5 move to 3, 2 holds
+             (4, _image(p4=0.5, p8=0.45)),  # moves, but to 8: not fooled towards 3
+             (7, _image(p0=0.5))]  # misclassified (as 0) without δ: not counted, although δ moves it to 3
+    x, y = torch.stack([image for _, image in cases]), torch.tensor([label for label, _ in cases])
+    model = _FirstTenPixels()
+    r = R.fooling_rate(model, x, y, delta, target=3)
+    assert r["predicted"].tolist() == [3, 3, 3, 2, 3, 8, 3]
+    assert r["fooling_rate"] == 2 / 4  # digits 1 and 5 of the four that count (1, 2, 5, 4)
+    assert r["clean_accuracy"] == pytest.approx(6 / 7) and r["accuracy"] == pytest.approx(3 / 7)  # float32 means
+    assert all(0 <= lo and hi <= 1 for lo, hi in model.ranges), f"the model saw pixels outside [0, 1]: {model.ranges}"
+    assert R.fooling_rate(model, x[2:3], y[2:3], delta, target=3)["fooling_rate"] == 1.0  # one digit, fooled
 
 
 def test_universal_perturbation_step_seed_and_pixel_range(shipped, mnist):
