@@ -238,3 +238,12 @@ def test_robustness_curves_are_robust_accuracy_at_each_epsilon(shipped, test_bat
     assert out["pgd"][1] < out["pgd"][0] and fractions == [0.5, 1.0]
     defended = R.robustness_curves(model, x, y, epsilons=(0.2,), pgd_steps=3, defence=R.bit_depth)
     assert defended["pgd"] == [R.robust_accuracy(model, x, y, "pgd", 0.2, defence=R.bit_depth, steps=3)]
+
+
+def test_fgsm_leaves_pixels_with_zero_gradient_alone():
+    """sign(0) = 0: pixels the loss does not depend on (all but the first ten here) stay as they were."""
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([1, 2, 3])
+    x_adv = R.fgsm(_FirstTenPixels(), x, y, 0.1)
+    assert torch.equal(x_adv.flatten(1)[:, 10:], x.flatten(1)[:, 10:])
+    assert ((x_adv - x).flatten(1)[:, :10].abs() > 0).all()
