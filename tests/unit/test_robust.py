@@ -244,6 +244,7 @@ def test_fgsm_leaves_pixels_with_zero_gradient_alone():
     """sign(0) = 0: pixels the loss does not depend on (all but the first ten here) stay as they were."""
     x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([1, 2, 3])
-    x_adv = R.fgsm(_FirstTenPixels(), x, y, 0.1)
-    assert torch.equal(x_adv.flatten(1)[:, 10:], x.flatten(1)[:, 10:])
-    assert ((x_adv - x).flatten(1)[:, :10].abs() > 0).all()
+    for target in (None, torch.tensor([4, 5, 6])):
+        x_adv = R.fgsm(_FirstTenPixels(), x, y, 0.1, target=target)
+        assert torch.equal(x_adv.flatten(1)[:, 10:], x.flatten(1)[:, 10:]), f"target={target}"
+        assert ((x_adv - x).flatten(1)[:, :10].abs() > 0).all()
