@@ -237,7 +237,9 @@ def test_robustness_curves_are_robust_accuracy_at_each_epsilon(shipped, test_bat
                    "pgd": [R.robust_accuracy(model, x, y, "pgd", e, steps=3) for e in (0.0, 0.2)]}
     assert out["pgd"][1] < out["pgd"][0] and fractions == [0.5, 1.0]
     defended = R.robustness_curves(model, x, y, epsilons=(0.2,), pgd_steps=3, defence=R.bit_depth)
+    assert defended["fgsm"] == [R.robust_accuracy(model, x, y, "fgsm", 0.2, defence=R.bit_depth)] != out["fgsm"][1:]
     assert defended["pgd"] == [R.robust_accuracy(model, x, y, "pgd", 0.2, defence=R.bit_depth, steps=3)]
+    assert R.robustness_curves(model, x, y, epsilons=(0.0,))["pgd_steps"] == 20  # PGD-20 unless told otherwise
 
 
 def test_fgsm_leaves_pixels_with_zero_gradient_alone():
