@@ -201,3 +201,23 @@ def test_adv_mix_weights_the_adversarial_loss(mnist, tiny_config):
     mixed = _first_step_loss(mnist, tiny_config(adversarial="fgsm", adv_epsilon=0.3, adv_mix=0.25))
     assert adversarial > clean + 0.05, (clean, adversarial)  # FGSM at ε = 0.3 raises the loss
     assert mixed == pytest.approx(0.75 * clean + 0.25 * adversarial, rel=1e-6)
+
+
+def test_unknown_fields_are_all_named():
+    with pytest.raises(ValueError, match=r"^unknown TrainConfig field\(s\): epoch, learning_rate$"):
+        TrainConfig.from_dict({"learning_rate": 0.1, "epoch": 3})
+
+
+def test_a_started_run_trains_in_a_named_daemon_thread(mnist, tiny_config):
+    """Daemon, so a server shutting down does not wait for a training run; named after the run for debugging."""
+    import threading
+
+    workers = []
+
+    def on_step(event, info):  # runs in the worker
+        workers.append(threading.current_thread())
+        run.stop()
+
+    run = Run(tiny_config(epochs=1), mnist, callback=on_step).start()
+    assert run.wait(timeout=30) and run.status == "stopped"
+    assert [(w.name, w.daemon) for w in workers] == [(f"run-{run.id}", True)]
