@@ -221,3 +221,13 @@ def test_a_started_run_trains_in_a_named_daemon_thread(mnist, tiny_config):
     run = Run(tiny_config(epochs=1), mnist, callback=on_step).start()
     assert run.wait(timeout=30) and run.status == "stopped"
     assert [(w.name, w.daemon) for w in workers] == [(f"run-{run.id}", True)]
+
+
+def test_wait_returns_at_its_timeout_while_the_run_goes_on(mnist, tiny_config):
+    import threading
+
+    release = threading.Event()
+    run = Run(tiny_config(epochs=1), mnist, callback=lambda event, info: event == "step" and release.wait(5)).start()
+    assert run.wait(timeout=0.05) is False and not run.done  # held in its first step's callback
+    release.set()
+    assert run.wait(timeout=60) is True and run.status == "finished", run.error
