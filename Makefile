@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test lint unit bench clean-cache chromium
+.PHONY: run test lint unit bench clean-cache chromium mutation
 CHROMIUM ?= $(or $(CNN_LAB_CHROMIUM),/usr/bin/chromium)
 
 $(VENV)/.stamp-run: requirements.txt
@@ -46,3 +46,18 @@ bench: $(VENV)/.stamp-run
 
 clean-cache:
 	rm -rf data/.cache
+
+# Mutation testing of cnn_core's formula modules against tests/unit (config: [tool.mutmut] in pyproject.toml).
+# Not part of `make test`: it takes hours on 2 cores. Results are kept in mutants/ and a rerun resumes;
+# `make mutation MUTANTS='cnn_core.model.*'` runs one module (a mutmut glob over mutant names). Runs at nice 19.
+MUTANTS ?=
+$(VENV)/.stamp-mutation: $(VENV)/.stamp-dev requirements-mutation.txt
+	$(PY) -m pip install -q -r requirements-mutation.txt
+	touch $@
+
+mutation: $(VENV)/.stamp-mutation
+	nice -n 19 $(PY) -m mutmut run $(foreach m,$(MUTANTS),'$(m)')
+	@echo "Per module (killed / survived / timeout / ...):"
+	@$(PY) -m mutmut results --all true | sed -E 's/^ *(cnn_core\.[a-z_]+)\.[^:]*: /\1 /' | sort | uniq -c
+	@echo "Not killed (inspect one with: $(PY) -m mutmut show NAME):"
+	@$(PY) -m mutmut results | grep -v ': not checked$$' || true

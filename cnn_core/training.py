@@ -423,10 +423,13 @@ class Run:
         except Stopped:
             self._restore_best()
             self._end("stopped")
-            self._emit("stopped", {})
         except Exception:  # a UI must see the failure, not a dead thread
             self._end("failed", error=traceback.format_exc(limit=4))
-        self._emit("ended", {"status": self.status})
+        for event in ("stopped", "ended") if self.status == "stopped" else ("ended",):
+            try:
+                self._emit(event, {"status": self.status})
+            except Exception:  # the run has ended and says how; a failing listener must not escape the worker
+                pass
         return self
 
     def _end(self, status: str, **fields) -> None:

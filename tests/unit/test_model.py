@@ -79,3 +79,82 @@ def test_architecture_diagram_has_one_box_per_layer_and_shapes_on_edges():
     assert dot.count("->") == 6 and dot.count("[label=") == 13  # 7 boxes, 6 edges
     assert 'n1 [label="conv1\\n320 params\\n+ BatchNorm\\n+ ReLU"]' in dot
     assert 'n4 -> n5 [label=" 1568"]' in dot
+
+
+def test_layer_table_counts_neurons_only_on_conv_and_fc_rows():
+    """Per row, not only the totals: ReLU, pooling, flatten, BatchNorm and input rows hold no neurons."""
+    neurons = {"conv1": 32 * 28 * 28, "conv2": 32 * 14 * 14, "fc1": 500, "fc2": 10}
+    units = {**neurons, "input": 784, "pool1": 32 * 14 * 14, "pool2": 32 * 7 * 7}
+    for bn in (False, True):
+        t = layer_table(MnistCNN(bn)).set_index("layer")
+        assert t["neurons"].to_dict() == {name: neurons.get(name, 0) for name in t.index}
+        assert t["units incl. input & pooling"].to_dict() == {name: units.get(name, 0) for name in t.index}
+        assert t["neurons"].sum() == 31870 and t["units incl. input & pooling"].sum() == 40494
+
+
+def test_seeded_init_is_pytorchs_default_init_with_bias_bound_one_over_sqrt_fan_in():
+    """Drawn from a generator, the weights and biases are exactly what PyTorch's own default init draws from the
+    global RNG with the same seed; the biases fill U(−1/√fan_in, 1/√fan_in)."""
+    torch.manual_seed(5)
+    reference = [torch.nn.Conv2d(1, 32, 3, 1, 1), torch.nn.Conv2d(32, 32, 3, 1, 1), torch.nn.Linear(1568, 500),
+                 torch.nn.Linear(500, 10)]
+    m = MnistCNN(generator=torch.Generator().manual_seed(5))
+    for ref, name, fan_in in zip(reference, ("conv1", "conv2", "fc1", "fc2"), (9, 288, 1568, 500), strict=True):
+        layer = getattr(m, name)
+        assert torch.equal(layer.weight, ref.weight), f"{name}.weight is not PyTorch's default init"
+        assert torch.equal(layer.bias, ref.bias), f"{name}.bias is not PyTorch's default init"
+        bound = 1 / fan_in**0.5
+        assert -bound <= layer.bias.min().item() and layer.bias.max().item() <= bound, name
+    fc1_bound = 1 / 1568**0.5  # 500 draws reach both ends of the interval
+    assert m.fc1.bias.min().item() < -0.99 * fc1_bound and m.fc1.bias.max().item() > 0.99 * fc1_bound
+
+
+def test_architecture_diagram_is_exactly_this_dot():
+    """The Overview page renders this text as is: every box, label and edge."""
+    assert architecture_dot(MnistCNN()) == "\n".join([
+        "digraph cnn {",
+        "  rankdir=LR; node [shape=box, style=rounded, fontsize=16]; edge [fontsize=14];",
+        '  n0 [label="input"];',
+        '  n1 [label="conv1\\n320 params\\n+ ReLU"];',
+        '  n2 [label="pool1"];',
+        '  n3 [label="conv2\\n9,248 params\\n+ ReLU"];',
+        '  n4 [label="pool2\\n+ flatten"];',
+        '  n5 [label="fc1\\n784,500 params\\n+ ReLU"];',
+        '  n6 [label="fc2\\n5,010 params"];',
+        '  n0 -> n1 [label=" 1×28×28"];',
+        '  n1 -> n2 [label=" 32×28×28"];',
+        '  n2 -> n3 [label=" 32×14×14"];',
+        '  n3 -> n4 [label=" 32×14×14"];',
+        '  n4 -> n5 [label=" 1568"];',
+        '  n5 -> n6 [label=" 500"];',
+        "}",
+    ])
+
+
+def test_layer_table_is_exactly_what_the_overview_page_shows():
+    """Every text cell of the BatchNorm model's table, and the parameters per row."""
+    t = layer_table(MnistCNN(batchnorm=True))
+    assert list(t.columns) == ["layer", "type", "input shape", "output shape", "kernel / stride / padding",
+                               "output-size arithmetic", "parameters", "neurons", "units incl. input & pooling"]
+    assert t.iloc[:, :7].values.tolist() == [
+        ["input", "input", "", "1×28×28", "", "", 0],
+        ["conv1", "Conv2d", "1×28×28", "32×28×28", "3×3 / 1 / 1", "(28 − 3 + 2·1) / 1 + 1 = 28", 320],
+        ["bn1", "BatchNorm2d", "32×28×28", "32×28×28", "", "", 64],
+        ["relu1", "ReLU", "32×28×28", "32×28×28", "", "", 0],
+        ["pool1", "MaxPool2d", "32×28×28", "32×14×14", "2×2 / 2 / 0", "(28 − 2 + 2·0) / 2 + 1 = 14", 0],
+        ["conv2", "Conv2d", "32×14×14", "32×14×14", "3×3 / 1 / 1", "(14 − 3 + 2·1) / 1 + 1 = 14", 9248],
+        ["bn2", "BatchNorm2d", "32×14×14", "32×14×14", "", "", 64],
+        ["relu2", "ReLU", "32×14×14", "32×14×14", "", "", 0],
+        ["pool2", "MaxPool2d", "32×14×14", "32×7×7", "2×2 / 2 / 0", "(14 − 2 + 2·0) / 2 + 1 = 7", 0],
+        ["flatten", "flatten", "32×7×7", "1568", "", "", 0],
+        ["fc1", "Linear", "1568", "500", "", "", 784500],
+        ["bn3", "BatchNorm1d", "500", "500", "", "", 1000],
+        ["relu3", "ReLU", "500", "500", "", "", 0],
+        ["fc2", "Linear", "500", "10", "", "", 5010],
+    ]
+
+
+def test_layer_table_runs_on_the_models_device():
+    """Its shape-measuring forward must be made on the model's device (meta stands in for a GPU here: mixing it
+    with CPU tensors fails the same way)."""
+    assert layer_table(MnistCNN(True).to("meta")).equals(layer_table(MnistCNN(True)))

@@ -130,3 +130,123 @@ def test_adversarial_training_improves_pgd_accuracy(mnist, tiny_config, test_bat
         assert run.status == "finished", run.error
         pgd_accuracy[adversarial] = R.robust_accuracy(run.model.eval(), x, y, "pgd", 0.1, steps=10)
     assert pgd_accuracy["pgd"] > pgd_accuracy["none"] + 0.05, pgd_accuracy
+
+
+def test_pgd_default_step_size_is_two_and_a_half_epsilon_over_steps(shipped, test_batch):
+    x, y = test_batch[0][:50], test_batch[1][:50]
+    model = shipped["baseline"]
+    default = R.pgd(model, x, y, 0.1, steps=4)
+    assert torch.equal(default, R.pgd(model, x, y, 0.1, steps=4, step_size=2.5 * 0.1 / 4)), "default step is not 2.5·ε/steps"
+    assert not torch.equal(default, R.pgd(model, x, y, 0.1, steps=4, step_size=0.1 / 4))  # the step size matters here
+
+
+def test_through_defence_is_the_defended_model_forward_and_the_identity_backward(shipped, test_batch):
+    """BPDA: f(defence(x)) forward; backward, the defence counts as the identity, so the input gradient is the
+    model's gradient at defence(x) — not zero, although 1-bit rounding itself has zero gradient everywhere."""
+    x, y = test_batch[0][:50], test_batch[1][:50]
+    model = shipped["baseline"]
+    through = R.ThroughDefence(model, R.bit_depth)
+    with torch.no_grad():
+        assert torch.equal(through(x), model(R.bit_depth(x)))
+    grad = R.input_gradient(through, x, y)
+    assert grad.abs().sum() > 0, "no gradient passes the defence (not straight-through)"
+    assert torch.equal(grad, R.input_gradient(model, R.bit_depth(x), y)), "not the model's gradient at defence(x)"
+
+
+class _FirstTenPixels(torch.nn.Module):
+    """Logits = the first ten pixels: an image whose largest of them is pixel c is classified c (ties: the lower c).
+    Records the range of every input it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.ranges = []
+
+    def forward(self, x):
+        self.ranges.append((x.min().item(), x.max().item()))
+        return x.flatten(1)[:, :10]
+
+
+def _image(**pixels):
+    """A 1×28×28 image, zero except the given pixels (p3=0.5: pixel 3 is 0.5)."""
+    x = torch.zeros(1, 28, 28)
+    for name, value in pixels.items():
+        x.view(-1)[int(name[1:])] = value
+    return x
+
+
+def test_targeted_fooling_rate_leaves_out_digits_already_of_the_target_class():
+    # δ adds 0.6 to pixel 3 (the target), 0.3 to pixel 8, and −0.4 to pixel 20 (not a logit: only clipping shows it).
+    delta = _image(p3=0.6, p8=0.3, p20=-0.4)[None]
+    cases = [(3, _image(p3=0.5)), (3, _image(p3=0.9)),  # already the target: not counted
+             (1, _image(p1=0.5)), (2, _image(p2=0.9)), (5, _image(p5=0.3)),  # 1 and 5 move to 3, 2 holds
+             (4, _image(p4=0.5, p8=0.45)),  # moves, but to 8: not fooled towards 3
+             (7, _image(p0=0.5))]  # misclassified (as 0) without δ: not counted, although δ moves it to 3
+    x, y = torch.stack([image for _, image in cases]), torch.tensor([label for label, _ in cases])
+    model = _FirstTenPixels()
+    r = R.fooling_rate(model, x, y, delta, target=3)
+    assert r["predicted"].tolist() == [3, 3, 3, 2, 3, 8, 3]
+    assert r["fooling_rate"] == 2 / 4  # digits 1 and 5 of the four that count (1, 2, 5, 4)
+    assert r["clean_accuracy"] == pytest.approx(6 / 7) and r["accuracy"] == pytest.approx(3 / 7)  # float32 means
+    assert all(0 <= lo and hi <= 1 for lo, hi in model.ranges), f"the model saw pixels outside [0, 1]: {model.ranges}"
+    assert R.fooling_rate(model, x[2:3], y[2:3], delta, target=3)["fooling_rate"] == 1.0  # one digit, fooled
+
+
+def test_universal_perturbation_step_seed_and_pixel_range(shipped, mnist):
+    """Default η = 2.5·ε/steps and an explicit step size is used; the mini-batches are seeded; the model only ever
+    sees images clipped to [0, 1]."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append((x.min().item(), x.max().item()))
+            return shipped["baseline"](x)
+
+    x, y = to_float(mnist.train_images[:100]), mnist.train_labels[:100]
+    default = R.universal_perturbation(Spy(), x, y, eps=0.3, steps=5, batch=20)
+    assert len(seen) == 5 and min(lo for lo, _ in seen) == 0 and max(hi for _, hi in seen) == 1
+    model = shipped["baseline"]
+    assert torch.equal(default, R.universal_perturbation(model, x, y, eps=0.3, steps=5, batch=20)), "not seeded"
+    assert not torch.equal(default, R.universal_perturbation(model, x, y, eps=0.3, steps=5, batch=20, seed=1))
+    explicit = R.universal_perturbation(model, x, y, eps=0.3, steps=5, batch=20, step_size=2.5 * 0.3 / 5)
+    assert torch.equal(default, explicit), "default step is not 2.5·ε/steps"
+    one_step = R.universal_perturbation(model, x, y, eps=0.3, steps=1, batch=20, step_size=0.01)
+    assert one_step.abs().max().item() == pytest.approx(0.01)
+
+
+def test_bit_depth_levels_by_hand_and_one_bit_by_default():
+    x = torch.tensor([0.0, 0.1, 0.2, 0.6, 0.95, 1.0])
+    assert torch.equal(R.bit_depth(x), torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))  # the page's "bit depth 1"
+    assert torch.equal(R.bit_depth(x, 2), torch.tensor([0, 0, 1, 2, 3, 3]) / 3)
+    assert torch.equal(R.bit_depth(x, 3), torch.tensor([0, 1, 1, 4, 7, 7]) / 7)
+
+
+def test_median_filter_5x5_keeps_the_image_size():
+    x = torch.rand(2, 1, 7, 6, generator=torch.Generator().manual_seed(0))
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    assert torch.equal(R.median_filter(x, 5)[1, 0, 3, 2], padded[1, 0, 3:8, 2:7].flatten().median())
+    assert R.median_filter(x, 5).shape == x.shape
+
+
+def test_robustness_curves_are_robust_accuracy_at_each_epsilon(shipped, test_batch):
+    x, y = test_batch[0][:40], test_batch[1][:40]
+    model = shipped["baseline"]
+    fractions = []
+    out = R.robustness_curves(model, x, y, epsilons=(0.0, 0.2), pgd_steps=3, progress=fractions.append)
+    assert out == {"epsilons": [0.0, 0.2], "n": 40, "pgd_steps": 3,
+                   "fgsm": [R.robust_accuracy(model, x, y, "fgsm", e) for e in (0.0, 0.2)],
+                   "pgd": [R.robust_accuracy(model, x, y, "pgd", e, steps=3) for e in (0.0, 0.2)]}
+    assert out["pgd"][1] < out["pgd"][0] and fractions == [0.5, 1.0]
+    defended = R.robustness_curves(model, x, y, epsilons=(0.2,), pgd_steps=3, defence=R.bit_depth)
+    assert defended["fgsm"] == [R.robust_accuracy(model, x, y, "fgsm", 0.2, defence=R.bit_depth)] != out["fgsm"][1:]
+    assert defended["pgd"] == [R.robust_accuracy(model, x, y, "pgd", 0.2, defence=R.bit_depth, steps=3)]
+    assert R.robustness_curves(model, x, y, epsilons=(0.0,))["pgd_steps"] == 20  # PGD-20 unless told otherwise
+
+
+def test_fgsm_leaves_pixels_with_zero_gradient_alone():
+    """sign(0) = 0: pixels the loss does not depend on (all but the first ten here) stay as they were."""
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([1, 2, 3])
+    for target in (None, torch.tensor([4, 5, 6])):
+        x_adv = R.fgsm(_FirstTenPixels(), x, y, 0.1, target=target)
+        assert torch.equal(x_adv.flatten(1)[:, 10:], x.flatten(1)[:, 10:]), f"target={target}"
+        assert ((x_adv - x).flatten(1)[:, :10].abs() > 0).all()

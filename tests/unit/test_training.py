@@ -243,3 +243,87 @@ def test_a_promised_time_is_computed_from_measured_speed():
     cfg = TrainConfig(train_subset=10000, epochs=2)
     # 20,000 training images, 10 validations of 500 digits and the 10,000 test digits.
     assert estimate_seconds(cfg, {"train": 2000.0, "eval": 7500.0}, 10000) == pytest.approx(20000 / 2000 + 15000 / 7500)
+
+
+def test_the_best_validation_epoch_is_reloaded_when_a_later_one_is_worse(mnist, tiny_config):
+    """Through the public callback, epoch 1's weights are copied when it ends and the steps of epoch 2 are wiped
+    before its validation, so epoch 1 is the best: the finished model must hold epoch 1's weights and give the test
+    results. One validation point per epoch end (val_points=1)."""
+    epoch_1 = {}
+
+    def copy_then_wipe(event, info):
+        if event == "epoch" and info["epoch"] == 1:
+            epoch_1.update({k: v.clone() for k, v in run.model.state_dict().items()})
+        if event == "step" and info["epoch"] == 2:
+            with torch.no_grad():
+                for p in run.model.parameters():
+                    p.zero_()
+
+    run = Run(tiny_config(val_fraction=0.01, val_points=1), mnist, callback=copy_then_wipe)
+    run.run()
+    assert run.status == "finished", run.error
+    first, second = run.epochs
+    assert second["val_accuracy"] < first["val_accuracy"]
+    assert run.best == {"epoch": 1, "step": 8, "val_accuracy": first["val_accuracy"]}
+    kept = [k for k, v in run.model.state_dict().items() if torch.equal(v, epoch_1[k])]
+    assert kept == list(epoch_1), "the finished model does not hold the best epoch's weights"
+    zeros = int((mnist.test_labels == 0).sum())  # what the wiped model scores: it predicts 0 for every digit
+    assert run.results["accuracy"] > 0.5 and run.results["accuracy"] != zeros / 10000
+
+
+def test_momentum_optimizer_uses_the_configured_momentum_and_plain_sgd_none():
+    from cnn_core.training import make_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    group = make_optimizer(TrainConfig(optimizer="momentum", lr=0.05, momentum=0.8, weight_decay=5e-4), params).param_groups[0]
+    assert (group["momentum"], group["lr"], group["weight_decay"]) == (0.8, 0.05, 5e-4)
+    sgd = make_optimizer(TrainConfig(optimizer="sgd", lr=0.1, momentum=0.8), params)
+    assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["momentum"] == 0.0
+
+
+def _first_step_loss(mnist, cfg) -> float:
+    """Loss of a run's first step (the run is stopped as soon as it reports steps: they come 8 at a time)."""
+    run = Run(cfg, mnist, callback=lambda event, info: run.stop())
+    run.run()
+    assert run.status == "stopped" and run.steps[0]["step"] == 1, run.error
+    return run.steps[0]["loss"]
+
+
+def test_adv_mix_weights_the_adversarial_loss(mnist, tiny_config):
+    """loss = (1 − mix)·L(clean) + mix·L(adversarial), on the first batch with the initial weights: mix = 1 is the
+    adversarial loss alone, and adversarial="none" the clean loss."""
+    clean = _first_step_loss(mnist, tiny_config())
+    adversarial = _first_step_loss(mnist, tiny_config(adversarial="fgsm", adv_epsilon=0.3, adv_mix=1.0))
+    mixed = _first_step_loss(mnist, tiny_config(adversarial="fgsm", adv_epsilon=0.3, adv_mix=0.25))
+    assert adversarial > clean + 0.05, (clean, adversarial)  # FGSM at ε = 0.3 raises the loss
+    assert mixed == pytest.approx(0.75 * clean + 0.25 * adversarial, rel=1e-6)
+
+
+def test_unknown_fields_are_all_named():
+    with pytest.raises(ValueError, match=r"^unknown TrainConfig field\(s\): epoch, learning_rate$"):
+        TrainConfig.from_dict({"learning_rate": 0.1, "epoch": 3})
+
+
+def test_a_started_run_trains_in_a_named_daemon_thread(mnist, tiny_config):
+    """Daemon, so a server shutting down does not wait for a training run; named after the run for debugging."""
+    import threading
+
+    workers = []
+
+    def on_step(event, info):  # runs in the worker
+        workers.append(threading.current_thread())
+        run.stop()
+
+    run = Run(tiny_config(epochs=1), mnist, callback=on_step).start()
+    assert run.wait(timeout=30) and run.status == "stopped"
+    assert {(w.name, w.daemon) for w in workers} == {(f"run-{run.id}", True)}  # every event, from the worker
+
+
+def test_wait_returns_at_its_timeout_while_the_run_goes_on(mnist, tiny_config):
+    import threading
+
+    release = threading.Event()
+    run = Run(tiny_config(epochs=1), mnist, callback=lambda event, info: event == "step" and release.wait(5)).start()
+    assert run.wait(timeout=0.05) is False and not run.done  # held in its first step's callback
+    release.set()
+    assert run.wait(timeout=60) is True and run.status == "finished", run.error
