@@ -512,7 +512,7 @@ class Run:
         with self._lock:
             self.status = "running"
             self.progress = {"epoch": 0, "epochs": cfg.epochs, "step": 0, "total_steps": total_steps,
-                             "steps_per_epoch": steps_per_epoch, "images_per_s": 0.0, "eta_s": None, "elapsed_s": 0.0,
+                             "images_per_s": 0.0, "eta_s": None, "elapsed_s": 0.0,
                              "train_size": len(train_idx), "val_size": len(val_idx), "phase": "training",
                              "phase_done": 0, "phase_total": total_steps}
         self._checkpoints = sorted(validation_steps(total_steps, steps_per_epoch, cfg.val_points))
@@ -559,8 +559,7 @@ class Run:
                 seen, loss_sum, correct = seen + seen_now, loss_sum + loss_now, correct + correct_now
                 pending = []
         self._train_seconds += time.perf_counter() - t0
-        return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen, "images": seen,
-                "seconds": time.perf_counter() - t0}
+        return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
 
     def _record(self, pending: list, steps_per_epoch: int, t0: float, seen_before: int) -> tuple[int, float, int]:
         """Append the pending steps' records (one host sync for all of them) and update the progress."""
