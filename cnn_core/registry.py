@@ -26,7 +26,7 @@ class RunRegistry:
     def __init__(self, data: Callable[[], Mnist], store: RunStore, max_active: int = 2, max_per_owner: int = 6,
                  speed: Callable[[], dict] | None = None):
         """``max_active``: runs training at once; ``max_per_owner``: queued or active runs one owner (a browser
-        session) may hold; ``speed``: measured images/s of one run while ``max_active`` train (``measure_speed``),
+        session) may hold; ``speed``: measured images/s of one run while ``max_active`` train (``measure_speeds``),
         asked lazily, for the estimated start of queued runs."""
         self._data = data
         self.store = store
