@@ -18,6 +18,7 @@ from cnn_core.model import predict_proba
 from cnn_core.plots import digit_grid, prediction_titles
 from cnn_core.registry import RunRegistry
 from cnn_core.store import CheckpointError, RunStore, default_root
+from cnn_core.sweep import sweep_table
 from cnn_core.training import measure_speeds, resolve_device, resolve_precision
 
 SHIPPED = {"baseline": "Baseline (no BatchNorm)", "batchnorm": "BatchNorm"}
@@ -82,8 +83,11 @@ def shared_speeds(batchnorms: tuple[bool, ...], precision: str, device: str) -> 
 @st.cache_resource
 def registry() -> RunRegistry:
     """The server's live training runs, shared by every browser session."""
+    # The speed of the slowest of a full server's runs (no-BN, BN, …): with 2 at a time the very measurement the
+    # Train page made for its promise, so a queue's estimate never measures while runs train (it slowed them 30%).
+    full = tuple(i % 2 == 1 for i in range(MAX_ACTIVE_RUNS))
     return RunRegistry(mnist, run_store(), max_active=MAX_ACTIVE_RUNS, max_per_owner=MAX_RUNS_PER_SESSION,
-                       speed=lambda: shared_speeds((False,) * MAX_ACTIVE_RUNS, "auto", "auto")[0])
+                       speed=lambda: min(shared_speeds(full, "auto", "auto"), key=lambda s: s["train"]))
 
 
 def browser_session() -> str:
@@ -165,15 +169,21 @@ def sidebar() -> None:
             st.markdown(f"**Queued**: {len(queued)} run(s)")
 
 
-def comparison_dataframe(runs: list[dict]) -> None:
-    """The runs' headline numbers as one table (live snapshots or saved runs)."""
-    table = comparison_table(runs)
+def comparison_dataframe(runs: list[dict], field: str | None = None) -> None:
+    """The runs' headline numbers as one table (live snapshots or saved runs), led by the swept field when they
+    are a sweep of ``field``."""
+    table = sweep_table(runs, field) if field else comparison_table(runs)
     table["steps to 98% val"] = [f"{v:,.0f}" if pd.notna(v) else "not reached" for v in table["steps to 98% val"]]
+    table["images/s (median)"] = pd.to_numeric(table["images/s (median)"]).round()  # None (older runs) → NaN
     st.dataframe(table, hide_index=True, column_config={
         "test accuracy (%)": st.column_config.NumberColumn(format="%.2f"),
         "test loss": st.column_config.NumberColumn(format="%.4f"),
         "seconds / epoch": st.column_config.NumberColumn(format="%.1f"),
+        "peak MiB / step": st.column_config.NumberColumn(format="%.0f", help="Peak memory a training step allocates: "
+                                                         "activations, gradients and optimizer state"),
         "parameters": st.column_config.NumberColumn(format="localized"),
+        "images/s (median)": st.column_config.NumberColumn(format="localized", help="Training speed: the median over "
+                                                           "8-step windows, which a page redraw does not move"),
         "training digits": st.column_config.NumberColumn(format="localized")})
 
 

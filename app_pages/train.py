@@ -9,8 +9,10 @@ from app_pages.common import MAX_ACTIVE_RUNS, browser_session, comparison_datafr
 from cnn_core.compare import across_seeds, bn_verdict, outcome, seeds_verdict
 from cnn_core.plots import RUN_DASH, run_colors, training_curves_figure
 from cnn_core.registry import TooManyRuns
+from cnn_core.sweep import SWEEPS, parse_values, sweep_configs, sweep_field, sweep_verdict, value_label
 from cnn_core.training import (
     ADVERSARIAL,
+    CONVS,
     DEVICES,
     FAST_99,
     OPTIMIZERS,
@@ -27,8 +29,9 @@ PHASES = {"training": "training", "validating": "validating on {total:,} held-ou
 
 st.title("Train: does BatchNorm help, and what does it cost?")
 st.markdown("Train the assignment network live. **Train BN vs no-BN** starts two runs together with the same seed, "
-            "data order and hyper-parameters — they differ only in BatchNorm. Each run has its own colour; "
-            "BatchNorm runs are drawn **solid**, runs without it **dashed**.")
+            "data order and hyper-parameters — they differ only in BatchNorm. **Compare** does the same for any one "
+            "setting over several values (seed 003's experiment: SGD, Momentum, RMSProp and Adam trained alike). "
+            "Each run has its own colour; BatchNorm runs are drawn **solid**, runs without it **dashed**.")
 
 require_data()
 reg = registry()
@@ -82,10 +85,24 @@ with st.form("train_form"):
     keep_stopped = o3.checkbox("Keep a run I stop", value=True, key="cfg_keep_stopped",
                                help="Save a stopped run as stopped (its curves and best weights so far) so it can be "
                                     "opened on Results; unticked, a stopped run is discarded")
-    b1, b2, b3, _ = st.columns([1, 1, 1, 1])
+    conv = o4.selectbox("Convolution", CONVS, key="cfg_conv",
+                        help="builtin: PyTorch's convolution. unfold: the same layer computed by hand as a matrix product "
+                             "of unfolded patches (Convolution by hand page) — same numbers, slower, more memory")
+    s1, s2 = st.columns([1, 3])
+    field = s1.selectbox("Compare one setting…", list(SWEEPS), format_func=lambda f: SWEEPS[f][0], key="cfg_sweep_field")
+    sweep_text = s2.text_input(
+        "…over these values (comma-separated; empty: the usual ones)", key="cfg_sweep_values",
+        placeholder="e.g. sgd, momentum, rmsprop, adam  ·  1e-4, 1e-3, 1e-2  ·  32, 128, 512  ·  off, on",
+        help="Empty compares: " + "; ".join(f"{label} {', '.join(value_label(f, v) for v in values)}"
+                                            for f, (label, values) in SWEEPS.items())
+             + ". Every other setting is taken from above; the runs share the seed and the data order.")
+    b1, b2, b3, b4 = st.columns([1, 1, 1, 1])
     train_one = b1.form_submit_button("Train", icon=":material/play_arrow:", key="train_one")
     train_pair = b2.form_submit_button("Train BN vs no-BN", icon=":material/compare_arrows:", type="primary", key="train_pair")
-    train_fast = b3.form_submit_button("99% fast", icon=":material/bolt:", key="train_fast",
+    train_sweep = b3.form_submit_button("Compare", icon=":material/stacked_line_chart:", key="train_sweep",
+                                        help="One run per value of the setting chosen above, all else alike; up to "
+                                             f"{MAX_ACTIVE_RUNS} train at once, the others wait in the queue")
+    train_fast = b4.form_submit_button("99% fast", icon=":material/bolt:", key="train_fast",
                                        help="The same network to ≥ 99% test accuracy as fast as this machine allows: all "
                                             "54,000 digits, 3 epochs, Adam with a one-cycle learning rate (peak 3e-3), "
                                             "batch 256. Ignores the settings above.")
@@ -95,14 +112,16 @@ config = TrainConfig(batchnorm=batchnorm, optimizer=optimizer, lr=float(lr), mom
                      schedule=schedule, seed=int(seed), val_fraction=float(val_fraction),
                      train_subset=int(subset), augment=augment, adversarial=adversarial,
                      adv_epsilon=float(adv_epsilon), adv_steps=int(adv_steps), adv_mix=float(adv_mix), device=device,
-                     precision=precision)
-if train_one or train_pair or train_fast:
+                     precision=precision, conv=conv)
+if train_one or train_pair or train_sweep or train_fast:
     try:
         config.validate()
         owner = browser_session()
         if train_fast:
             runs = reg.start([replace(FAST_99, device=device)], names=[f"99-fast-{uuid.uuid4().hex[:4]}"],
                              keep_stopped=keep_stopped, owner=owner)
+        elif train_sweep:
+            runs = reg.start_sweep(sweep_configs(config, field, parse_values(field, sweep_text)), keep_stopped, owner)
         else:
             runs = (list(reg.start_pair(config, keep_stopped, owner)) if train_pair
                     else reg.start([config], keep_stopped=keep_stopped, owner=owner))
@@ -149,7 +168,8 @@ def result(runs, snaps: list[dict]) -> None:
     if not ended:
         return
     st.subheader("Result")
-    comparison_dataframe(ended)
+    field = sweep_field(ended)
+    comparison_dataframe(ended, field if field != "batchnorm" else None)
     no_bn = [s for s in ended if not s["config"]["batchnorm"]]
     bn = [s for s in ended if s["config"]["batchnorm"]]
     if len({s["config"]["seed"] for s in ended}) > 1:
@@ -158,6 +178,8 @@ def result(runs, snaps: list[dict]) -> None:
             c: st.column_config.NumberColumn(format="%.2f") for c in ("test accuracy mean (%)", "test accuracy sd",
                                                                       "seconds / epoch mean", "seconds / epoch sd")})
         st.markdown(f"**{seeds_verdict(ended)}**")
+    elif field not in (None, "batchnorm"):
+        st.markdown(f"**{sweep_verdict(ended, field)}**")
     elif len(no_bn) == 1 and len(bn) == 1:
         st.markdown(f"**{bn_verdict(no_bn[0], bn[0])}**")
         if outcome(no_bn[0]) == outcome(bn[0]) == "trained" and st.button(

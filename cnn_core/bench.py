@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import CACHE_DIR, iterate_batches, load_mnist, prepare_raw, to_float
+from .memory import peak_bytes
 from .model import MNIST_MEAN, MNIST_STD, MnistCNN
 from .training import Run, TrainConfig, resolve_device, resolve_precision
 
@@ -224,35 +225,6 @@ def _milliseconds(fn, device, reps: int) -> float:
         fn()
     sync()
     return 1000 * (time.perf_counter() - t0) / reps
-
-
-def peak_bytes(fn, device) -> int:
-    """Peak of the bytes allocated while ``fn`` runs, above what was allocated before it. CUDA: the caching
-    allocator's own counter (torch.cuda.max_memory_allocated). CPU: torch.profiler(profile_memory=True) records every
-    allocation and free of the CPU allocator; the peak of their running sum."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
-    import json
-    import tempfile
-
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    with tempfile.TemporaryDirectory() as tmp:
-        prof.export_chrome_trace(f"{tmp}/trace.json")
-        with open(f"{tmp}/trace.json") as fh:
-            events = json.load(fh)["traceEvents"]
-    live = peak = 0
-    for e in sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"]):
-        live += e["args"]["Bytes"]  # negative for a free
-        peak = max(peak, live)
-    return peak
 
 
 def _layouts(cols: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dy: torch.Tensor) -> dict:

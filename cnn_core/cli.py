@@ -7,7 +7,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .store import RUNS_DIR_ENV, CheckpointError, RunStore, default_root
+from .store import RUNS_DIR_ENV, CheckpointError, RunStore, default_root, sanitize_name
+from .sweep import SWEEPS, parse_sweep, sweep_configs, sweep_table, sweep_verdict, value_label
 from .training import ADVERSARIAL, CONVS, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, Run, TrainConfig, evaluate
 
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "adversarial": ADVERSARIAL,
@@ -35,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _bool if isinstance(default, bool) else type(default)
         train.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
                            choices=_CHOICES.get(f.name), help=f"(default: {default})")
-    train.add_argument("--name", required=True, help="run name (folder under --runs-dir)")
+    train.add_argument("--name", required=True, help="run name (folder under --runs-dir); a sweep's runs are NAME-VALUE")
+    train.add_argument("--sweep", metavar="FIELD=V1,V2,…",
+                       help="train one run per value of one field, all else alike (same seed and data order), then "
+                            f"compare them: {', '.join(SWEEPS)} (e.g. optimizer=sgd,momentum,rmsprop,adam; a field "
+                            "alone takes its usual values)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run of that name")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -69,23 +74,48 @@ def _load(args):
 
 
 def cmd_train(args) -> int:
-    from tqdm import tqdm
-
     from .data import load_mnist
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     try:
         cfg.validate()
+        if args.sweep:
+            field, values = parse_sweep(args.sweep)
+            configs = sweep_configs(cfg, field, values)
+            names = [sanitize_name(f"{args.name}-{value_label(field, v)}") for v in values]
+        else:
+            configs, names = [cfg], [sanitize_name(args.name)]
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     store = RunStore(args.runs_dir)
-    if store.exists(args.name) and not args.overwrite:
-        print(f"error: run {args.name!r} exists in {store.root}; pass --overwrite to replace it", file=sys.stderr)
+    taken = [n for n in names if store.exists(n)]
+    if taken and not args.overwrite:
+        print(f"error: run(s) {', '.join(taken)} exist in {store.root}; pass --overwrite to replace them", file=sys.stderr)
         return 2
     data = load_mnist()
-    run = Run(cfg, data, name=args.name)
-    bar = None if args.no_progress else tqdm(unit="step", dynamic_ncols=True)
+    runs = []
+    for config, name in zip(configs, names, strict=True):
+        run = _train(Run(config, data, name=name), not args.no_progress)
+        if run.status != "finished":
+            print(f"error: run {name} {run.status}: {run.error or ''}", file=sys.stderr)
+            return 1
+        path = store.save(run, name, overwrite=args.overwrite)
+        r = run.results
+        print(f"test accuracy {100 * r['accuracy']:.2f}%  loss {r['loss']:.4f}  top-5 {100 * r['top5_accuracy']:.2f}%  "
+              f"(best epoch {run.best['epoch']}, val {100 * run.best['val_accuracy']:.2f}%)  saved to {path}")
+        runs.append(run.snapshot())
+    if args.sweep:
+        print(sweep_table(runs, field).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(sweep_verdict(runs, field))
+    return 0
+
+
+def _train(run: Run, progress: bool) -> Run:
+    """Train ``run`` in this thread, with a progress bar and a line per epoch."""
+    from tqdm import tqdm
+
+    bar = tqdm(unit="step", dynamic_ncols=True, desc=run.name) if progress else None
     say = bar.write if bar is not None else print
     val_acc = {}
 
@@ -104,14 +134,7 @@ def cmd_train(args) -> int:
     run.run()
     if bar is not None:
         bar.close()
-    if run.status != "finished":
-        print(f"error: run {run.status}: {run.error or ''}", file=sys.stderr)
-        return 1
-    path = store.save(run, args.name, overwrite=args.overwrite)
-    r = run.results
-    print(f"test accuracy {100 * r['accuracy']:.2f}%  loss {r['loss']:.4f}  top-5 {100 * r['top5_accuracy']:.2f}%  "
-          f"(best epoch {run.best['epoch']}, val {100 * run.best['val_accuracy']:.2f}%)  saved to {path}")
-    return 0
+    return run
 
 
 def cmd_evaluate(args) -> int:

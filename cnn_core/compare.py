@@ -11,7 +11,10 @@ import pandas as pd
 from .model import MnistCNN, count_parameters
 
 CHANCE = 0.1  # accuracy of guessing among 10 classes
-GUESS_LOSS = math.log(10)  # cross-entropy of predicting 1/10 for every class
+GUESS_LOSS = math.log(10)  # cross-entropy of predicting 1/10 for every class: where a fresh network starts
+# A run diverged when its training loss ends this far above GUESS_LOSS: training made it worse than where it started.
+# The margin keeps a slow learner (SGD at lr 1e-3 still at 2.305 after a few steps) from being called diverged.
+DIVERGED_MARGIN = 0.1
 
 
 def validation_points(run: dict) -> list[dict]:
@@ -31,15 +34,15 @@ def steps_to_accuracy(points: list[dict], target: float = 0.98) -> int | None:
 
 
 def outcome(run: dict) -> str:
-    """Did the run train? "diverged": a training loss became infinite or NaN, or the last training loss is above
-    ln 10 — worse than guessing 1/10 for every class; "did not learn": accuracy (test, else last validation) under
+    """Did the run train? "diverged": a training loss became infinite or NaN, or the last training loss is more than
+    DIVERGED_MARGIN above ln 10 — worse than guessing 1/10 for every class; "did not learn": accuracy (test, else last validation) under
     twice chance (20%); "trained" otherwise; "no numbers yet" before its first validation."""
     points = validation_points(run)
     losses = [s["loss"] for s in run.get("steps") or []]
     if not points:
         return "no numbers yet"
     if not all(math.isfinite(v) for v in losses) or not math.isfinite(points[-1]["train_loss"]) \
-            or points[-1]["train_loss"] > GUESS_LOSS:
+            or points[-1]["train_loss"] > GUESS_LOSS + DIVERGED_MARGIN:
         return "diverged"
     accuracy = (run.get("results") or {}).get("accuracy", points[-1]["val_accuracy"])
     return "trained" if accuracy >= 2 * CHANCE else "did not learn"
@@ -55,12 +58,19 @@ def summary_row(run: dict) -> dict:
         "test accuracy (%)": 100 * res["accuracy"] if res else None,
         "test loss": res.get("loss"),
         "seconds / epoch": sum(seconds) / len(seconds) if seconds else None,
+        "images/s (median)": _median([e.get("images_per_s_median") for e in epochs]),
         "parameters": count_parameters(MnistCNN(bool(cfg["batchnorm"]))),
         "steps to 98% val": steps_to_accuracy(validation_points(run)),
+        "peak MiB / step": run.get("peak_step_mib", (run.get("timings") or {}).get("peak_step_mib")),
         "outcome": outcome(run),
         "epochs": len(epochs),
         "training digits": cfg["train_subset"] or 60000 - round(60000 * cfg["val_fraction"]),
     }
+
+
+def _median(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.median(known)) if known else None
 
 
 def comparison_table(runs: list[dict]) -> pd.DataFrame:

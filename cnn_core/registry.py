@@ -101,31 +101,47 @@ class RunRegistry:
         the groups queued before it). A finished run is saved; a stopped one is saved as stopped (curves and best
         weights so far) when ``keep_stopped``. TooManyRuns if ``owner`` would hold more than ``max_per_owner``
         queued or active runs, or the group is larger than the cap."""
+        if len(configs) > self.max_active:
+            raise TooManyRuns(f"{len(configs)} runs cannot start together: this server trains {self.max_active} at a time.")
+        return self._enqueue([configs], names, keep_stopped, owner, self.threads_per_run)
+
+    def start_sweep(self, configs: list[TrainConfig], keep_stopped: bool = True, owner: str | None = None) -> list[Run]:
+        """Runs to be compared (``sweep.sweep_configs``: they differ in one field). Every one trains with the same
+        number of threads — the cores shared out as if the server were full — whatever else runs, so their seconds
+        per epoch compare. A sweep that fits the cap starts as one group; a longer one queues run by run, in order
+        (each cancellable on its own)."""
+        fair = max(1, (os.cpu_count() or 1) // self.max_active)
+        groups = [configs] if len(configs) <= self.max_active else [[c] for c in configs]
+        return self._enqueue(groups, None, keep_stopped, owner, fair)
+
+    def start_pair(self, config: TrainConfig, keep_stopped: bool = True, owner: str | None = None) -> tuple[Run, Run]:
+        """The two-value sweep of BatchNorm: the same config without and with it, same seed, same data order."""
+        no_bn, bn = self.start_sweep([replace(config, batchnorm=False), replace(config, batchnorm=True)], keep_stopped,
+                                     owner)
+        return no_bn, bn
+
+    def _enqueue(self, groups: list[list[TrainConfig]], names: list[str] | None, keep_stopped: bool,
+                 owner: str | None, threads) -> list[Run]:
+        """Queue ``groups`` (each started whole, in order) after those already waiting; start what fits now."""
         data = self._data()
+        configs = [c for g in groups for c in g]
         names = names or [None] * len(configs)
         with self._lock:
-            if len(configs) > self.max_active:
-                raise TooManyRuns(f"{len(configs)} runs cannot start together: this server trains {self.max_active} at a time.")
             held = sum(1 for r in self._runs.values() if not r.done and owner is not None and self._owner[r.id] == owner)
             if held + len(configs) > self.max_per_owner:
-                raise TooManyRuns(f"you already have {held} run(s) training or queued; one browser may hold "
-                                  f"{self.max_per_owner}. Stop or cancel one, or wait for it to finish.")
-            runs = [Run(cfg, data, name=name, threads=self.threads_per_run) for cfg, name in zip(configs, names, strict=True)]
+                raise TooManyRuns(f"you have {held} run(s) training or queued and asked for {len(configs)} more; one "
+                                  f"browser may hold {self.max_per_owner}. Stop or cancel some, or wait for them to finish.")
+            runs = [Run(cfg, data, name=name, threads=threads) for cfg, name in zip(configs, names, strict=True)]
             for run in runs:
                 run.callback = self._on_event(run)
                 run.status = "queued"
                 self._runs[run.id] = run
                 self._owner[run.id] = owner
                 self._keep_stopped[run.id] = keep_stopped
-            self._queue.append(runs)
+            new = iter(runs)
+            self._queue += [[next(new) for _ in g] for g in groups]
         self._start_queued()
         return runs
-
-    def start_pair(self, config: TrainConfig, keep_stopped: bool = True, owner: str | None = None) -> tuple[Run, Run]:
-        """The same config with and without BatchNorm: same seed, same data order, same everything else."""
-        no_bn, bn = self.start([replace(config, batchnorm=False), replace(config, batchnorm=True)], keep_stopped=keep_stopped,
-                               owner=owner)
-        return no_bn, bn
 
     def stop(self, run_id: str) -> None:
         """Stop a run that trains; cancel a queued one together with its group (a pair never starts half)."""

@@ -107,6 +107,7 @@ class RunStore:
                 "device": str(run.device),
                 "precision": snap["precision"],
                 "torch_threads": torch.get_num_threads(),
+                "peak_step_mib": snap["peak_step_mib"],
             },
             "param_count": count_parameters(run.model),
             "torch_version": torch.__version__,

@@ -166,6 +166,30 @@ def test_a_diverged_pair_gets_no_verdict(runs_dir):
     assert "run diverged (final training loss" in verdict and "try a smaller learning rate" in verdict
 
 
+def test_compare_trains_one_run_per_value_and_ends_with_a_table_and_a_sentence(runs_dir):
+    registry().stop_all()
+    at = _page(TRAIN)
+    at.selectbox(key="cfg_subset").set_value(1000)
+    at.number_input(key="cfg_epochs").set_value(1)
+    at.selectbox(key="cfg_sweep_field").set_value("optimizer")
+    at.text_input(key="cfg_sweep_values").set_value("sgd, momentum, adam")
+    _press(at, "train_sweep")
+    runs = [registry().get(i) for i in at.session_state.followed]
+    assert [r.config.optimizer for r in runs] == ["sgd", "momentum", "adam"]
+    assert [r.status == "queued" for r in runs] == [False, False, True]  # two at a time, the third waits its turn
+    _wait_for(at, lambda a: any(s.value == "Result" for s in a.subheader), timeout=300)
+    table = at.dataframe[0].value
+    assert list(table["optimizer"]) == ["sgd", "momentum", "adam"] and list(table["run"]) == [r.name for r in runs]
+    assert all(table["peak MiB / step"] > 0)
+    sentence = next(m.value for m in at.markdown if m.value.startswith(("**Test accuracy:", "**Only", "**No verdict")))
+    assert "adam" in sentence and sentence.endswith("within the run-to-run spread.**")
+    assert {registry().saved_name(r.id) for r in runs} <= {p.name for p in runs_dir.iterdir()}
+
+    at.text_input(key="cfg_sweep_values").set_value("sgd, lbfgs")
+    _press(at, "train_sweep")
+    assert at.error[0].value == "Not started: optimizer must be one of sgd, momentum, rmsprop, adam, got 'lbfgs'"
+
+
 def test_results_page_shows_a_run_compares_and_deletes(runs_dir, tiny_run):
     RunStore(runs_dir).save(tiny_run, "to-delete", overwrite=True)
     at = _page(RESULTS)

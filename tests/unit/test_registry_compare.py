@@ -78,7 +78,7 @@ def test_one_browser_session_holds_at_most_its_share_and_a_group_must_fit_the_ca
     reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2, max_per_owner=3)
     reg.start_pair(tiny_config(train_subset=0, epochs=50), owner="alice")
     reg.start([tiny_config()], owner="alice")
-    with pytest.raises(TooManyRuns, match="you already have 3 run\\(s\\) training or queued; one browser may hold 3"):
+    with pytest.raises(TooManyRuns, match="you have 3 run\\(s\\) training or queued and asked for 1 more; one browser may hold 3"):
         reg.start([tiny_config()], owner="alice")
     (bobs,) = reg.start([tiny_config()], owner="bob")  # another browser still may
     with pytest.raises(TooManyRuns, match="3 runs cannot start together: this server trains 2 at a time"):
@@ -179,8 +179,9 @@ def _diverged(name, bn, final_loss, acc):
 def test_outcome_and_a_verdict_only_between_runs_that_trained():
     assert outcome(_snap("a", False, 0.99, 10, [0.99])) == "trained"
     assert outcome(_diverged("a", False, 3.1e10, 0.164)) == "diverged"  # lr 10: finite, but far above ln 10
-    assert outcome(_diverged("a", False, 2.31, 0.5)) == "diverged"  # just above ln 10 = 2.303: worse than guessing
-    assert outcome(_diverged("a", False, 2.29, 0.5)) == "trained"
+    assert outcome(_diverged("a", False, 2.41, 0.5)) == "diverged"  # ln 10 + 0.1 = 2.403: worse than guessing
+    assert outcome(_diverged("a", False, 2.39, 0.5)) == "trained"
+    assert outcome(_diverged("a", False, 2.3055, 0.0973)) == "did not learn"  # SGD at 1e-3 after 8 steps: slow, not diverged
     assert outcome({**_snap("a", False, 0.99, 10, [0.99]), "steps": [{"step": 1, "loss": float("nan")}]}) == "diverged"
     assert outcome(_diverged("a", False, 2.2, 0.19)) == "did not learn"  # under twice chance
     assert outcome(_diverged("a", False, 2.2, 0.20)) == "trained"

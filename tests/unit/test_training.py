@@ -201,6 +201,8 @@ def test_readable_run_names():
                       adversarial="pgd", adv_epsilon=0.2)
     assert run_name(cfg, "ffff0000") == "nobn-momentum-5e-2-15ep-54k-aug-cosine-pgd0.2-s3-ffff"
     assert run_name(TrainConfig(lr=0.0015, train_subset=1000), "12345678") == "nobn-adam-1.5e-3-2ep-1k-1234"
+    assert run_name(TrainConfig(batch_size=256, conv="unfold", train_subset=1000), "12345678") == \
+        "nobn-adam-1e-3-2ep-1k-b256-unfold-1234"
 
 
 def test_precision_auto_resolves_and_bf16_trains_like_fp32(mnist, tiny_config, tiny_run):

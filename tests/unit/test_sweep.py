@@ -1,0 +1,191 @@
+"""Sweeps: parsing, runs that differ in one field only (same start, same data order), fair threads in the
+registry, the table and the measured sentence; peak memory of a step."""
+
+import threading
+import time
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from cnn_core.memory import peak_bytes
+from cnn_core.registry import RunRegistry
+from cnn_core.store import RunStore
+from cnn_core.sweep import (
+    SWEEPS,
+    differing_fields,
+    parse_sweep,
+    parse_values,
+    sweep_configs,
+    sweep_field,
+    sweep_table,
+    sweep_verdict,
+)
+from cnn_core.training import Run, TrainConfig, training_batches
+
+
+def test_values_are_parsed_by_the_fields_type_and_default_to_the_usual_ones():
+    assert parse_sweep("optimizer=sgd,momentum,rmsprop,adam") == ("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
+    assert parse_sweep("optimizer") == ("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
+    assert parse_sweep("lr=") == ("lr", [1e-4, 1e-3, 1e-2])
+    field, sizes = parse_sweep("batch-size= 32, 512 ")
+    assert field == "batch_size" and sizes == [32, 512] and all(type(v) is int for v in sizes)
+    assert parse_values("batch_size", "64, 2e2") == [64, 200]
+    assert parse_values("batchnorm", "off, ON") == [False, True] and parse_values("augment", "no,yes") == [False, True]
+    assert parse_values("lr", "1e-3, 0.01") == [1e-3, 1e-2] and parse_values("conv", "") == ["builtin", "unfold"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("colour=red,blue", "a sweep compares one of optimizer, lr, batch_size, batchnorm, augment, schedule, conv; got 'colour'"),
+    ("seed=1,2", "a sweep compares one of"),
+    ("lr=1e-3,0.001", "lr: 0.001, 1e-3 given twice"),
+    ("lr=1e-3", "a sweep needs 2 to 8 values of lr, got 1"),
+    ("lr=" + ",".join(str(k / 100) for k in range(1, 10)), "a sweep needs 2 to 8 values of lr, got 9"),
+    ("lr=1e-3,20", "lr must be in (0, 10], got 20.0"),
+    ("batch_size=32,abc", "batch_size: 'abc' is not a int value"),
+    ("batch_size=32,2.5", "batch_size: '2.5' is not a int value"),
+    ("batchnorm=off,maybe", "batchnorm: 'maybe' is not a on/off value"),
+    ("optimizer=sgd,lbfgs", "optimizer must be one of sgd, momentum, rmsprop, adam, got 'lbfgs'"),
+])
+def test_bad_sweeps_say_what_is_wrong(spec, message):
+    with pytest.raises(ValueError) as err:
+        parse_sweep(spec)
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize("field", list(SWEEPS))
+def test_the_runs_of_a_sweep_differ_in_that_field_only(field):
+    base = TrainConfig(train_subset=1000, epochs=1, seed=7, lr=3e-3, batch_size=64)
+    values = parse_values(field, "")
+    configs = sweep_configs(base, field, values)
+    assert [getattr(c, field) for c in configs] == values
+    for c in configs:
+        assert {k: v for k, v in asdict(c).items() if k != field} == {k: v for k, v in asdict(base).items() if k != field}
+    dicts = [asdict(c) for c in configs]
+    assert differing_fields(dicts) == [field]
+    assert sweep_field([{"config": d} for d in dicts]) == field
+    assert sweep_field([{"config": d} for d in dicts[:1]]) is None
+    two_fields = [dicts[0], {**dicts[1], "seed": 8}]
+    assert sweep_field([{"config": d} for d in two_fields]) is None
+
+
+def _labels_seen(cfg, mnist, train_idx):
+    batches = training_batches(cfg, mnist.train_images, mnist.train_labels, train_idx,
+                               torch.Generator().manual_seed(cfg.seed), torch.device("cpu"))
+    xs, ys = zip(*batches, strict=True)
+    return torch.cat(ys), torch.cat(xs)
+
+
+def test_runs_of_a_sweep_see_the_digits_in_the_same_order(mnist):
+    idx = torch.arange(300)
+    base = TrainConfig(epochs=2, batch_size=64, seed=3)
+    order, plain = _labels_seen(base, mnist, idx)
+    for other in (TrainConfig(epochs=2, batch_size=100, seed=3), TrainConfig(epochs=2, batch_size=64, seed=3, optimizer="sgd")):
+        labels, images = _labels_seen(other, mnist, idx)
+        assert torch.equal(labels, order) and torch.equal(images, plain)
+    labels, shifted = _labels_seen(TrainConfig(epochs=2, batch_size=64, seed=3, augment=True), mnist, idx)
+    assert torch.equal(labels, order) and not torch.equal(shifted, plain)  # the same digits, shifted
+    assert not torch.equal(_labels_seen(TrainConfig(epochs=2, batch_size=64, seed=4), mnist, idx)[0], order)
+
+
+def test_a_sweep_queues_beyond_the_cap_trains_each_run_on_the_same_threads_and_starts_alike(
+        mnist, tmp_path, tiny_config, monkeypatch):
+    monkeypatch.setattr("cnn_core.registry.os.cpu_count", lambda: 4)
+    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2)
+    configs = sweep_configs(tiny_config(epochs=1), "optimizer", ["sgd", "momentum", "adam"])
+    runs = reg.start_sweep(configs)
+    assert [r.status != "queued" for r in runs] == [True, True, False]  # two at once, the third waits
+    assert [reg.waiting(r.id) for r in runs][2]["place"] == 1
+    assert all(r.wait(120) for r in runs) and [r.status for r in runs] == ["finished"] * 3
+    assert [r.snapshot()["progress"]["threads"] for r in runs] == [2, 2, 2]  # 4 cores / 2, even for the last alone
+    first = [r.steps[0]["loss"] for r in runs]
+    assert first[0] == first[1] == first[2]  # same initial weights, same first batch
+    assert len({r.steps[-1]["loss"] for r in runs}) == 3  # then each optimizer goes its own way
+    assert {reg.saved_name(r.id) for r in runs} == {i["name"] for i in RunStore(tmp_path).list_runs()}
+
+    long = reg.start_sweep(sweep_configs(tiny_config(train_subset=0, epochs=50), "lr", [1e-3, 2e-3, 3e-3]))
+    reg.stop(long[2].id)  # a queued run of a long sweep is cancelled alone
+    assert long[2].status == "cancelled" and [r.status for r in long[:2]] != ["cancelled"] * 2
+    reg.stop_all()
+    assert all(r.wait(30) for r in long) and [r.status for r in long[:2]] == ["stopped"] * 2
+
+
+def _run(value, acc, speed, mib=27.0, final_loss=0.1, steps_to_98=None, field="optimizer", batch=128):
+    vals = [{"step": 100, "val_loss": 0.1, "val_accuracy": 0.99 if steps_to_98 else 0.9, "train_loss": final_loss,
+             "train_accuracy": 0.9}]
+    if steps_to_98:
+        vals[0]["step"] = steps_to_98
+    config = asdict(TrainConfig(batch_size=batch)) | {field: value}
+    return {"name": f"r-{value}", "config": config, "results": None if acc is None else {"accuracy": acc, "loss": 0.05},
+            "vals": vals, "epochs": [{"seconds": 54000 / speed, "images_per_s_median": speed}], "steps": [],
+            "peak_step_mib": mib}
+
+
+def test_the_sentence_ranks_what_trained_names_what_did_not_and_gives_the_measured_ranges():
+    runs = [_run("sgd", 0.0980, 5000, final_loss=3.1e10), _run("momentum", 0.9850, 4800, steps_to_98=300),
+            _run("rmsprop", 0.9895, 4700, steps_to_98=200), _run("adam", 0.9901, 4400, steps_to_98=150)]
+    assert sweep_verdict(runs, "optimizer") == (
+        "Test accuracy: adam 99.01% > rmsprop 98.95% > momentum 98.50% — adam and rmsprop are about the same at the "
+        "top; sgd diverged; training speed from 4,400 images/s (adam) to 5,000 images/s (sgd); about the same peak memory per step "
+        "(27 MiB to 27 MiB); first to 98% validation accuracy: adam (after 150 steps, 19,200 digits). From one seed: "
+        "differences under 0.1 point are within the run-to-run spread.")
+    table = sweep_table(runs, "optimizer")
+    assert list(table["optimizer"]) == ["sgd", "momentum", "rmsprop", "adam"]
+    assert list(table["outcome"]) == ["diverged", "trained", "trained", "trained"]
+    assert list(table.columns[:3]) == ["optimizer", "run", "outcome"] and list(table["peak MiB / step"]) == [27.0] * 4
+
+    conv = [_run("builtin", 0.99, 4600, mib=27.3, field="conv"), _run("unfold", 0.985, 1700, mib=92.2, field="conv")]
+    assert sweep_verdict(conv, "conv").startswith(
+        "Test accuracy: builtin 99.00% > unfold 98.50% — builtin is best, 0.50 points ahead of unfold; training speed "
+        "from 1,700 images/s (unfold) to 4,600 images/s (builtin); peak memory per step from 27 MiB (builtin) to "
+        "92 MiB (unfold).")
+    same = [_run("sgd", 0.99, 4600, field="optimizer"), _run("adam", 0.98, 4300, field="optimizer")]
+    assert "about the same training speed (4,300 images/s to 4,600 images/s)" in sweep_verdict(same, "optimizer")
+    # Digits, not steps, decide who was first to 98%: batch 512 took fewer steps but saw more digits.
+    sizes = [_run(32, 0.99, 3000, field="batch_size", batch=32, steps_to_98=400),
+             _run(512, 0.99, 9000, field="batch_size", batch=512, steps_to_98=50)]
+    assert "first to 98% validation accuracy: 32 (after 400 steps, 12,800 digits)" in sweep_verdict(sizes, "batch_size")
+    lrs = [_run(1e-4, 0.98, 4000, field="lr"), _run(1e-2, None, 4000, field="lr")]
+    assert sweep_verdict(lrs, "lr").startswith("Only 1e-4 trained: test accuracy 98.00%; 1e-2 was stopped before its test")
+    assert sweep_verdict([_run("sgd", 0.09, 4000, final_loss=9.0), _run("adam", None, 4000, final_loss=9.0)],
+                         "optimizer") == "No verdict: sgd diverged, adam diverged."
+
+
+def test_the_batchnorm_sweep_is_the_pair_and_gets_its_verdict():
+    pair = [_run(True, 0.995, 4500, field="batchnorm"), _run(False, 0.990, 5400, field="batchnorm")]
+    assert sweep_verdict(pair, "batchnorm").startswith("BatchNorm improved test accuracy by 0.50 points (99.50% vs 99.00%")
+
+
+def test_peak_bytes_counts_what_the_calling_thread_allocates():
+    cpu = torch.device("cpu")
+    assert 2**20 <= peak_bytes(lambda: torch.ones(2**20, dtype=torch.uint8), cpu) < 1.05 * 2**20
+
+    def temporary_then_small():
+        big = torch.ones(4 * 2**20, dtype=torch.uint8)
+        del big
+        return torch.ones(2**20, dtype=torch.uint8)
+
+    assert 4 * 2**20 <= peak_bytes(temporary_then_small, cpu) < 4.2 * 2**20  # a freed temporary still counts
+    stop = threading.Event()
+
+    def allocate_elsewhere():
+        while not stop.is_set():
+            torch.ones(8 * 2**20, dtype=torch.uint8)
+            time.sleep(0.001)
+
+    other = threading.Thread(target=allocate_elsewhere)
+    other.start()
+    try:
+        assert 2**20 <= peak_bytes(lambda: torch.ones(2**20, dtype=torch.uint8), cpu) < 1.05 * 2**20
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_a_run_measures_its_step_memory_without_touching_its_weights(mnist, tiny_config, tiny_run):
+    assert 5 < tiny_run.snapshot()["peak_step_mib"] < 500
+    assert all(e["images_per_s_median"] > 0 for e in tiny_run.epochs)
+    again = Run(tiny_config(), mnist).run()  # the probe step must not change what the run trains
+    assert [s["loss"] for s in again.steps] == [s["loss"] for s in tiny_run.steps]
+    unfold = Run(tiny_config(conv="unfold", epochs=1, val_points=1), mnist).run()
+    assert unfold.peak_step_bytes > 1.5 * tiny_run.peak_step_bytes  # unfolded patches are stored for backward
