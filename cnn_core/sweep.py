@@ -141,7 +141,7 @@ def sweep_verdict(runs: list[dict], field: str) -> str:
 
 
 def _ranking(ranked: list[dict]) -> str:
-    order = " > ".join(f"{r['value']} {r['test accuracy (%)']:.2f}%" for r in ranked)
+    order = ", ".join(f"{r['value']} {r['test accuracy (%)']:.2f}%" for r in ranked)
     if len(ranked) == 1:
         return f"Only {ranked[0]['value']} trained: test accuracy {ranked[0]['test accuracy (%)']:.2f}%"
     lead = ranked[0]["test accuracy (%)"] - ranked[1]["test accuracy (%)"]
@@ -149,7 +149,7 @@ def _ranking(ranked: list[dict]) -> str:
         best = f"{ranked[0]['value']} and {ranked[1]['value']} are about the same at the top"
     else:
         best = f"{ranked[0]['value']} is best, {lead:.2f} points ahead of {ranked[1]['value']}"
-    return f"Test accuracy: {order} — {best}"
+    return f"Test accuracy, best first: {order} — {best}"
 
 
 def _spread(rows: list[dict], column: str, threshold: float, what: str, fmt: str) -> list[str]:

@@ -181,7 +181,7 @@ def test_compare_trains_one_run_per_value_and_ends_with_a_table_and_a_sentence(r
     table = at.dataframe[0].value
     assert list(table["optimizer"]) == ["sgd", "momentum", "adam"] and list(table["run"]) == [r.name for r in runs]
     assert all(table["peak MiB / step"] > 0)
-    sentence = next(m.value for m in at.markdown if m.value.startswith(("**Test accuracy:", "**Only", "**No verdict")))
+    sentence = next(m.value for m in at.markdown if m.value.startswith(("**Test accuracy, best first:", "**Only", "**No verdict")))
     assert "adam" in sentence and sentence.endswith("within the run-to-run spread.**")
     assert {registry().saved_name(r.id) for r in runs} <= {p.name for p in runs_dir.iterdir()}
 

@@ -59,3 +59,20 @@ def test_bn_vs_no_bn_live_stop_navigate_and_compare(server, page, output_dir):
     page.reload()
     expect(page.get_by_text("Result", exact=True)).to_be_visible()
     expect(verdict).to_be_visible()
+
+
+def test_compare_the_two_convolutions_overlaid_with_a_table_and_a_sentence(server, page, output_dir):
+    page.goto(f"{server}/train")
+    expect(page.get_by_text("No run yet")).to_be_visible()
+    _configure(page, "1,000 digits (seconds)", 1)
+    page.get_by_role("combobox", name="Compare one setting").click()
+    page.get_by_role("option", name="convolution", exact=True).click()
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.get_by_text(re.compile(r"^╍╍ nobn-adam-1e-3-1ep-1k-unfold-"))).to_be_visible()  # its progress row
+    expect(page.get_by_text("Result", exact=True)).to_be_visible(timeout=120_000)
+    sentence = page.get_by_text(re.compile(r"^Test accuracy, best first: (builtin|unfold) \d+\.\d\d%"))
+    expect(sentence).to_contain_text(re.compile(r"peak memory per step from \d+ MiB \(builtin\) to \d+ MiB \(unfold\)"))
+    table = page.get_by_test_id("stDataFrame").first
+    expect(table).to_contain_text("convolution")  # the swept setting leads the table
+    expect(page.locator(".js-plotly-plot")).to_have_count(1)  # both runs overlaid in one figure
+    page.screenshot(path=str(output_dir / "train-compare.png"))

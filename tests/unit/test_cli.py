@@ -52,7 +52,7 @@ def test_a_sweep_trains_one_run_per_value_and_compares_them(tmp_path):
     configs = [json.loads((tmp_path / n / "run.json").read_text())["config"] for n in ("s-1e-3", "s-1e-2")]
     assert [c.pop("lr") for c in configs] == [1e-3, 1e-2] and configs[0] == configs[1]
     assert re.search(r"^learning rate\s+run\s+outcome\s+test accuracy", out.stdout, re.M)
-    assert re.search(r"^Test accuracy: 1e-\d \d+\.\d\d% > 1e-\d|^Only 1e-\d trained|^No verdict", out.stdout, re.M)
+    assert re.search(r"^Test accuracy, best first: 1e-\d \d+\.\d\d%, 1e-\d|^Only 1e-\d trained|^No verdict", out.stdout, re.M)
     again = cli("--runs-dir", str(tmp_path), "train", "--name", "s", "--sweep", "lr=1e-3,1e-4", *small)
     assert again.returncode == 2 and "run(s) s-1e-3 exist" in again.stderr and not (tmp_path / "s-1e-4").exists()
     bad = cli("--runs-dir", str(tmp_path), "train", "--name", "t", "--sweep", "lr=1e-3,0.001")

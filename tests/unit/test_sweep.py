@@ -125,7 +125,7 @@ def test_the_sentence_ranks_what_trained_names_what_did_not_and_gives_the_measur
     runs = [_run("sgd", 0.0980, 5000, final_loss=3.1e10), _run("momentum", 0.9850, 4800, steps_to_98=300),
             _run("rmsprop", 0.9895, 4700, steps_to_98=200), _run("adam", 0.9901, 4400, steps_to_98=150)]
     assert sweep_verdict(runs, "optimizer") == (
-        "Test accuracy: adam 99.01% > rmsprop 98.95% > momentum 98.50% — adam and rmsprop are about the same at the "
+        "Test accuracy, best first: adam 99.01%, rmsprop 98.95%, momentum 98.50% — adam and rmsprop are about the same at the "
         "top; sgd diverged; training speed from 4,400 images/s (adam) to 5,000 images/s (sgd); about the same peak memory per step "
         "(27 MiB to 27 MiB); first to 98% validation accuracy: adam (after 150 steps, 19,200 digits). From one seed: "
         "differences under 0.1 point are within the run-to-run spread.")
@@ -136,7 +136,7 @@ def test_the_sentence_ranks_what_trained_names_what_did_not_and_gives_the_measur
 
     conv = [_run("builtin", 0.99, 4600, mib=27.3, field="conv"), _run("unfold", 0.985, 1700, mib=92.2, field="conv")]
     assert sweep_verdict(conv, "conv").startswith(
-        "Test accuracy: builtin 99.00% > unfold 98.50% — builtin is best, 0.50 points ahead of unfold; training speed "
+        "Test accuracy, best first: builtin 99.00%, unfold 98.50% — builtin is best, 0.50 points ahead of unfold; training speed "
         "from 1,700 images/s (unfold) to 4,600 images/s (builtin); peak memory per step from 27 MiB (builtin) to "
         "92 MiB (unfold).")
     same = [_run("sgd", 0.99, 4600, field="optimizer"), _run("adam", 0.98, 4300, field="optimizer")]
