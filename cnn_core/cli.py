@@ -106,7 +106,8 @@ def cmd_train(args) -> int:
               f"(best epoch {run.best['epoch']}, val {100 * run.best['val_accuracy']:.2f}%)  saved to {path}")
         runs.append(run.snapshot())
     if args.sweep:
-        print(sweep_table(runs, field).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(sweep_table(runs, field).to_string(index=False, na_rep="—",
+                                                 float_format=lambda v: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"))
         print(sweep_verdict(runs, field))
     return 0
 
