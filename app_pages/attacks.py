@@ -5,17 +5,17 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import choose_models, columns_of, pick_digits, require_data, require_models
+from app_pages.chooser import choose_models, side_by_side
+from app_pages.common import pick_digits, require_data
 from cnn_core import attacks as A
 from cnn_core.attack_plots import cost_curves_figure, images_figure, perturbation_figure, transfer_figure
 
 st.title("Attack playground")
 data = require_data()
-models = require_models()
 
 SECTIONS = ["Fooling images", "Targeted + prior", "Adversarial noise", "Class models", "Maximize a unit"]
 section = st.segmented_control("Show", SECTIONS, default=SECTIONS[0], key="atk_section") or SECTIONS[0]
-names = choose_models(models, st, key="atk_model")
+chosen = choose_models("atk_model", st.columns([3, 2])[0])
 st.caption("**Scale:** images and noise are on the assignment's 0–255 pixel scale (the model sees x / 255), so noise "
            "'around 128' and β are as in the text. A gradient is in logits per grey level — about 0.0005 — so plain "
            "gradient steps need step sizes near 1,000; with **sign of gradient** the step is in grey levels. "
@@ -44,45 +44,45 @@ def ascent_controls(key: str, steps: int = 200, step: float = 1000.0, step_range
                 sign=sign, clamp=clamp)
 
 
-def show_ascent(r: A.Ascent, name: str, cols: int, notes: list[str] | None = None) -> None:
+def show_ascent(r: A.Ascent, slot: str, cols: int, notes: list[str] | None = None) -> None:
     """The optimized images titled '→target: predicted (confidence)' (red where the target did not win)."""
-    titles = [f"→{t}: {p} ({100 * c:.0f}%)" for t, p, c in zip(CLASSES, r.predicted, r.confidence, strict=True)]
+    titles = [f"→{t}: {p}<br>({100 * c:.0f}%)" for t, p, c in zip(CLASSES, r.predicted, r.confidence, strict=True)]
     titles = [f"{t}<br>{n}" for t, n in zip(titles, notes, strict=True)] if notes else titles
     wrong = [int(p) != t for p, t in zip(r.predicted, CLASSES, strict=True)]
-    st.plotly_chart(images_figure(r.images, titles, wrong, cols=cols), key=f"img_{name}")
+    st.plotly_chart(images_figure(r.images, titles, wrong, cols=cols), key=f"img_{slot}")
     st.caption(f"{10 - sum(wrong)} of 10 classified as their target · {len(r.costs) - 1} steps "
                f"in {r.milliseconds:,.0f} ms, all targets in one batch")
 
 
+# Cached by model_key (names the weights exactly, see app_pages.chooser) and the settings; the model itself is passed
+# (underscore: not hashed), never looked up from a global.
 @st.cache_data(max_entries=64, show_spinner="Optimizing…")
-def fooling(name: str, **kw) -> A.Ascent:
-    return A.fooling_images(models[name][0], **kw)
-
-
-@st.cache_data(max_entries=64, show_spinner="Optimizing…")
-def targeted(name: str, look_like: np.ndarray, **kw) -> A.Ascent:
-    return A.targeted_images(models[name][0], torch.from_numpy(look_like), **kw)
+def fooling(model_key: str, _model, **kw) -> A.Ascent:
+    return A.fooling_images(_model, **kw)
 
 
 @st.cache_data(max_entries=64, show_spinner="Optimizing…")
-def noise_attack(name: str, image: np.ndarray, **kw) -> tuple[A.NoiseAttack, np.ndarray]:
-    model = models[name][0]
-    r = A.adversarial_noise(model, torch.from_numpy(image), **kw)
-    examples = data.test_images[A.one_per_class(data.test_images, data.test_labels, torch.from_numpy(image))].float()
-    return r, A.transfer_matrix(model, examples, torch.from_numpy(r.noise), clamp=kw["clamp"])
+def targeted(model_key: str, _model, look_like: np.ndarray, **kw) -> A.Ascent:
+    return A.targeted_images(_model, torch.from_numpy(look_like), **kw)
 
 
 @st.cache_data(max_entries=64, show_spinner="Optimizing…")
-def class_images(name: str, **kw) -> A.Ascent:
-    return A.class_models(models[name][0], **kw)
+def noise_attack(model_key: str, _model, image: np.ndarray, examples: np.ndarray, **kw) -> tuple[A.NoiseAttack, np.ndarray]:
+    r = A.adversarial_noise(_model, torch.from_numpy(image), **kw)
+    return r, A.transfer_matrix(_model, torch.from_numpy(examples), torch.from_numpy(r.noise), clamp=kw["clamp"])
 
 
 @st.cache_data(max_entries=64, show_spinner="Optimizing…")
-def unit_images(name: str, layer: str, units: tuple, **kw) -> A.Ascent:
-    return A.unit_models(models[name][0], layer, list(units), **kw)
+def class_images(model_key: str, _model, **kw) -> A.Ascent:
+    return A.class_models(_model, **kw)
 
 
-cols = 10 if len(names) == 1 else 5
+@st.cache_data(max_entries=64, show_spinner="Optimizing…")
+def unit_images(model_key: str, _model, layer: str, units: tuple, **kw) -> A.Ascent:
+    return A.unit_models(_model, layer, list(units), **kw)
+
+
+cols = 10 if len(chosen) == 1 else 5
 
 if section == "Fooling images":
     st.markdown("**a) Fooling images.** Start from one noise image and push it up the score of each class t by gradient "
@@ -93,17 +93,17 @@ if section == "Fooling images":
     seed = c.number_input("Seed", 0, 10_000, 0, key="fool_seed")
     kw = ascent_controls("fool")
 
-    def render(name, model):
-        r = fooling(name, mean=float(mean), std=float(std), seed=int(seed), **kw)
-        show_ascent(r, name, cols)
+    def render(c):
+        r = fooling(c.key, c.model, mean=float(mean), std=float(std), seed=int(seed), **kw)
+        show_ascent(r, c.slot, cols)
         st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES], "Cost C = logits[t] per step"),
-                        key=f"cost_{name}")
+                        key=f"cost_{c.slot}")
         rising = (np.diff(r.costs, axis=0) >= 0).mean()
         target_p = r.probs[np.arange(10), CLASSES].mean()
         st.markdown(f"The cost **rose at {100 * rising:.0f}% of the steps** (gradient ascent). Mean probability of the "
                     f"target class: **{100 * target_p:.0f}%**.")
 
-    columns_of(names, models, render)
+    side_by_side(chosen, render)
     st.info("**Why don't they look like digits?** Nothing in C asks the image to look like anything: the ascent only "
             "raises one score. The network has seen digits only — noise images lie far from anything it was trained on, "
             "where its scores are nearly linear in the pixels, so a tiny push on all 784 pixels at once adds up to a "
@@ -129,22 +129,22 @@ elif section == "Targeted + prior":
         st.warning(f"step · β · 2/784 = {kw['step_size'] * beta * 2 / 784:.2g} > 2: the prior's own gradient ascent "
                    "diverges (each step overshoots the target image by more than it corrects). Lower β or the step size.")
 
-    def render(name, model):
-        r = targeted(name, like, beta=beta, start=start, **kw)
+    def render(c):
+        r = targeted(c.key, c.model, like, beta=beta, start=start, **kw)
         mse = A.mse(torch.from_numpy(r.images), torch.from_numpy(like)).numpy()
-        show_ascent(r, name, cols, [f"MSE {m:,.0f}" for m in mse])
+        show_ascent(r, c.slot, cols, [f"MSE {m:,.0f}" for m in mse])
         st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES],
-                                           f"C = logits[t] − β·MSE, β = {fmt(beta)}"), key=f"cost_{name}")
+                                           f"C = logits[t] − β·MSE, β = {fmt(beta)}"), key=f"cost_{c.slot}")
         if grid:
             looks = data.test_images[A.one_per_class(data.test_images, data.test_labels)].float().numpy()
-            g = targeted(name, looks, beta=beta, start=start, **kw)
-            titles = [f"{p} ({100 * c:.0f}%)" for p, c in zip(g.predicted, g.confidence, strict=True)]
+            g = targeted(c.key, c.model, looks, beta=beta, start=start, **kw)
+            titles = [f"{p} ({100 * q:.0f}%)" for p, q in zip(g.predicted, g.confidence, strict=True)]
             wrong = [int(p) != k % 10 for k, p in enumerate(g.predicted)]
-            st.plotly_chart(images_figure(g.images, titles, wrong, cols=10, cell_px=90), key=f"grid_{name}")
+            st.plotly_chart(images_figure(g.images, titles, wrong, cols=10, cell_px=90), key=f"grid_{c.slot}")
             st.caption(f"Row i looks like the first test digit of class i, column j is pushed towards class j; titles: "
                        f"predicted class (confidence). {100 - sum(wrong)} of 100 reached their target.")
 
-    columns_of(names, models, render)
+    side_by_side(chosen, render)
 
 elif section == "Adversarial noise":
     st.markdown("**c) Adversarial noise.** Keep the digit, learn a noise: **x_noise = x + noise**, ascend "
@@ -160,17 +160,18 @@ elif section == "Adversarial noise":
     linf = c.slider("max |noise| (grey levels)", 1, 255, 64, key="noise_linf") if bounded else None
     clamp = d.toggle("Clamp x + noise to [0, 255]", True, key="noise_clamp")
     image = (digits.images[0] * 255).astype(np.float32)
+    examples = data.test_images[A.one_per_class(data.test_images, data.test_labels, torch.from_numpy(image))].float().numpy()
 
-    def render(name, model):
-        r, pred = noise_attack(name, image, steps=steps, alpha=alpha, linf=linf, clamp=clamp)
+    def render(c):
+        r, pred = noise_attack(c.key, c.model, image, examples, steps=steps, alpha=alpha, linf=linf, clamp=clamp)
         conf = r.probs.max(1)
-        titles = [f"→{t}: {p} ({100 * c:.0f}%)<br>{s} {'step' if s == 1 else 'steps'}" if ok else f"→{t}: {p}<br>not after {s}"
-                  for t, p, c, s, ok in zip(CLASSES, r.probs.argmax(1), conf, r.steps, r.reached, strict=True)]
+        titles = [f"→{t}: {p} ({100 * q:.0f}%)<br>{s} {'step' if s == 1 else 'steps'}" if ok else f"→{t}: {p}<br>not after {s}"
+                  for t, p, q, s, ok in zip(CLASSES, r.probs.argmax(1), conf, r.steps, r.reached, strict=True)]
         st.plotly_chart(perturbation_figure([("noise", r.noise, True), ("x + noise", r.images, False)], titles),
-                        key=f"noise_{name}")
+                        key=f"noise_{c.slot}")
         st.caption(f"{int(r.reached.sum())} of 10 targets reached (stopped at the first step where the target won); "
                    f"largest |noise| {np.abs(r.noise).max():.0f} grey levels; {r.milliseconds:,.0f} ms.")
-        st.plotly_chart(transfer_figure(pred, CLASSES, CLASSES), key=f"transfer_{name}")
+        st.plotly_chart(transfer_figure(pred, CLASSES, CLASSES), key=f"transfer_{c.slot}")
         t = A.transfer_summary(pred, CLASSES, r.steps)
         st.caption("Each row adds one of the noises above to 10 other test digits (the first of each class). Red: the "
                    "noise's target won; grey: the digit kept its class; orange: another class. The diagonal (the digit "
@@ -180,7 +181,7 @@ elif section == "Adversarial noise":
                     "model's gradient, not a general 'make it a t' pattern.")
 
     st.image(digits.images[0], caption=f"original: {digits.names[0]}", width=120, clamp=True)
-    columns_of(names, models, render)
+    side_by_side(chosen, render)
 
 elif section == "Class models":
     st.markdown("**Class models (optional part).** Start from the zero (black) image and ascend "
@@ -188,13 +189,13 @@ elif section == "Class models":
     lam = st.select_slider("λ (log scale)", log_options(-9, -3), 1e-6, format_func=fmt, key="cls_lam")
     kw = ascent_controls("cls")
 
-    def render(name, model):
-        r = class_images(name, lam=lam, **kw)
-        show_ascent(r, name, cols)
+    def render(c):
+        r = class_images(c.key, c.model, lam=lam, **kw)
+        show_ascent(r, c.slot, cols)
         st.plotly_chart(cost_curves_figure(r.costs, [f"class {t}" for t in CLASSES], "J(I) = S_c(I) − λ‖I‖² per step",
-                                           "J"), key=f"cost_{name}")
+                                           "J"), key=f"cost_{c.slot}")
 
-    columns_of(names, models, render)
+    side_by_side(chosen, render)
     st.info("Blurry strokes appear where the class's digits usually have ink (a 0's ring, a 1's bar), mixed with "
             "pixels that merely *raise the score*. A stronger prior (larger λ, or smoothing) makes them more digit-like; "
             "too large a λ keeps the image black.")
@@ -213,16 +214,16 @@ else:
     field = A.receptive_field(layer)
     size = field.stop - field.start
 
-    def render(name, model):
-        r = unit_images(name, layer, units, lam=lam, **kw)
+    def render(c):
+        r = unit_images(c.key, c.model, layer, units, lam=lam, **kw)
         crops = r.images[:, field, field]
         gain = r.costs[-1] - r.costs[0]
         titles = [f"{layer}[{u}]: {g:+.1f}" for u, g in zip(units, gain, strict=True)]
-        st.plotly_chart(images_figure(crops, titles, cols=8), key=f"img_{name}")
+        st.plotly_chart(images_figure(crops, titles, cols=8), key=f"img_{c.slot}")
         st.caption(f"{size}×{size} receptive field{' (the whole image)' if size == 28 else ''}; title: gain of the objective a(I) − λ‖I‖². "
                    f"{len(units)} units in one batch, {r.milliseconds:,.0f} ms.")
 
-    columns_of(names, models, render)
+    side_by_side(chosen, render)
     st.info("conv1 units are linear in their 3×3 patch, so the best input is the filter's own pattern of positive weights. "
             "conv2 units see 8×8 pixels and prefer short strokes and corners; fc1 neurons see the whole image and prefer "
             "parts of digits.")

@@ -113,27 +113,6 @@ def require_models() -> dict[str, tuple[torch.nn.Module, dict]]:
     return models
 
 
-def choose_models(models: dict, where, key: str) -> list[str]:
-    """Baseline, BatchNorm or both side by side; stops the page with a message if a chosen one is missing."""
-    view = where.radio("Model", ["baseline", "batchnorm", "both"], horizontal=True, key=key,
-                       format_func=lambda n: SHIPPED.get(n, "Both, side by side"))
-    names = list(models) if view == "both" else [view]
-    if any(n not in models for n in names):
-        st.error(f"The {view} model is missing from checkpoints/.")
-        st.stop()
-    return names
-
-
-def columns_of(names: list[str], models: dict, render) -> None:
-    """Call render(name, model) for each model, in labelled columns when there are two."""
-    cols = st.columns(len(names))
-    for col, name in zip(cols, names, strict=True):
-        with col:
-            if len(names) > 1:
-                st.markdown(f"**{SHIPPED[name]}**")
-            render(name, models[name][0])
-
-
 def prediction_grid(model: torch.nn.Module, digits: Digits, key: str, test_accuracy: float | None = None) -> None:
     """The picked digits with true and predicted labels (wrong ones red)."""
     conf, pred = predict_proba(model, digits.tensor()).max(1)

@@ -3,7 +3,8 @@
 import streamlit as st
 import torch
 
-from app_pages.common import SHIPPED, pick_digits, require_data, require_models
+from app_pages.chooser import choose_models
+from app_pages.common import pick_digits, require_data
 from cnn_core.conv_plots import maps_figure, matrix_figure, window_figure
 from cnn_core.unfold_conv import digit_at, im2col_demo, size_steps, sliding_window
 
@@ -11,7 +12,6 @@ st.title("Convolution by hand")
 st.markdown("A convolution is a small window sliding over the image; computed all at once it is **one matrix product**: "
             "unfold every window into a row, multiply by the filters. The same for the backward pass.")
 data = require_data()
-models = require_models()
 digits = pick_digits(data, 1, "conv") or st.stop()
 image = torch.from_numpy(digits.images[0])
 
@@ -59,10 +59,10 @@ with st.expander("What am I seeing?"):
 # ----- (b) im2col on the real conv1 --------------------------------------------------------------------------------
 st.header("im2col: conv1 as one matrix product")
 a, b = st.columns([2, 3])
-name = a.radio("Model", list(models), format_func=lambda n: SHIPPED[n], horizontal=True, key="conv_model")
+model = choose_models("conv_model", a, two=False)[0].model
 row = b.slider("Highlighted patch row = output pixel (row-major: row r is pixel (r ÷ 28, r mod 28))", 0, 783, 29,
                key="conv_row")
-demo = im2col_demo(models[name][0], image)
+demo = im2col_demo(model, image)
 st.metric("Largest |im2col product − the model's own conv1 output|", f"{demo.max_difference:.1e}",
           help="Over all 32 × 28 × 28 values; float32 rounding only.")
 a, b = st.columns([2, 3])

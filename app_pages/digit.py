@@ -1,10 +1,10 @@
-"""Your own digit: draw or upload, see the 28×28 the model sees and what both shipped models say."""
+"""Your own digit: draw or upload, see the 28×28 the model sees and what the chosen models say."""
 
 import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import SHIPPED, require_models
+from app_pages.chooser import choose_models
 from cnn_core.digit import DigitError, decode_image, mnist_style, rgba_to_gray
 from cnn_core.model import predict_proba
 from cnn_core.plots import probability_bars
@@ -15,7 +15,7 @@ MAX_UPLOAD_MB = 20
 st.title("Your own digit")
 st.markdown("Draw a digit (white on black, like MNIST) or upload a photo of one. It is prepared the way MNIST was: "
             "cropped to the ink, scaled to fit 20×20, and centred by its centre of mass in 28×28.")
-models = require_models()
+chosen = choose_models("digit_model", st.columns([3, 2])[0])
 st.session_state.setdefault("canvas_version", 0)
 
 left, mid, right = st.columns([4, 2, 5])
@@ -55,10 +55,11 @@ if digit is None and source == "draw":  # nothing drawn yet, or an empty canvas:
 if digit is not None:
     st.session_state["own_digit"] = digit  # kept for the other pages
     x = torch.from_numpy(digit)[None, None]
-    probs = {SHIPPED[n]: predict_proba(m, x)[0].numpy() for n, (m, _) in models.items()}
+    label = (lambda c: f"{c.slot.upper()}: {c.label}") if len(chosen) > 1 else (lambda c: c.label)
+    probs = {label(c): predict_proba(c.model, x)[0].numpy() for c in chosen}
     with mid:
         st.image(np.kron(digit, np.ones((8, 8))), caption="what the model sees (28×28)", clamp=True)
     with right:
-        st.plotly_chart(probability_bars(probs, {SHIPPED[n]: m.batchnorm for n, (m, _) in models.items()}), key="own_bars")
+        st.plotly_chart(probability_bars(probs), key="own_bars")
         verdicts = [f"**{name}**: {int(p.argmax())} ({100 * p.max():.0f}%)" for name, p in probs.items()]
         st.markdown("Prediction — " + " · ".join(verdicts))

@@ -4,23 +4,17 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import SHIPPED, choose_models, columns_of, pick_digits, require_data, require_models
+from app_pages.chooser import choose_models, side_by_side
+from app_pages.common import pick_digits, require_data
 from cnn_core.inside import ATTRIBUTIONS, FILLS, attribution, feature_maps, occlusion
 from cnn_core.model import architecture_dot, layer_table, predict_proba
 from cnn_core.plots import attribution_figure, feature_maps_figure, filters_figure, occlusion_figure, occlusion_strip_figure
 
 st.title("Inside the network")
 data = require_data()
-models = require_models()
-
-c1, c2 = st.columns([2, 3])
-names = choose_models(models, c1, key="inside_model")
-section = c2.segmented_control("Show", ["Architecture", "Filters", "Activations", "Occlusion", "Attributions"],
+chosen = choose_models("inside_model", st.columns([3, 2])[0])
+section = st.segmented_control("Show", ["Architecture", "Filters", "Activations", "Occlusion", "Attributions"],
                                default="Occlusion", key="inside_section") or "Occlusion"
-
-
-def side_by_side(render) -> None:
-    columns_of(names, models, render)
 
 
 INTERESTS = ["true class", "predicted class", *[f"class {k}" for k in range(10)]]
@@ -37,12 +31,13 @@ def class_of_interest(model, x: torch.Tensor, labels: tuple, interest: str) -> t
 
 
 if section == "Architecture":
-    st.graphviz_chart(architecture_dot(models[names[0]][0]))
-    def table(name, model):
-        rows = layer_table(model)
+    st.graphviz_chart(architecture_dot(chosen[0].model))
+
+    def table(c):
+        rows = layer_table(c.model)
         st.dataframe(rows, hide_index=True, height=38 + 35 * len(rows))  # every row visible, no inner scroll
 
-    side_by_side(table)
+    side_by_side(chosen, table)
     st.caption("Output size of a convolution or pooling window: (W − K + 2P) / S + 1. 'neurons' counts conv and FC "
                "outputs (31,870); the last column also counts the 784 input pixels and the pooling outputs (40,494).")
 
@@ -51,21 +46,21 @@ elif section == "Filters":
                 "reward ink, blue weights punish it, so many look like **edge and stroke detectors** in some direction, "
                 "or **blob** detectors. conv2 filters look at 32 conv1 maps at once, so a single slice of them is much "
                 "harder to read — their meaning lives in the combination.")
-    conv1 = {n: models[n][0].conv1.weight.detach()[:, 0].numpy() for n in names}
+    conv1 = {c.slot: c.model.conv1.weight.detach()[:, 0].numpy() for c in chosen}
     shared = max(float(np.abs(w).max()) for w in conv1.values())
-    side_by_side(lambda name, model: st.plotly_chart(
-        filters_figure(conv1[name], "conv1: 32 filters, 3×3 (one shared scale)", zmax=shared), key=f"f1_{name}"))
-    conv2 = {n: models[n][0].conv2.weight.detach().numpy() for n in names}  # filter × input channel × 3 × 3
+    side_by_side(chosen, lambda c: st.plotly_chart(
+        filters_figure(conv1[c.slot], "conv1: 32 filters, 3×3 (one shared scale)", zmax=shared), key=f"f1_{c.slot}"))
+    conv2 = {c.slot: c.model.conv2.weight.detach().numpy() for c in chosen}  # filter × input channel × 3 × 3
     shared2 = max(float(np.abs(w).max()) for w in conv2.values())
     if st.toggle("conv2: overview of all 32×32 kernels", key="conv2_overview"):
-        side_by_side(lambda name, model: st.plotly_chart(filters_figure(
-            conv2[name].reshape(-1, 3, 3), "conv2: row = filter, column = input channel", cols=32, zmax=shared2),
-            key=f"f2all_{name}"))
+        side_by_side(chosen, lambda c: st.plotly_chart(filters_figure(
+            conv2[c.slot].reshape(-1, 3, 3), "conv2: row = filter, column = input channel", cols=32, zmax=shared2),
+            key=f"f2all_{c.slot}"))
     else:
         k = st.slider("conv2 filter", 0, 31, 0, key="conv2_filter")
-        side_by_side(lambda name, model: st.plotly_chart(filters_figure(
-            conv2[name][k], f"conv2 filter {k}: its 32 input-channel kernels", zmax=shared2), key=f"f2_{name}"))
-    if len(names) > 1:
+        side_by_side(chosen, lambda c: st.plotly_chart(filters_figure(
+            conv2[c.slot][k], f"conv2 filter {k}: its 32 input-channel kernels", zmax=shared2), key=f"f2_{c.slot}"))
+    if len({c.model.batchnorm for c in chosen}) > 1:
         st.caption("The BatchNorm model's weights are smaller: BatchNorm divides out the scale of each filter's output, "
                    "so weight decay shrinks the weights without changing what the network computes.")
 
@@ -77,11 +72,11 @@ elif section == "Activations":
     per_map = c.radio("Scale", ["per map", "shared"], horizontal=True, key="act_scale") == "per map"
     x = digits.tensor()
     st.image(digits.images[0], caption=digits.names[0], width=140, clamp=True)
-    maps = {n: feature_maps(models[n][0], x, layer, stage)[0].numpy() for n in names}
+    maps = {c.slot: feature_maps(c.model, x, layer, stage)[0].numpy() for c in chosen}
     zmax = max(float(m.max()) for m in maps.values())
-    side_by_side(lambda name, model: st.plotly_chart(feature_maps_figure(
-        maps[name], f"{layer} {stage}: 32 maps of {maps[name].shape[1]}×{maps[name].shape[2]}", per_map, zmax=zmax),
-        key=f"act_{name}"))
+    side_by_side(chosen, lambda c: st.plotly_chart(feature_maps_figure(
+        maps[c.slot], f"{layer} {stage}: 32 maps of {maps[c.slot].shape[1]}×{maps[c.slot].shape[2]}", per_map, zmax=zmax),
+        key=f"act_{c.slot}"))
     st.caption("Deeper maps are smaller and more abstract: conv1 maps still look like the digit's strokes and edges; "
                "after conv2 and pooling they are coarse 7×7 maps of where a part was found. 'shared' scale uses one colour "
                "range for all maps (and both models), so magnitudes can be compared.")
@@ -97,27 +92,28 @@ elif section == "Occlusion":
     interest = d.selectbox("Class of interest", INTERESTS, key="occ_interest")
 
     @st.cache_data(max_entries=64, show_spinner="Occluding…")
-    def cached_occlusion(name: str, images: np.ndarray, labels: tuple, patch: int, stride: int, fill: str, interest: str):
-        model = models[name][0]
+    def cached_occlusion(model_key: str, _model, images: np.ndarray, labels: tuple, patch: int, stride: int, fill: str,
+                         interest: str):
         x = torch.from_numpy(images)[:, None]
-        targets = class_of_interest(model, x, labels, interest)
-        o = occlusion(model, x, targets, patch, stride, FILLS[fill])
+        targets = class_of_interest(_model, x, labels, interest)
+        o = occlusion(_model, x, targets, patch, stride, FILLS[fill])
         return o.prob.numpy(), o.pred.numpy(), targets.numpy(), o.base_prob.numpy(), o.forwards, o.milliseconds
 
-    def render(name, model):
-        prob, pred, targets, base, forwards, ms = cached_occlusion(name, digits.images, tuple(digits.labels), patch, stride,
-                                                                   fill_name, interest)
+    def render(c):
+        prob, pred, targets, base, forwards, ms = cached_occlusion(c.key, c.model, digits.images, tuple(digits.labels), patch,
+                                                                   stride, fill_name, interest)
         st.caption(f"{forwards:,} images through the model in {ms:,.0f} ms (batched; repeat settings come from the cache)")
         labels = [f"{d}, class of interest {t}, P = {p:.3f}" for d, t, p in zip(digits.names, targets, base, strict=True)]
         st.plotly_chart(occlusion_figure(digits.images, prob, pred, labels, patch, stride),
-                        key=f"occ_{name}")
+                        key=f"occ_{c.slot}")
 
-    side_by_side(render)
+    side_by_side(chosen, render)
 
     st.subheader("One digit, growing patches")
     one = (digits.images[:1], tuple(digits.labels[:1]))
-    strip = {p: cached_occlusion(names[0], *one, p, stride, fill_name, interest)[0][0] for p in range(2, 17, 2)}
-    st.plotly_chart(occlusion_strip_figure(strip, stride, f"{digits.names[0]}, {SHIPPED[names[0]]}: P(class of interest) "
+    strip = {p: cached_occlusion(chosen[0].key, chosen[0].model, *one, p, stride, fill_name, interest)[0][0]
+             for p in range(2, 17, 2)}
+    st.plotly_chart(occlusion_strip_figure(strip, stride, f"{digits.names[0]}, {chosen[0].label}: P(class of interest) "
                                            f"with patch 2, 4, …, 16 (stride {stride})"), key="occ_strip")
     st.caption("Small patches barely matter: the network uses evidence spread over the strokes. Large patches remove "
                "whole strokes and the probability collapses where the decisive part of the digit is covered.")
@@ -133,16 +129,15 @@ elif section == "Attributions":
     interest = b.selectbox("Class of interest", INTERESTS, index=1, key="attr_interest")
 
     @st.cache_data(max_entries=32, show_spinner="Computing attributions…")
-    def cached_attributions(name: str, images: np.ndarray, labels: tuple, methods: tuple, interest: str):
-        model = models[name][0]
+    def cached_attributions(model_key: str, _model, images: np.ndarray, labels: tuple, methods: tuple, interest: str):
         x = torch.from_numpy(images)[:, None]
-        targets = class_of_interest(model, x, labels, interest)
-        return {m: attribution(model, x, targets, m).numpy() for m in methods}, targets.numpy()
+        targets = class_of_interest(_model, x, labels, interest)
+        return {m: attribution(_model, x, targets, m).numpy() for m in methods}, targets.numpy()
 
-    def render(name, model):
-        maps, targets = cached_attributions(name, digits.images, tuple(digits.labels), tuple(methods), interest)
+    def render(c):
+        maps, targets = cached_attributions(c.key, c.model, digits.images, tuple(digits.labels), tuple(methods), interest)
         labels = [f"{d}, for class {t}" for d, t in zip(digits.names, targets, strict=True)]
-        st.plotly_chart(attribution_figure(digits.images, maps, labels), key=f"attr_{name}")
+        st.plotly_chart(attribution_figure(digits.images, maps, labels), key=f"attr_{c.slot}")
 
     if methods:
-        side_by_side(render)
+        side_by_side(chosen, render)

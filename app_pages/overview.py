@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from app_pages.common import SHIPPED, pick_digits, prediction_grid, require_data, require_models
+from app_pages.chooser import choose_models, side_by_side
+from app_pages.common import pick_digits, prediction_grid, require_data
 from cnn_core.model import layer_table, neuron_counts, parameter_split
 
 st.title("CNN Lab — a convolutional network on MNIST")
@@ -13,15 +14,14 @@ st.markdown(
 )
 
 data = require_data()
-models = require_models()
-name = st.radio("Model", list(models), format_func=lambda n: SHIPPED[n], horizontal=True)
-model, info = models[name]
+chosen = choose_models("overview_model", st.columns([3, 2])[0])
 
 st.header("Predictions")
 if digits := pick_digits(data, 10, "overview"):
-    prediction_grid(model, digits, key="overview", test_accuracy=info["results"]["accuracy"])
+    side_by_side(chosen, lambda c: prediction_grid(c.model, digits, key=f"overview_{c.slot}", test_accuracy=c.test_accuracy))
 
-st.header("Layer by layer")
+model = chosen[0].model
+st.header("Layer by layer" + (f" — model A, {chosen[0].label}" if len(chosen) > 1 else ""))
 params, neurons = parameter_split(model), neuron_counts(model)
 c1, c2, c3 = st.columns(3)
 c1.metric("Parameters", f"{params['total']:,}",

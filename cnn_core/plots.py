@@ -30,7 +30,9 @@ def digit_grid(
     n = len(images)
     wrong = wrong or [False] * n
     rows = max(1, -(-n // cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12 / rows)
+    title_px = 22 * (1 + max((t.count("<br>") for t in titles), default=0))  # room above each row for its titles
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=min(0.3, title_px / (rows * (cell_px + title_px))))
     for i, img in enumerate(images):
         rgb = np.repeat((np.clip(img, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
         fig.add_trace(go.Image(z=rgb, hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
@@ -43,14 +45,15 @@ def digit_grid(
         if is_wrong:
             fig.update_xaxes(showline=True, linecolor=WRONG, row=i // cols + 1, col=i % cols + 1)
             fig.update_yaxes(showline=True, linecolor=WRONG, row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(height=rows * (cell_px + 40) + 20, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+    fig.update_layout(height=rows * (cell_px + title_px) + 30, margin=dict(l=10, r=10, t=title_px + 10, b=10),
+                      showlegend=False)
     return fig
 
 
 def prediction_titles(true: list[int | None], pred: list[int], conf: list[float]) -> tuple[list[str], list[bool]]:
-    """'true 7 → pred 7 (99%)' titles and the wrong-mask for ``digit_grid``; a drawn digit (true None)
-    is never wrong."""
-    titles = [("yours" if t is None else f"true {t}") + f" → pred {p} ({100 * c:.0f}%)" + (" ✗" if t not in (None, p) else "")
+    """'true 7<br>pred 7<br>99%' titles (short lines: they fit five digits across half a screen) and the
+    wrong-mask for ``digit_grid``; a drawn digit (true None) is never wrong."""
+    titles = [("yours" if t is None else f"true {t}") + f"<br>pred {p}<br>{100 * c:.0f}%" + (" ✗" if t not in (None, p) else "")
               for t, p, c in zip(true, pred, conf, strict=True)]
     return titles, [t not in (None, p) for t, p in zip(true, pred, strict=True)]
 
@@ -280,11 +283,12 @@ def occlusion_strip_figure(maps: dict[int, np.ndarray], stride: int, title: str)
     return fig
 
 
-def probability_bars(probs: dict[str, np.ndarray], batchnorm: dict[str, bool]) -> go.Figure:
-    """Class probabilities of several models as grouped bars, in each model's BN / no-BN colour."""
+def probability_bars(probs: dict[str, np.ndarray]) -> go.Figure:
+    """Class probabilities of several models as grouped bars, one colour per model (``run_colors``)."""
     fig = go.Figure()
+    colors = run_colors(list(probs))
     for name, p in probs.items():
-        fig.add_trace(go.Bar(x=list(range(10)), y=100 * np.asarray(p), name=name, marker_color=run_color(batchnorm[name]),
+        fig.add_trace(go.Bar(x=list(range(10)), y=100 * np.asarray(p), name=name, marker_color=colors[name],
                              text=[f"{100 * v:.0f}%" if v >= 0.05 else "" for v in p], textposition="outside",
                              hovertemplate="class %{x}: %{y:.1f}%<extra></extra>"))
     fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10), font=FONT,

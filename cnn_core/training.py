@@ -412,6 +412,12 @@ class Run:
             self.status, self.total_seconds = "cancelled", 0.0
             return True
 
+    def best_weights(self) -> tuple[int, dict] | None:
+        """(step, state_dict) of the best weights so far, None before the first validation: safe to read while the
+        run trains — each best is a fresh copy that is replaced, never changed. Copy them into a model of your own."""
+        with self._lock:
+            return None if self.best_state is None else (self.best["step"], self.best_state)
+
     @property
     def done(self) -> bool:
         return self.status in ("finished", "stopped", "failed", "cancelled")

@@ -54,7 +54,7 @@ def test_adversarial_noise_and_its_bound(at, captions):
 
 @pytest.mark.parametrize("layer", ["conv1", "conv2", "fc1"])
 def test_class_and_unit_models_for_both_models(at, captions, layer):
-    at.radio(key="atk_model").set_value("both")
+    at.selectbox(key="atk_model_b").set_value("batchnorm")
     at.segmented_control(key="atk_section").set_value("Class models").run()
     assert captions(at).count("classified as their target") == 2
     at.segmented_control(key="atk_section").set_value("Maximize a unit").run()

@@ -22,7 +22,7 @@ def test_renders_with_the_formulas_and_an_im2col_product_equal_to_conv1(at):
 
 
 def test_batchnorm_model_too(at):
-    at.radio(key="conv_model").set_value("batchnorm").run()
+    at.selectbox(key="conv_model_a").set_value("batchnorm").run()
     assert not at.exception and 0 <= largest_difference(at) < 1e-5
 
 

@@ -31,7 +31,7 @@ def test_bad_indices_get_a_message(at):
 
 @pytest.mark.parametrize("section", ["Architecture", "Filters", "Activations", "Attributions"])
 def test_every_section_renders_for_both_models(at, section):
-    at.radio(key="inside_model").set_value("both")
+    at.selectbox(key="inside_model_b").set_value("batchnorm")
     at.segmented_control(key="inside_section").set_value(section).run()
     assert not at.exception, at.exception
     if section == "Attributions":

@@ -38,7 +38,7 @@ def test_reshuffle_and_model_switch():
     first = _titles(at)
     at.button(key="overview_shuffle").click().run()
     assert _titles(at) != first
-    at.radio[0].set_value("batchnorm").run()
+    at.selectbox(key="overview_model_a").set_value("batchnorm").run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Parameters"] == "800,206"
     assert len(at.dataframe[0].value) == 14  # bn1, bn2, bn3 added
@@ -49,7 +49,7 @@ def test_digits_by_index_go_in_the_url_and_follow_to_another_page():
     at.radio(key="overview_mode").set_value("by index").run()
     at.text_input(key="overview_idx").input("0, 1, 2").run()
     assert at.query_params["digits"] == "0,1,2"
-    assert "true 7 → pred 7" in _titles(at) and "of 3 correct" in " ".join(m.value for m in at.markdown)
+    assert "true 7<br>pred 7" in _titles(at) and "of 3 correct" in " ".join(m.value for m in at.markdown)
     at.switch_page(str(REPO / "app_pages" / "inside.py")).run()
     assert at.radio(key="occ_mode").value == "by index" and at.text_input(key="occ_idx").value == "0, 1, 2"
     at.text_input(key="occ_idx").input("7").run()
