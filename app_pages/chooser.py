@@ -118,7 +118,7 @@ def choose_models(key: str, where=None, two: bool = True) -> list[Chosen]:
                        f"restart) — showing {allowed[fallback]} instead.", icon=":material/warning:")
             value = fallback
         s[f"model_{slot}"] = value = col.selectbox(
-            "Model A" if slot == "a" else "Model B, side by side", list(allowed), index=list(allowed).index(value),
+            ("Model A" if two else "Model") if slot == "a" else "Model B, side by side", list(allowed), index=list(allowed).index(value),
             format_func=allowed.get, key=f"{key}_{slot}",
             help="Any saved run (shipped, or trained on the Train page) or a run still training (its best weights "
                  "so far). The choice follows you to the other pages and is kept in the link.")

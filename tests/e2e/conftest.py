@@ -36,12 +36,19 @@ def output_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    OUTPUT.mkdir(exist_ok=True)
-    runs_dir = tmp_path_factory.mktemp("e2e-runs")  # runs trained by the tests never land in checkpoints/
+def server_runs(tmp_path_factory) -> Path:
+    """The server's runs folder: a copy of the shipped runs; runs trained by the tests never land in checkpoints/."""
+    runs_dir = tmp_path_factory.mktemp("e2e-runs")
     for name in ("baseline", "batchnorm", "adv-trained"):  # test_cli checks all three are shipped
         if (REPO / "checkpoints" / name).is_dir():
             shutil.copytree(REPO / "checkpoints" / name, runs_dir / name)
+    return runs_dir
+
+
+@pytest.fixture(scope="session")
+def server(server_runs):
+    OUTPUT.mkdir(exist_ok=True)
+    runs_dir = server_runs
     port = _free_port()
     log = open(OUTPUT / "streamlit-server.log", "w")
     proc = subprocess.Popen(
