@@ -125,7 +125,7 @@ elif section == "Targeted + prior":
     kw = ascent_controls("like")
     like = (digits.images * 255).astype(np.float32)
     st.image(digits.images[0], caption=f"image to look like: {digits.names[0]}", width=120, clamp=True)
-    if not kw["sign"] and kw["step_size"] * beta * 2 / 784 > 2:
+    if not kw["sign"] and A.prior_diverges(kw["step_size"], beta):
         st.warning(f"step · β · 2/784 = {kw['step_size'] * beta * 2 / 784:.2g} > 2: the prior's own gradient ascent "
                    "diverges (each step overshoots the target image by more than it corrects). Lower β or the step size.")
 

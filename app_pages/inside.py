@@ -6,8 +6,8 @@ import torch
 
 from app_pages.chooser import choose_models, side_by_side
 from app_pages.common import pick_digits, require_data
-from cnn_core.inside import ATTRIBUTIONS, FILLS, attribution, feature_maps, occlusion
-from cnn_core.model import architecture_dot, layer_table, predict_proba
+from cnn_core.inside import ATTRIBUTIONS, FILLS, INTERESTS, attribution, class_of_interest, feature_maps, occlusion
+from cnn_core.model import architecture_dot, layer_table
 from cnn_core.plots import attribution_figure, feature_maps_figure, filters_figure, occlusion_figure, occlusion_strip_figure
 
 st.title("Inside the network")
@@ -15,19 +15,6 @@ data = require_data()
 chosen = choose_models("inside_model", st.columns([3, 2])[0])
 section = st.segmented_control("Show", ["Architecture", "Filters", "Activations", "Occlusion", "Attributions"],
                                default="Occlusion", key="inside_section") or "Occlusion"
-
-
-INTERESTS = ["true class", "predicted class", *[f"class {k}" for k in range(10)]]
-
-
-def class_of_interest(model, x: torch.Tensor, labels: tuple, interest: str) -> torch.Tensor:
-    """The class each map is about; a drawn digit has no true class, so its prediction stands in."""
-    predicted = predict_proba(model, x).argmax(1)
-    if interest == "true class":
-        return torch.tensor([p if t is None else t for t, p in zip(labels, predicted.tolist(), strict=True)])
-    if interest == "predicted class":
-        return predicted
-    return torch.full((len(labels),), int(interest.split()[-1]))
 
 
 if section == "Architecture":

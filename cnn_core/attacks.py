@@ -5,6 +5,9 @@ Scale: every image and noise here is in the assignment's 0–255 pixel scale (no
 the input (or the noise) gets gradients. All targets go through the model as one batch: in eval mode
 each sample's cost depends on its own input only, so one backward of the summed cost gives every
 sample its own gradient ∂Cᵢ/∂xᵢ.
+
+The ε-bounded attacks of the Robustness lab (pixels in [0, 1]) live in cnn_core/robust.py: ``fgsm`` (one signed
+gradient step) and ``pgd`` (projected signed steps from a random start).
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ def prior_cost(logits: torch.Tensor, targets: torch.Tensor, x: torch.Tensor, loo
                beta: float) -> torch.Tensor:
     """C = logits[t] − β·MSE(x, target image) (part b)."""
     return fooling_cost(logits, targets) - beta * mse(x, look_like)
+
+
+def prior_diverges(step_size: float, beta: float) -> bool:
+    """Does plain gradient ascent on C = logits[t] − β·MSE(x, target) overshoot its own prior? The prior's gradient
+    is −β·2(x − target)/784, so a step multiplies the distance to the target by (1 − step·β·2/784): beyond
+    step·β·2/784 > 2 that factor is below −1 and the distance grows every step (with sign-of-gradient steps it
+    cannot happen)."""
+    return step_size * beta * 2 / 784 > 2
 
 
 def norm_penalty(x: torch.Tensor, lam: float) -> torch.Tensor:

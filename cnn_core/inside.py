@@ -14,6 +14,22 @@ import torch
 from torch import nn
 
 FILLS = {"grey (0.5)": 0.5, "black (0)": 0.0, "image mean": "mean"}
+INTERESTS = ["true class", "predicted class", *[f"class {k}" for k in range(10)]]
+
+
+def class_of_interest(model: nn.Module, x: torch.Tensor, labels: tuple, interest: str) -> torch.Tensor:
+    """The class each occlusion or attribution map is about, one per image: its true class, its predicted class, or
+    one fixed class (``interest`` ∈ INTERESTS). A drawn digit has no true class (label None): its prediction stands
+    in."""
+    if interest.startswith("class "):
+        return torch.full((len(labels),), int(interest.split()[-1]))
+    with torch.inference_mode():
+        predicted = model(x).argmax(1)
+    if interest == "predicted class":
+        return predicted
+    if interest != "true class":
+        raise ValueError(f"interest must be one of {', '.join(INTERESTS)}, got {interest!r}")
+    return torch.tensor([p if t is None else t for t, p in zip(labels, predicted.tolist(), strict=True)])
 
 
 def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, stage: str) -> torch.Tensor:

@@ -159,3 +159,19 @@ def test_images_outside_the_pixel_range_are_shown_clipped_not_black():
     img[0, 0, 0] = -459.0
     z = np.asarray(images_figure(img, ["x"]).data[0].z)
     assert z[1, 1].tolist() == [255, 255, 255] and z[0, 0].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("step, beta, diverges", [(1000.0, 1e-2, False), (78_400.0, 1e-2, False),
+                                                  (80_000.0, 1e-2, True), (1e6, 1.0, True)])
+def test_the_prior_diverges_exactly_when_its_own_ascent_overshoots(step, beta, diverges):
+    assert A.prior_diverges(step, beta) is diverges
+    # The prior alone, C = −β·MSE(x, target), by plain gradient ascent: the distance to the target shrinks or grows.
+    target = torch.zeros(1, 28, 28)
+    x = torch.full((1, 28, 28), 10.0, requires_grad=True)
+    distances = []
+    for _ in range(5):
+        cost = -beta * A.mse(x, target).sum()
+        (grad,) = torch.autograd.grad(cost, x)
+        x = (x + step * grad).detach().requires_grad_(True)
+        distances.append(float((x - target).abs().max()))
+    assert (distances[-1] > distances[0]) is diverges

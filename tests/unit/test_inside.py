@@ -3,7 +3,15 @@ import pytest
 import torch
 
 from cnn_core.data import to_float
-from cnn_core.inside import ATTRIBUTIONS, attribution, feature_maps, occluded_images, occlusion, occlusion_positions
+from cnn_core.inside import (
+    ATTRIBUTIONS,
+    attribution,
+    class_of_interest,
+    feature_maps,
+    occluded_images,
+    occlusion,
+    occlusion_positions,
+)
 from cnn_core.plots import tile
 
 
@@ -100,3 +108,15 @@ def test_tile_places_maps_row_major_with_gaps():
     t = tile(maps, cols=2)
     assert t.shape == (5, 5) and np.isnan(t[2]).all() and np.isnan(t[:, 2]).all()
     assert (t[:2, 3:] == maps[1]).all() and (t[3:, :2] == maps[2]).all() and np.isnan(t[3:, 3:]).all()
+
+
+def test_the_class_of_interest_is_the_true_the_predicted_or_a_fixed_class(shipped, mnist, weights_kept):
+    model = shipped["baseline"]
+    x = to_float(mnist.test_images[:4])
+    predicted = model(x).argmax(1)
+    labels = (7, None, 3, 0)  # the second one is "drawn": no true class
+    assert class_of_interest(model, x, labels, "true class").tolist() == [7, int(predicted[1]), 3, 0]
+    assert torch.equal(class_of_interest(model, x, labels, "predicted class"), predicted)
+    assert class_of_interest(model, x, labels, "class 4").tolist() == [4, 4, 4, 4]
+    with pytest.raises(ValueError, match="interest must be one of true class, predicted class, class 0"):
+        class_of_interest(model, x, labels, "the best class")
