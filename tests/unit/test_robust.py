@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from cnn_core import robust as R
 from cnn_core.data import to_float
+from cnn_core.store import RunStore
 from cnn_core.training import Run, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("weights_kept")
@@ -250,3 +251,89 @@ def test_fgsm_leaves_pixels_with_zero_gradient_alone():
         x_adv = R.fgsm(_FirstTenPixels(), x, y, 0.1, target=target)
         assert torch.equal(x_adv.flatten(1)[:, 10:], x.flatten(1)[:, 10:]), f"target={target}"
         assert ((x_adv - x).flatten(1)[:, :10].abs() > 0).all()
+
+
+def test_pgd_takes_one_budget_per_image(shipped, test_batch):
+    """A tensor of budgets attacks each image as a scalar budget would alone (step size 2.5·εᵢ/steps each)."""
+    x, y = test_batch[0][:3], test_batch[1][:3]
+    model = shipped["baseline"]
+    budgets = (0.05, 0.2, 0.0)
+    together = R.pgd(model, x, y, torch.tensor(budgets), steps=3, random_start=False)
+    alone = torch.cat([R.pgd(model, x[i : i + 1], y[i : i + 1], e, steps=3, random_start=False)
+                       for i, e in enumerate(budgets)])
+    assert torch.equal(together, alone)
+    assert torch.equal(together[2], x[2])  # ε = 0 leaves the image alone
+    u = torch.ones(1, 1, 28, 28)  # a given start: x⁰ = Π(x + ε·u), then no step
+    assert torch.equal(R.pgd(model, x, y, torch.tensor(budgets), steps=0, start=u),
+                       R.project(x + torch.tensor(budgets).view(-1, 1, 1, 1), x, torch.tensor(budgets).view(-1, 1, 1, 1)))
+
+
+def _flips_at(model, x, y, k, steps=10, seed=0):
+    """Does PGD at ε = k/255 flip each image? Same start as smallest_flipping_eps: one seeded u for all images."""
+    u = 2 * torch.rand((1, 1, 28, 28), generator=torch.Generator().manual_seed(seed)) - 1
+    xa = R.pgd(model, x, y, torch.full((len(y),), float(k)) * (1 / 255), steps=steps, start=u)
+    with torch.no_grad():
+        return model(xa).argmax(1) != y
+
+
+@pytest.mark.parametrize("name", ["baseline", "batchnorm"])
+def test_smallest_flipping_eps_agrees_with_a_scan_of_every_budget(shipped, test_batch, name):
+    """Bisection against PGD at every k/255, k = 0 … the largest ε* (same steps, seed and start). Always true: PGD
+    flips the digit at ε* and not at ε* − 1/255, so the scan's first flip is at most ε*. Equal on these digits
+    because PGD's success grows with ε here; bisection assumes that and cannot ensure it (measured: the adv-trained
+    model's test digit 11 flips at 76/255 and 77/255, not at 78/255; bisection still found 76)."""
+    model = shipped[name]
+    x, y = test_batch[0][:4], test_batch[1][:4]
+    eps, x_adv = R.smallest_flipping_eps(model, x, y, steps=10)
+    k = (eps * 255).round().long()
+    assert torch.allclose(eps, k / 255) and (k >= 1).all() and (k <= 128).all(), eps
+    scan = torch.stack([_flips_at(model, x, y, j) for j in range(int(k.max()) + 1)], 1)  # N × (max k + 1)
+    rows = torch.arange(4)
+    assert scan[rows, k].all() and not scan[rows, k - 1].any()  # the bracket bisection ended on
+    assert torch.equal(scan.int().argmax(1), k)  # the smallest budget the scan flips
+    assert ((x_adv - x).abs().amax((1, 2, 3)) <= eps + 1e-6).all()
+    with torch.no_grad():
+        assert (model(x_adv).argmax(1) != y).all()
+
+
+def test_smallest_flipping_eps_batched_equals_one_image_at_a_time(shipped, test_batch, mnist):
+    model = shipped["baseline"]
+    x = torch.cat([test_batch[0][:3], to_float(mnist.test_images[247])])  # #247 is misclassified by the baseline
+    y = torch.cat([test_batch[1][:3], mnist.test_labels[247:248]])
+    eps, x_adv = R.smallest_flipping_eps(model, x, y, steps=5)
+    alone = [R.smallest_flipping_eps(model, x[i : i + 1], y[i : i + 1], steps=5) for i in range(4)]
+    assert torch.equal(eps, torch.cat([e for e, _ in alone]))
+    assert torch.equal(x_adv, torch.cat([xa for _, xa in alone]))
+
+
+def test_an_already_misclassified_digit_needs_no_budget(shipped, mnist):
+    model = shipped["baseline"]
+    x, y = to_float(mnist.test_images[[247, 0]]), mnist.test_labels[[247, 0]]
+    with torch.no_grad():
+        assert model(x).argmax(1).tolist()[0] != y[0]
+    eps, x_adv = R.smallest_flipping_eps(model, x, y, steps=5)
+    assert eps[0] == 0 and torch.equal(x_adv[0], x[0]) and eps[1] > 0
+
+
+def test_a_digit_not_flipped_within_max_eps_gets_infinity(shipped, test_batch):
+    """ε is searched up to ⌈max_eps/tol⌉·tol = 6/255 for max_eps = 0.02; nothing flips there, so all get inf and
+    x_adv is PGD's failed attempt at 6/255."""
+    model = shipped["baseline"]
+    x, y = test_batch[0][:3], test_batch[1][:3]
+    eps, x_adv = R.smallest_flipping_eps(model, x, y, max_eps=0.02, steps=5)
+    assert torch.isinf(eps).all()
+    assert 5 / 255 < (x_adv - x).abs().max() <= 6 / 255 + 1e-6
+    with torch.no_grad():
+        assert torch.equal(model(x_adv).argmax(1), y)
+
+
+def test_adversarial_training_raises_the_flipping_budget_and_no_weight_changes(shipped, test_batch):
+    """The teaching case: on each of 4 test digits the adv-trained model needs a larger budget than the baseline
+    (measured ~2×: 36, 45, 31, 23 vs 74, 83, 69, 71 /255 with PGD-10). Weights bit-identical afterwards."""
+    adv = RunStore().load_model("adv-trained")[0].requires_grad_(False).eval()
+    before = {k: v.clone() for k, v in adv.state_dict().items()}
+    x, y = test_batch[0][:4], test_batch[1][:4]
+    base_eps, _ = R.smallest_flipping_eps(shipped["baseline"], x, y, steps=10)
+    adv_eps, _ = R.smallest_flipping_eps(adv, x, y, steps=10)
+    assert (adv_eps > base_eps + 20 / 255).all(), (base_eps * 255, adv_eps * 255)
+    assert all(torch.equal(before[k], v) for k, v in adv.state_dict().items())
