@@ -65,6 +65,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | torch.T
     return x_adv
 
 
+def flip_search_limit(max_eps: float, tol: float = 1 / 255) -> float:
+    """The largest budget ``smallest_flipping_eps`` tries: K·tol, K = ⌈max_eps / tol⌉ (0.5 → 128/255)."""
+    return math.ceil(max_eps / tol - 1e-9) * tol
+
+
 def smallest_flipping_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tol: float = 1 / 255,
                           max_eps: float = 0.5, steps: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image, the smallest L∞ budget at which PGD makes the model misclassify it:
@@ -80,7 +85,7 @@ def smallest_flipping_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to
     is an upper bound of the true smallest budget. Bisection assumes PGD's success grows with ε, which is usual but
     not guaranteed; what always holds is that PGD flips the image at ε* and did not at the ε* − tol·(hi − lo) it
     tried last (with hi − lo = 1: at ε* − tol). Returns (ε* as N float32, x_adv N×1×28×28)."""
-    n, k_max = len(y), math.ceil(max_eps / tol - 1e-9)
+    n, k_max = len(y), round(flip_search_limit(max_eps, tol) / tol)
     u = 2 * torch.rand((1, *x.shape[1:]), generator=torch.Generator().manual_seed(seed)).to(x) - 1
 
     def flips(i: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +107,60 @@ def smallest_flipping_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to
         hi[todo[flipped]], lo[todo[~flipped]] = mid[flipped], mid[~flipped]
         x_adv[todo[flipped]] = xa[flipped]
     return torch.where(wrong, 0.0, hi * tol), x_adv
+
+
+def reference_labels(model: nn.Module, x: torch.Tensor, labels) -> torch.Tensor:
+    """The class an attack must move each image away from: its true class, or for a drawn digit (label None) the
+    model's own prediction of it — "misclassified" then means "the answer changes"."""
+    with torch.no_grad():
+        predicted = model(x).argmax(1).tolist()
+    return torch.tensor([p if t is None else int(t) for t, p in zip(labels, predicted, strict=True)])
+
+
+def describe_flip_eps(eps: float, limit: float) -> str:
+    """ε* for people: '0.141 = 36/255', '0 (already misclassified)', or 'not flipped up to ε = 0.502 (128/255)'
+    (``limit``: the largest budget tried, ``flip_search_limit``)."""
+    if eps == 0:
+        return "0 (already misclassified)"
+    if math.isinf(eps):
+        return f"not flipped up to ε = {limit:.3f} ({round(255 * limit)}/255)"
+    return f"{eps:.3f} = {round(255 * eps)}/255"
+
+
+def flip_verdict(name_a: str, eps_a: float, name_b: str, eps_b: float, limit: float) -> str:
+    """One sentence comparing two models' smallest flipping budgets for one digit (ε* from
+    ``smallest_flipping_eps``, ``limit`` the largest budget tried)."""
+    if eps_a == 0 or eps_b == 0:
+        wrong = " and ".join(n for n, e in ((name_a, eps_a), (name_b, eps_b)) if e == 0)
+        return f"{wrong} already get{'' if ' and ' in wrong else 's'} it wrong without any attack."
+    top = round(255 * limit)
+    if math.isinf(eps_a) and math.isinf(eps_b):
+        return f"Neither model was flipped up to ε = {top}/255."
+    (strong, es), (weak, ew) = sorted(((name_a, eps_a), (name_b, eps_b)), key=lambda t: -t[1])
+    if math.isinf(es):
+        return (f"{strong} was not flipped up to ε = {top}/255; {weak} flips at {round(255 * ew)}/255: more than "
+                f"{limit / ew:.1f}× the budget.")
+    if round(255 * es) == round(255 * ew):
+        return f"Both flip at the same budget, {round(255 * es)}/255."
+    return (f"{strong} needs {es / ew:.1f}× the budget of {weak}: {round(255 * es)} vs {round(255 * ew)} grey levels "
+            "per pixel.")
+
+
+def attributions_under_attack(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
+                              methods=("Saliency", "Grad-CAM (conv2)")) -> dict:
+    """Attributions (``cnn_core.inside.attribution``) of the clean and the adversarial images, each to its own
+    predicted class: {"pred_clean", "conf_clean", "pred_adv", "conf_adv": N each, "maps": {method: (clean, adv),
+    N×28×28 each}, "peaks": {method: N}}, where a digit's peak is the larger of its two maps' maxima, the top of
+    the colour scale both share."""
+    from .inside import attribution
+
+    with torch.no_grad():
+        conf_clean, pred_clean = model(x).softmax(1).max(1)
+        conf_adv, pred_adv = model(x_adv).softmax(1).max(1)
+    maps = {m: (attribution(model, x, pred_clean, m), attribution(model, x_adv, pred_adv, m)) for m in methods}
+    peaks = {m: torch.maximum(c.amax((1, 2)), a.amax((1, 2))) for m, (c, a) in maps.items()}
+    return {"pred_clean": pred_clean, "conf_clean": conf_clean, "pred_adv": pred_adv, "conf_adv": conf_adv,
+            "maps": maps, "peaks": peaks}
 
 
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps: float, **pgd_args) -> torch.Tensor:

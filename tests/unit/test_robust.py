@@ -1,11 +1,13 @@
 """FGSM/PGD against the textbook update rules, budget invariants, universal perturbation, input defences and
 adversarial training, on the shipped models (whose weights must not change by a bit)."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from cnn_core import robust as R
+from cnn_core.attack_plots import attack_attribution_figure
 from cnn_core.data import to_float
 from cnn_core.store import RunStore
 from cnn_core.training import Run, TrainConfig
@@ -337,3 +339,64 @@ def test_adversarial_training_raises_the_flipping_budget_and_no_weight_changes(s
     adv_eps, _ = R.smallest_flipping_eps(adv, x, y, steps=10)
     assert (adv_eps > base_eps + 20 / 255).all(), (base_eps * 255, adv_eps * 255)
     assert all(torch.equal(before[k], v) for k, v in adv.state_dict().items())
+
+
+def test_reference_labels_are_the_true_class_or_the_models_own_answer(shipped, test_batch):
+    model = shipped["baseline"]
+    x = test_batch[0][:3]
+    predicted = model(x).argmax(1)
+    assert R.reference_labels(model, x, [7, None, 3]).tolist() == [7, int(predicted[1]), 3]
+
+
+def test_flip_budgets_are_described_in_grey_levels():
+    limit = R.flip_search_limit(0.5)
+    assert limit == 128 / 255 and R.flip_search_limit(0.02) == 6 / 255 and R.flip_search_limit(0.2, 0.1) == 0.2
+    assert R.describe_flip_eps(36 / 255, limit) == "0.141 = 36/255"
+    assert R.describe_flip_eps(0.0, limit) == "0 (already misclassified)"
+    assert R.describe_flip_eps(float("inf"), limit) == "not flipped up to ε = 0.502 (128/255)"
+
+
+def test_flip_verdict_compares_the_two_budgets():
+    inf, limit = float("inf"), 128 / 255
+    assert R.flip_verdict("Baseline", 36 / 255, "Adv", 74 / 255, limit) == \
+        "Adv needs 2.1× the budget of Baseline: 74 vs 36 grey levels per pixel."
+    assert R.flip_verdict("Adv", 74 / 255, "Baseline", 36 / 255, limit) == \
+        "Adv needs 2.1× the budget of Baseline: 74 vs 36 grey levels per pixel."
+    assert R.flip_verdict("A", 20 / 255, "B", 20 / 255, limit) == "Both flip at the same budget, 20/255."
+    assert R.flip_verdict("A", 32 / 255, "B", inf, limit) == \
+        "B was not flipped up to ε = 128/255; A flips at 32/255: more than 4.0× the budget."
+    assert R.flip_verdict("A", inf, "B", inf, limit) == "Neither model was flipped up to ε = 128/255."
+    assert R.flip_verdict("A", 0.0, "B", 9 / 255, limit) == "A already gets it wrong without any attack."
+    assert R.flip_verdict("A", 0.0, "B", 0.0, limit) == "A and B already get it wrong without any attack."
+
+
+def test_attributions_under_attack_explain_each_images_own_prediction(shipped, test_batch):
+    from cnn_core.inside import attribution
+
+    model = shipped["baseline"]
+    x, y = test_batch[0][:3], test_batch[1][:3]
+    x_adv = R.pgd(model, x, y, 0.2, steps=10)
+    out = R.attributions_under_attack(model, x, x_adv)
+    with torch.no_grad():
+        clean, adv = model(x).softmax(1), model(x_adv).softmax(1)
+    assert torch.equal(out["pred_clean"], clean.argmax(1)) and torch.equal(out["pred_adv"], adv.argmax(1))
+    assert torch.equal(out["conf_adv"], adv.max(1).values) and (out["pred_adv"] != y).all()  # PGD at 0.2 flips all 3
+    for m in ("Saliency", "Grad-CAM (conv2)"):
+        c, a = out["maps"][m]
+        assert torch.equal(c, attribution(model, x, out["pred_clean"], m))
+        assert torch.equal(a, attribution(model, x_adv, out["pred_adv"], m))
+        assert torch.equal(out["peaks"][m], torch.stack([c.amax((1, 2)), a.amax((1, 2))]).amax(0))
+        assert (c >= 0).all() and (a >= 0).all()
+
+
+def test_attack_attribution_figure_puts_clean_and_adversarial_on_one_scale_per_method():
+    rng = np.random.default_rng(0)
+    img = rng.random((2, 28, 28))
+    maps = {"saliency": (rng.random((28, 28)), 3 * rng.random((28, 28))), "Grad-CAM": (rng.random((28, 28)), rng.random((28, 28)))}
+    peaks = {m: max(c.max(), a.max()) for m, (c, a) in maps.items()}
+    fig = attack_attribution_figure(img[0], img[1], maps, peaks, ("5 (100%)", "8 (97%)"), (5, 8))
+    overlays = [t for t in fig.data if t.zmax != 1]  # the grey images are on 0 … 1
+    assert [(t.zmin, t.zmax) for t in overlays] == [(0, peaks["saliency"])] * 2 + [(0, peaks["Grad-CAM"])] * 2
+    assert [t.showscale for t in overlays] == [False, True, False, True]  # one colour bar per method, after the pair
+    texts = [a.text for a in fig.layout.annotations]
+    assert {"5 (100%)", "8 (97%)", "for 5", "for 8", "<b>saliency</b>", "<b>Grad-CAM</b>"} <= set(texts)
