@@ -403,15 +403,15 @@ def test_attack_attribution_figure_puts_clean_and_adversarial_on_one_scale_per_m
 
 
 def test_saliency_leaves_the_strokes_under_attack_but_not_for_the_adversarially_trained_model(mnist):
-    """What the Attacks section's explanation claims, on the first 60 test digits with PGD-20 at ε = 0.2: the share
-    of saliency off the strokes (pixels ≤ 0.2) is, as medians, 0.58 → 0.72 for the baseline and 0.03 for the
-    adv-trained model's clean digits (measured)."""
-    x, y = to_float(mnist.test_images[:60]), mnist.test_labels[:60]
+    """What the Attacks section's explanation claims, on the first 30 test digits with PGD-10 at ε = 0.2: the share
+    of saliency off the strokes (pixels ≤ 0.2) is, as medians, 0.56 → 0.73 for the baseline and 0.03 for the
+    adv-trained model's clean digits (measured; 0.58 → 0.72 and 0.03 on 60 digits with PGD-20)."""
+    x, y = to_float(mnist.test_images[:30]), mnist.test_labels[:30]
     off = x[:, 0] <= 0.2
     shares = {}
     for name in ("baseline", "adv-trained"):
         model = RunStore().load_model(name)[0].requires_grad_(False).eval()
-        out = R.attributions_under_attack(model, x, R.pgd(model, x, y, 0.2, steps=20), ("Saliency",))
+        out = R.attributions_under_attack(model, x, R.pgd(model, x, y, 0.2, steps=10), ("Saliency",))
         shares[name] = [((m * off).sum((1, 2)) / m.sum((1, 2))).median().item() for m in out["maps"]["Saliency"]]
     (base_clean, base_adv), (robust_clean, _) = shares["baseline"], shares["adv-trained"]
     assert 0.5 < base_clean < base_adv - 0.1 and robust_clean < 0.1, shares
