@@ -83,8 +83,8 @@ def smallest_flipping_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to
     x⁰ = Π(x + ε·u) with one u ~ U(−1, 1)²⁸ˣ²⁸ drawn from ``seed`` and used for every image and every ε, so an image's
     result does not depend on the batch it is in) is a heuristic: it can miss an adversarial image that exists, so ε*
     is an upper bound of the true smallest budget. Bisection assumes PGD's success grows with ε, which is usual but
-    not guaranteed; what always holds is that PGD flips the image at ε* and did not at the ε* − tol·(hi − lo) it
-    tried last (with hi − lo = 1: at ε* − tol). Returns (ε* as N float32, x_adv N×1×28×28)."""
+    not guaranteed; what always holds is that PGD flips the image at ε* and not at ε* − tol (at 0: the clean image).
+    Returns (ε* as N float32, x_adv N×1×28×28)."""
     n, k_max = len(y), round(flip_search_limit(max_eps, tol) / tol)
     u = 2 * torch.rand((1, *x.shape[1:]), generator=torch.Generator().manual_seed(seed)).to(x) - 1
 
@@ -95,7 +95,7 @@ def smallest_flipping_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to
 
     with torch.no_grad():
         wrong = model(x).argmax(1) != y
-    lo, hi = torch.zeros(n), torch.full((n,), float(k_max))
+    lo, hi = torch.zeros(n, device=x.device), torch.full((n,), float(k_max), device=x.device)
     x_adv = x.detach().clone()
     todo = torch.nonzero(~wrong).flatten()
     flipped, x_adv[todo] = flips(todo, hi[todo])
