@@ -91,3 +91,53 @@ def transfer_figure(pred: np.ndarray, targets: list[int], example_labels: list[i
     fig.update_xaxes(title="test example (true class)", side="top", type="category")
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=80, b=10), font=FONT)
     return fig
+
+
+# Transparent at 0 so the digit shows through, red at the top of the shared scale (attributions here are ≥ 0).
+_ATTRIBUTION_OVERLAY = [[0.0, "rgba(255,255,255,0)"], [0.15, "rgba(252,187,161,0.55)"], [1.0, "rgba(165,15,21,0.95)"]]
+
+
+def attack_attribution_figure(clean: np.ndarray, adv: np.ndarray, maps: dict[str, tuple[np.ndarray, np.ndarray]],
+                              peaks: dict[str, float], predictions: tuple[str, str], classes: tuple[int, int],
+                              height: int = 250) -> go.Figure:
+    """One digit in one row: the clean and the adversarial image (``predictions`` under them), then per method (the
+    keys of ``maps``, also the column titles) its map of the clean and of the adversarial image (28×28 each, ≥ 0,
+    attributed to ``classes``, the prediction of each) over that image, both on one scale 0 … ``peaks[method]``
+    with its colour bar after the pair."""
+    methods = list(maps)
+    cells = 2 + 2 * len(methods)
+    cell, gap, bar = 1.0, 0.06, 0.55  # widths in cells: between images, and the colour bar after each pair of maps
+    total = cells * cell + (cells - 1) * gap + len(methods) * bar
+    domains, x0 = [], 0.0
+    for j in range(cells):
+        domains.append((x0 / total, (x0 + cell) / total))
+        x0 += cell + gap + (bar if j >= 2 and j % 2 == 1 else 0)
+    top, bottom = 1 - 58 / height, 26 / height  # the images' band, in paper units: two header lines, one label line
+    fig = go.Figure()
+    for j in range(cells):
+        axis = "" if j == 0 else str(j + 1)
+        fig.add_trace(go.Heatmap(z=(clean, adv)[j % 2], zmin=0, zmax=1, colorscale="gray", showscale=False,
+                                 hoverinfo="skip", xaxis=f"x{axis}", yaxis=f"y{axis}"))
+        below = predictions[j % 2] if j < 2 else f"for {classes[j % 2]}"
+        if j >= 2:
+            m = methods[(j - 2) // 2]
+            fig.add_trace(go.Heatmap(z=maps[m][j % 2], zmin=0, zmax=float(peaks[m]) or 1.0, colorscale=_ATTRIBUTION_OVERLAY,
+                                     showscale=j % 2 == 1, xaxis=f"x{axis}", yaxis=f"y{axis}",
+                                     colorbar=dict(x=domains[j][1] + 0.004, xanchor="left", y=bottom, yanchor="bottom",
+                                                   len=top - bottom, thickness=12, tickformat=".2g",
+                                                   tickfont=dict(size=12)),
+                                     hovertemplate="%{z:.3g}<extra></extra>"))
+        fig.layout[f"xaxis{axis}"] = dict(domain=domains[j], visible=False, constrain="domain")
+        fig.layout[f"yaxis{axis}"] = dict(domain=[bottom, top], visible=False, scaleanchor=f"x{axis}", autorange="reversed",
+                                          constrain="domain")
+        middle = sum(domains[j]) / 2
+        fig.add_annotation(text=("clean", "adversarial")[j % 2], x=middle, y=top, yanchor="bottom", yshift=2, xref="paper",
+                           yref="paper", showarrow=False, font=dict(size=13, color="#444"))
+        fig.add_annotation(text=below, x=middle, y=bottom, yanchor="top", yshift=-2, xref="paper", yref="paper",
+                           showarrow=False, font=dict(size=14, color="black"))
+        if j % 2 == 0:
+            fig.add_annotation(text=f"<b>{'image' if j == 0 else methods[(j - 2) // 2]}</b>",
+                               x=(domains[j][0] + domains[j + 1][1]) / 2, y=1, yanchor="top", xref="paper", yref="paper",
+                               showarrow=False, font=dict(size=15, color="black"))
+    fig.update_layout(height=height, margin=dict(l=4, r=4, t=4, b=4), font=FONT, plot_bgcolor="white")
+    return fig

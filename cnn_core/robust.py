@@ -8,6 +8,8 @@ respect to the input only.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,8 +26,8 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
     return g
 
 
-def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Π(x') = clip(x', x − ε, x + ε) ∩ [0, 1]: the nearest image within the budget."""
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
+    """Π(x') = clip(x', x − ε, x + ε) ∩ [0, 1]: the nearest image within the budget (ε broadcast to x)."""
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
 
 
@@ -37,23 +39,128 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, target:
     return (x - eps * input_gradient(model, x, target).sign()).clamp(0, 1)
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 20, step_size: float | None = None,
-        random_start: bool = True, target: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor, steps: int = 20,
+        step_size: float | None = None, random_start: bool = True, target: torch.Tensor | None = None, seed: int = 0,
+        start: torch.Tensor | None = None) -> torch.Tensor:
     """x⁰ = x (+ U(−ε, ε) with ``random_start``), then k times
     xᵏ⁺¹ = Π(xᵏ + η·sign(∇ₓ L(f(xᵏ), y)))   (targeted: Π(xᵏ − η·sign(∇ₓ L(f(xᵏ), t)))),
-    η = ``step_size`` (default 2.5·ε/steps, so the walk can cross the whole ball)."""
+    η = ``step_size`` (default 2.5·ε/steps, so the walk can cross the whole ball).
+    ``eps`` may also be a tensor of N budgets, one per image (η then per image too). ``start``: the random start's
+    noise u ∈ [−1, 1] (broadcast to x), x⁰ = Π(x + ε·u); default u ~ U(−1, 1) drawn per image from ``seed``."""
+    if torch.is_tensor(eps):
+        eps = eps.to(x).view(-1, *[1] * (x.dim() - 1))
     eta = 2.5 * eps / max(steps, 1) if step_size is None else step_size
     x = x.detach()
     x_adv = x.clone()
-    if random_start and eps > 0:
-        g = torch.Generator(device=x.device).manual_seed(seed)
-        x_adv = project(x + eps * (2 * torch.rand(x.shape, generator=g, device=x.device) - 1), x, eps)
+    if random_start and (torch.is_tensor(eps) or eps > 0):
+        if start is None:
+            g = torch.Generator(device=x.device).manual_seed(seed)
+            start = 2 * torch.rand(x.shape, generator=g, device=x.device) - 1
+        x_adv = project(x + eps * start, x, eps)
     for _ in range(steps):
         if target is None:
             x_adv = project(x_adv + eta * input_gradient(model, x_adv, y).sign(), x, eps)
         else:
             x_adv = project(x_adv - eta * input_gradient(model, x_adv, target).sign(), x, eps)
     return x_adv
+
+
+def flip_search_limit(max_eps: float, tol: float = 1 / 255) -> float:
+    """The largest budget ``smallest_flipping_eps`` tries: K·tol, K = ⌈max_eps / tol⌉ (0.5 → 128/255)."""
+    return math.ceil(max_eps / tol - 1e-9) * tol
+
+
+def smallest_flipping_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tol: float = 1 / 255,
+                          max_eps: float = 0.5, steps: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the smallest L∞ budget at which PGD makes the model misclassify it:
+    ε* = min{ε = k·tol : argmax f(PGD_ε(x)) ≠ y},  k ∈ {0, 1, …, K},  K = ⌈max_eps / tol⌉,
+    by bisection on k, all images at once (each its own interval; one PGD call per round for the images not settled):
+      argmax f(x) ≠ y already          → ε* = 0, x_adv = x;
+      PGD at K·tol does not flip it    → ε* = inf, x_adv = that failed attempt;
+      else lo, hi = 0, K;  while hi − lo > 1: mid = ⌊(lo + hi) / 2⌋, PGD at mid·tol flips ? hi = mid : lo = mid;
+      ε* = hi·tol, x_adv = PGD's image at ε*.
+    At most ⌈log₂ K⌉ + 1 PGD calls instead of K for a scan. PGD (``steps`` steps, η = 2.5·ε/steps, a random start
+    x⁰ = Π(x + ε·u) with one u ~ U(−1, 1)²⁸ˣ²⁸ drawn from ``seed`` and used for every image and every ε, so an image's
+    result does not depend on the batch it is in) is a heuristic: it can miss an adversarial image that exists, so ε*
+    is an upper bound of the true smallest budget. Bisection assumes PGD's success grows with ε, which is usual but
+    not guaranteed; what always holds is that PGD flips the image at ε* and not at ε* − tol (at 0: the clean image).
+    Returns (ε* as N float32, x_adv N×1×28×28)."""
+    n, k_max = len(y), round(flip_search_limit(max_eps, tol) / tol)
+    u = 2 * torch.rand((1, *x.shape[1:]), generator=torch.Generator().manual_seed(seed)).to(x) - 1
+
+    def flips(i: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xa = pgd(model, x[i], y[i], k * tol, steps=steps, start=u)
+        with torch.no_grad():
+            return model(xa).argmax(1) != y[i], xa
+
+    with torch.no_grad():
+        wrong = model(x).argmax(1) != y
+    lo, hi = torch.zeros(n, device=x.device), torch.full((n,), float(k_max), device=x.device)
+    x_adv = x.detach().clone()
+    todo = torch.nonzero(~wrong).flatten()
+    flipped, x_adv[todo] = flips(todo, hi[todo])
+    hi[todo[~flipped]] = math.inf
+    todo = todo[flipped]
+    while len(todo := todo[hi[todo] - lo[todo] > 1]):
+        mid = torch.floor((lo[todo] + hi[todo]) / 2)
+        flipped, xa = flips(todo, mid)
+        hi[todo[flipped]], lo[todo[~flipped]] = mid[flipped], mid[~flipped]
+        x_adv[todo[flipped]] = xa[flipped]
+    return torch.where(wrong, 0.0, hi * tol), x_adv
+
+
+def reference_labels(model: nn.Module, x: torch.Tensor, labels) -> torch.Tensor:
+    """The class an attack must move each image away from: its true class, or for a drawn digit (label None) the
+    model's own prediction of it — "misclassified" then means "the answer changes"."""
+    with torch.no_grad():
+        predicted = model(x).argmax(1).tolist()
+    return torch.tensor([p if t is None else int(t) for t, p in zip(labels, predicted, strict=True)])
+
+
+def describe_flip_eps(eps: float, limit: float) -> str:
+    """ε* for people: '0.141 = 36/255', '0 (already misclassified)', or 'not flipped up to ε = 0.502 (128/255)'
+    (``limit``: the largest budget tried, ``flip_search_limit``)."""
+    if eps == 0:
+        return "0 (already misclassified)"
+    if math.isinf(eps):
+        return f"not flipped up to ε = {limit:.3f} ({round(255 * limit)}/255)"
+    return f"{eps:.3f} = {round(255 * eps)}/255"
+
+
+def flip_verdict(name_a: str, eps_a: float, name_b: str, eps_b: float, limit: float) -> str:
+    """One sentence comparing two models' smallest flipping budgets for one digit (ε* from
+    ``smallest_flipping_eps``, ``limit`` the largest budget tried)."""
+    if eps_a == 0 or eps_b == 0:
+        wrong = " and ".join(n for n, e in ((name_a, eps_a), (name_b, eps_b)) if e == 0)
+        return f"{wrong} already get{'' if ' and ' in wrong else 's'} it wrong without any attack."
+    top = round(255 * limit)
+    if math.isinf(eps_a) and math.isinf(eps_b):
+        return f"Neither model was flipped up to ε = {top}/255."
+    (strong, es), (weak, ew) = sorted(((name_a, eps_a), (name_b, eps_b)), key=lambda t: -t[1])
+    if math.isinf(es):
+        return (f"{strong} was not flipped up to ε = {top}/255; {weak} flips at {round(255 * ew)}/255: more than "
+                f"{limit / ew:.1f}× the budget.")
+    if round(255 * es) == round(255 * ew):
+        return f"Both flip at the same budget, {round(255 * es)}/255."
+    return (f"{strong} needs {es / ew:.1f}× the budget of {weak}: {round(255 * es)} vs {round(255 * ew)} grey levels "
+            "per pixel.")
+
+
+def attributions_under_attack(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
+                              methods=("Saliency", "Grad-CAM (conv2)")) -> dict:
+    """Attributions (``cnn_core.inside.attribution``) of the clean and the adversarial images, each to its own
+    predicted class: {"pred_clean", "conf_clean", "pred_adv", "conf_adv": N each, "maps": {method: (clean, adv),
+    N×28×28 each}, "peaks": {method: N}}, where a digit's peak is the larger of its two maps' maxima, the top of
+    the colour scale both share."""
+    from .inside import attribution
+
+    with torch.no_grad():
+        conf_clean, pred_clean = model(x).softmax(1).max(1)
+        conf_adv, pred_adv = model(x_adv).softmax(1).max(1)
+    maps = {m: (attribution(model, x, pred_clean, m), attribution(model, x_adv, pred_adv, m)) for m in methods}
+    peaks = {m: torch.maximum(c.amax((1, 2)), a.amax((1, 2))) for m, (c, a) in maps.items()}
+    return {"pred_clean": pred_clean, "conf_clean": conf_clean, "pred_adv": pred_adv, "conf_adv": conf_adv,
+            "maps": maps, "peaks": peaks}
 
 
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, eps: float, **pgd_args) -> torch.Tensor:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 
 import app_pages.common as common
+from cnn_core import robust as R
+from cnn_core.data import to_float
 
 PAGE = "robust.py"  # the `at` fixture (conftest) runs it
 
@@ -59,6 +61,87 @@ def test_defences_measure_an_adaptive_attack(at):
     assert metrics["PGD, defence on"] > metrics["PGD"]  # a median filter helps an attacker who ignores it …
     assert metrics["adaptive attacker"] < metrics["PGD, defence on"]  # … less so one who attacks through it
     assert any("BPDA" in m.value for m in at.markdown)
+
+
+def _chart_texts(at, key_prefix: str) -> list[list[str]]:
+    """Annotation texts of each plotly chart whose element id carries ``key_prefix``, in page order."""
+    return [[a["text"] for a in json.loads(c.proto.spec)["layout"].get("annotations", [])]
+            for c in at.get("plotly_chart") if key_prefix in c.proto.id]
+
+
+def test_attributions_under_attack_show_the_predictions_before_and_after(at):
+    at.segmented_control(key="rob_section").set_value("Attacks").run()
+    at.radio(key="rob_mode").set_value("by index").run()
+    at.text_input(key="rob_idx").set_value("0, 1").run()
+    at.radio(key="rob_method").set_value("pgd")
+    at.slider(key="rob_eps").set_value(0.3).run()
+    assert not at.exception
+    model = common.shipped_models()["baseline"][0]
+    data = common.mnist()
+    x, y = to_float(data.test_images[:2]), data.test_labels[:2]
+    x_adv = R.attack(model, x, y, "pgd", 0.3, target=None, steps=20, step_size=None, random_start=True)  # as the page
+    att = R.attributions_under_attack(model, x, x_adv)
+    assert (att["pred_adv"] != att["pred_clean"]).all()
+    lines = [m.value for m in at.markdown if m.value.startswith("**#")]
+    charts = _chart_texts(at, "rob_attr")
+    assert len(lines) == len(charts) == 2
+    for i in range(2):
+        before = f"{int(att['pred_clean'][i])} ({100 * att['conf_clean'][i]:.0f}%)"
+        after = f"{int(att['pred_adv'][i])} ({100 * att['conf_adv'][i]:.0f}%)"
+        assert lines[i] == (f"**#{i} (true {int(y[i])})**: clean → predicted **{before}** · adversarial → predicted "
+                            f"**{after}**")
+        assert {before, after, f"for {int(att['pred_clean'][i])}", f"for {int(att['pred_adv'][i])}",
+                "<b>saliency</b>", "<b>Grad-CAM (conv2)</b>"} <= set(charts[i])
+
+
+def _flip_expected(name: str, images, labels, steps: int, max_eps: float):
+    model = common.adv_trained_model()[0] if name == common.ADV_TRAINED else common.shipped_models()[name][0]
+    x = torch.from_numpy(images)[:, None]
+    y = R.reference_labels(model, x, labels)
+    eps, x_adv = R.smallest_flipping_eps(model, x, y, max_eps=max_eps, steps=steps)
+    with torch.no_grad():
+        conf, pred = model(x_adv).softmax(1).max(1)
+    limit = R.flip_search_limit(max_eps)
+    return [(R.describe_flip_eps(float(e), limit), f"{int(t)} → {int(p)} ({100 * c:.0f}%)")
+            for e, t, p, c in zip(eps, y, pred, conf, strict=True)], eps
+
+
+def test_smallest_eps_shows_what_cnn_core_computes(at):
+    """Test digits 0 and 1 (by index, from the picker), baseline vs adv-trained, PGD-5: the table and the sentences
+    are smallest_flipping_eps's numbers; then the user's digit, and a search range too small to flip anything."""
+    at.segmented_control(key="rob_section").set_value("Smallest ε").run()
+    at.slider(key="flip_steps").set_value(5).run()
+    assert not at.exception and at.selectbox(key="flip_a").value == "baseline"
+    assert at.selectbox(key="flip_b").value == common.ADV_TRAINED
+    data = common.mnist()
+    images, labels = data.test_images[:2].numpy().astype(np.float32) / 255, data.test_labels[:2].tolist()
+    table = at.dataframe[0].value
+    assert table["digit"].tolist() == ["#0 (true 7)", "#1 (true 2)"]
+    eps = {}
+    for name in ("baseline", common.ADV_TRAINED):
+        rows, eps[name] = _flip_expected(name, images, labels, 5, 128 / 255)
+        assert list(zip(table[f"{name}: smallest ε"], table[f"{name}: prediction there"], strict=True)) == rows
+        assert all(e.endswith("/255") and not e.startswith("0 ") for e, _ in rows)  # flipped, at a real budget
+    lines = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert lines == [f"**{d}**: " + R.flip_verdict("Baseline (no BatchNorm)", float(eps["baseline"][i]),
+                                                   "Adversarially trained", float(eps[common.ADV_TRAINED][i]), 128 / 255)
+                     for i, d in enumerate(["#0 (true 7)", "#1 (true 2)"])]
+    assert all("Adversarially trained needs" in line for line in lines)  # adversarial training buys budget
+
+    at.session_state["own_digit"] = images[1]  # "your digit": a 2 without a true class
+    at.radio(key="flip_mode").set_value("your digit").run()
+    table = at.dataframe[0].value
+    assert table["digit"].tolist() == ["your digit"] and not at.exception
+    for name in ("baseline", common.ADV_TRAINED):
+        rows, _ = _flip_expected(name, images[1:], [None], 5, 128 / 255)
+        assert list(zip(table[f"{name}: smallest ε"], table[f"{name}: prediction there"], strict=True)) == rows
+
+    at.select_slider(key="flip_max").set_value(26).run()  # 0.10: below what either model needs for this 2
+    table = at.dataframe[0].value
+    assert table[f"{common.ADV_TRAINED}: smallest ε"].tolist() == ["not flipped up to ε = 0.102 (26/255)"]
+    assert table["baseline: smallest ε"].tolist() == ["not flipped up to ε = 0.102 (26/255)"]
+    assert any(m.value == "**your digit**: Neither model was flipped up to ε = 26/255." for m in at.markdown)
+    at.radio(key="flip_mode").set_value("random").run()
 
 
 def test_the_shared_models_kept_their_weights(at):

@@ -24,3 +24,16 @@ def test_raising_epsilon_breaks_more_digits_and_the_defences_table_shows(server,
     expect(page.get_by_text(re.compile(r"An adaptive attacker also runs PGD through the defence"))).to_be_visible()
     expect(page.get_by_test_id("stException")).to_have_count(0)
     page.screenshot(path=str(output_dir / "robust-defences.png"))
+
+
+def test_attributions_under_attack_and_each_digits_smallest_flipping_budget(server, page, output_dir):
+    page.goto(f"{server}/robust")
+    expect(page.get_by_role("heading", name="Attributions under attack")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"clean → predicted \d \(\d+%\) · adversarial → predicted \d \(\d+%\)"))
+           ).to_have_count(6)
+    page.get_by_text("Smallest ε", exact=True).click()
+    expect(page.get_by_text(re.compile(r"baseline: 3 digit\(s\) in [\d.]+ s · adv-trained: 3 digit\(s\)"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"needs \d+\.\d× the budget of"))).not_to_have_count(0)
+    expect(page.locator(".js-plotly-plot")).to_have_count(3)  # one row per digit: the digit, then each model at its ε
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    page.screenshot(path=str(output_dir / "robust-smallest-eps.png"))
