@@ -71,6 +71,7 @@ def _chart_texts(at, key_prefix: str) -> list[list[str]]:
 
 def test_attributions_under_attack_show_the_predictions_before_and_after(at):
     at.segmented_control(key="rob_section").set_value("Attacks").run()
+    at.selectbox(key="rob_model_b").set_value("none").run()  # model A alone: the baseline
     at.radio(key="rob_mode").set_value("by index").run()
     at.text_input(key="rob_idx").set_value("0, 1").run()
     at.radio(key="rob_method").set_value("pgd")
@@ -110,9 +111,9 @@ def test_smallest_eps_shows_what_cnn_core_computes(at):
     """Test digits 0 and 1 (by index, from the picker), baseline vs adv-trained, PGD-5: the table and the sentences
     are smallest_flipping_eps's numbers; then the user's digit, and a search range too small to flip anything."""
     at.segmented_control(key="rob_section").set_value("Smallest ε").run()
+    at.selectbox(key="rob_model_b").set_value(common.ADV_TRAINED)  # the page's chooser: A baseline, B adv-trained
     at.slider(key="flip_steps").set_value(5).run()
-    assert not at.exception and at.selectbox(key="flip_a").value == "baseline"
-    assert at.selectbox(key="flip_b").value == common.ADV_TRAINED
+    assert not at.exception and at.selectbox(key="rob_model_a").value == "baseline"
     data = common.mnist()
     images, labels = data.test_images[:2].numpy().astype(np.float32) / 255, data.test_labels[:2].tolist()
     table = at.dataframe[0].value
@@ -145,6 +146,9 @@ def test_smallest_eps_shows_what_cnn_core_computes(at):
 
 
 def test_the_shared_models_kept_their_weights(at):
-    for name, (model, _) in common.shipped_models().items():
+    cached = [m for m, _ in common.shipped_models().values()]
+    names = [*common.shipped_models(), "baseline", "batchnorm", common.ADV_TRAINED]
+    cached += [common.saved_model(n, common.run_store().mtime(n))[0] for n in names[len(cached):]]  # the chooser's
+    for name, model in zip(names, cached, strict=True):
         fresh = torch.load(common.RUNS_DIR / name / "model.pt", weights_only=True)
         assert all(torch.equal(fresh[k], v) for k, v in model.state_dict().items()), name

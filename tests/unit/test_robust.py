@@ -415,3 +415,52 @@ def test_saliency_leaves_the_strokes_under_attack_but_not_for_the_adversarially_
         shares[name] = [((m * off).sum((1, 2)) / m.sum((1, 2))).median().item() for m in out["maps"]["Saliency"]]
     (base_clean, base_adv), (robust_clean, _) = shares["baseline"], shares["adv-trained"]
     assert 0.5 < base_clean < base_adv - 0.1 and robust_clean < 0.1, shares
+
+
+def test_attack_outcome_counts_flips_and_targets_among_the_eligible():
+    labels = torch.tensor([3, 3, 5, 7, 0])
+    predicted = torch.tensor([3, 8, 0, 0, 0])
+    assert R.attack_outcome(labels, predicted) == (3, 5)  # #1, #2, #3 changed; #4 was a 0 and stays 0
+    assert R.attack_outcome(labels, predicted, target=0) == (2, 4)  # the 0 already was one: not counted
+
+
+def test_evaluate_defence_keeps_the_worse_attack_per_digit(shipped, test_batch):
+    x, y = test_batch
+    x, y = x[:40], y[:40]
+    model = shipped["baseline"]
+    res = R.evaluate_defence(model, R.median_filter, x, y, 0.2, steps=5)
+    assert list(res) == ["clean", "clean + defence", "PGD", "PGD, defence on", "adaptive attacker"]
+    assert all(abs(v * 40 - round(v * 40)) < 1e-6 for v in res.values())  # fractions of the 40 digits
+    with torch.no_grad():
+        assert res["clean"] == (model(x).argmax(1) == y).float().mean().item()
+        assert res["clean + defence"] == (model(R.median_filter(x)).argmax(1) == y).float().mean().item()
+    through = R.robust_accuracy(R.ThroughDefence(model, R.median_filter), x, y, "pgd", 0.2, steps=5)
+    assert res["adaptive attacker"] <= min(res["PGD, defence on"], through)
+    assert res["PGD"] < res["PGD, defence on"]  # the median filter helps against PGD that ignores it
+
+
+@pytest.mark.parametrize("res, threshold, start", [
+    ({"PGD": 0.10, "PGD, defence on": 0.11, "adaptive attacker": 0.05}, False, "the defence does not help here (+1.0"),
+    ({"PGD": 0.10, "PGD, defence on": 0.60, "adaptive attacker": 0.20}, False, "the defence only worked against"),
+    ({"PGD": 0.10, "PGD, defence on": 0.60, "adaptive attacker": 0.40}, False, "the adaptive attack takes back part"),
+    ({"PGD": 0.10, "PGD, defence on": 0.90, "adaptive attacker": 0.89}, True, "the threshold holds at this ε"),
+    ({"PGD": 0.10, "PGD, defence on": 0.90, "adaptive attacker": 0.89}, False, "this adaptive attack did not break it"),
+])
+def test_the_defence_verdict_reads_the_numbers(res, threshold, start):
+    assert R.defence_verdict(res, threshold).startswith(start)
+
+
+def test_the_robustness_sentence_follows_what_the_run_is():
+    plain = {0.0: 0.993, 0.1: 0.766, 0.2: 0.005, 0.3: 0.0}
+    assert R.robustness_sentence({"batchnorm": False, "adversarial": "none"}, plain) == (
+        "99.3% on clean digits, yet PGD at ε = 0.2 (51/255 per pixel; the digits stay perfectly readable) leaves 0.5%: "
+        "accuracy is not robustness.")
+    bn = {0.0: 0.996, 0.1: 0.029, 0.2: 0.0, 0.3: 0.0}
+    assert R.robustness_sentence({"batchnorm": True, "adversarial": "none"}, bn, plain).startswith(
+        "a little more clean accuracy (99.6%) but far more fragile: PGD at ε = 0.1 leaves 2.9% (without BatchNorm 76.6%)")
+    assert R.robustness_sentence({"batchnorm": True, "adversarial": "none"}, bn) == (
+        "BatchNorm changes clean accuracy (99.6%) but buys no robustness (ε = 0.1: 2.9%).")
+    adv = {0.0: 0.991, 0.1: 0.972, 0.2: 0.931, 0.3: 0.226}
+    assert R.robustness_sentence({"batchnorm": False, "adversarial": "pgd", "adv_epsilon": 0.2}, adv) == (
+        "trained on PGD examples at ε = 0.2: 99.1% clean (the price of robustness), but 93.1% under PGD at its training "
+        "budget; beyond it, at ε = 0.3, 22.6%.")
