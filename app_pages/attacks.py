@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import pick_digits, require_data
+from app_pages.common import explain, pick_digits, require_data
 from cnn_core import attacks as A
 from cnn_core.attack_plots import cost_curves_figure, images_figure, perturbation_figure, transfer_figure
 
@@ -104,7 +104,7 @@ if section == "Fooling images":
                     f"target class: **{100 * target_p:.0f}%**.")
 
     side_by_side(chosen, render)
-    st.info("**Why don't they look like digits?** Nothing in C asks the image to look like anything: the ascent only "
+    explain("**Why don't they look like digits?** Nothing in C asks the image to look like anything: the ascent only "
             "raises one score. The network has seen digits only — noise images lie far from anything it was trained on, "
             "where its scores are nearly linear in the pixels, so a tiny push on all 784 pixels at once adds up to a "
             "large change of score. High confidence here means *far on the class's side of a boundary*, not *looks "
@@ -145,6 +145,11 @@ elif section == "Targeted + prior":
                        f"predicted class (confidence). {100 - sum(wrong)} of 100 reached their target.")
 
     side_by_side(chosen, render)
+    explain("Each image was pushed towards its target t while the prior pulls it back to the image to look like; "
+            "titles: →target: prediction (confidence) and the MSE to that image. Small β: the score wins, and the "
+            "images are noise the model calls t. Large β: the prior wins, the images stay the digit and keep its "
+            "class. In between they still look like the digit yet are classified as t — adversarial examples. The "
+            "curves show C for every target at every step.")
 
 elif section == "Adversarial noise":
     st.markdown("**c) Adversarial noise.** Keep the digit, learn a noise: **x_noise = x + noise**, ascend "
@@ -182,6 +187,11 @@ elif section == "Adversarial noise":
 
     st.image(digits.images[0], caption=f"original: {digits.names[0]}", width=120, clamp=True)
     side_by_side(chosen, render)
+    explain("Top: the noise learned for each target t (blue takes grey away, red adds it; one scale per row, in grey "
+            "levels). Below: the digit plus that noise, titled with the target, the prediction and the steps it took. "
+            "The caption's largest |noise| says how far the digit had to move, against 255 grey levels per pixel: "
+            "the decision boundary runs that close to it. The transfer matrix asks whether a noise is a general "
+            "'make it a t' pattern: its sentence counts how often it worked on other digits.")
 
 elif section == "Class models":
     st.markdown("**Class models (optional part).** Start from the zero (black) image and ascend "
@@ -196,7 +206,7 @@ elif section == "Class models":
                                            "J"), key=f"cost_{c.slot}")
 
     side_by_side(chosen, render)
-    st.info("Blurry strokes appear where the class's digits usually have ink (a 0's ring, a 1's bar), mixed with "
+    explain("Blurry strokes appear where the class's digits usually have ink (a 0's ring, a 1's bar), mixed with "
             "pixels that merely *raise the score*. A stronger prior (larger λ, or smoothing) makes them more digit-like; "
             "too large a λ keeps the image black.")
 
@@ -224,6 +234,6 @@ else:
                    f"{len(units)} units in one batch, {r.milliseconds:,.0f} ms.")
 
     side_by_side(chosen, render)
-    st.info("conv1 units are linear in their 3×3 patch, so the best input is the filter's own pattern of positive weights. "
+    explain("conv1 units are linear in their 3×3 patch, so the best input is the filter's own pattern of positive weights. "
             "conv2 units see 8×8 pixels and prefer short strokes and corners; fc1 neurons see the whole image and prefer "
             "parts of digits.")

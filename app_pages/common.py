@@ -113,6 +113,13 @@ def require_models() -> dict[str, tuple[torch.nn.Module, dict]]:
     return models
 
 
+def explain(text: str) -> None:
+    """Every view ends the same way: controls → figure → this expander, which says what the figure shows and how to
+    read it (one idiom on every page)."""
+    with st.expander("What am I seeing?"):
+        st.markdown(text)
+
+
 def prediction_grid(model: torch.nn.Module, digits: Digits, key: str, test_accuracy: float | None = None) -> None:
     """The picked digits with true and predicted labels (wrong ones red)."""
     conf, pred = predict_proba(model, digits.tensor()).max(1)

@@ -5,6 +5,7 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models
+from app_pages.common import explain
 from cnn_core.digit import DigitError, decode_image, mnist_style, rgba_to_gray
 from cnn_core.model import predict_proba
 from cnn_core.plots import probability_bars
@@ -63,3 +64,8 @@ if digit is not None:
         st.plotly_chart(probability_bars(probs), key="own_bars")
         verdicts = [f"**{name}**: {int(p.argmax())} ({100 * p.max():.0f}%)" for name, p in probs.items()]
         st.markdown("Prediction — " + " · ".join(verdicts))
+    explain("Middle: your digit as the network receives it — 28×28 grey levels after MNIST's own preparation "
+            "(crop to the ink, fit 20×20, centre of mass at the centre). Right: each model's probability for every "
+            "class. A thin or off-centre stroke, or a 7 with a bar, can split the probability between classes: "
+            "MNIST's writers shaped the model's idea of a digit. The digit stays available as *your digit* on every "
+            "page that takes one.")

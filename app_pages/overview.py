@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import pick_digits, prediction_grid, require_data
+from app_pages.common import explain, pick_digits, prediction_grid, require_data
 from cnn_core.model import layer_table, neuron_counts, parameter_split
 
 st.title("CNN Lab — a convolutional network on MNIST")
@@ -19,6 +19,9 @@ chosen = choose_models("overview_model", st.columns([3, 2])[0])
 st.header("Predictions")
 if digits := pick_digits(data, 10, "overview"):
     side_by_side(chosen, lambda c: prediction_grid(c.model, digits, key=f"overview_{c.slot}", test_accuracy=c.test_accuracy))
+    explain("Each digit with its true class, the class the model predicts and its probability; red when wrong. "
+            "The test-set accuracy under each model's name is over all 10,000 test digits, so a handful of random "
+            "digits will usually all be right — reshuffle, or pick one class, to go looking for mistakes.")
 
 model = chosen[0].model
 st.header("Layer by layer" + (f" — model A, {chosen[0].label}" if len(chosen) > 1 else ""))

@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import LABELS, choose_models
-from app_pages.common import ADV_TRAINED, pick_digits, require_data, run_store, saved_model
+from app_pages.common import ADV_TRAINED, explain, pick_digits, require_data, run_store, saved_model
 from cnn_core import robust as R
 from cnn_core.attack_plots import attack_attribution_figure, perturbation_figure, robustness_figure
 from cnn_core.data import to_float
@@ -247,6 +247,10 @@ elif section == "Robustness curves":
     if still:
         st.info(f"No curve yet for {', '.join(still)}: press Compute above, or run "
                 f"`python -m cnn_core robustness {still[0]}` to store one with the run.")
+    explain("One line per attack and run: accuracy on the same test digits, each attacked with a budget ε (x axis; "
+            "0 = clean digits). PGD (solid) searches harder than FGSM's single step (dashed), so it is the honest "
+            "measure of robustness. A plain network falls to almost nothing by ε = 0.2, while the digits stay "
+            "readable to a person; adversarial training holds up to the budget it was trained at.")
 
 elif section == "Universal perturbation":
     st.markdown("One perturbation δ for **every** digit: ascend the average loss of a batch of training digits with "
@@ -281,9 +285,11 @@ elif section == "Universal perturbation":
     st.plotly_chart(perturbation_figure([("δ (the same)", np.repeat(delta[None], 8, 0), True),
                                          ("x + δ", np.clip(x + delta, 0, 1), False)], titles, pixel_max=1.0, unit="δ"),
                     key="uni_examples")
-    st.caption("Optimized on the first 5,000 training digits; measured on the first 1,000 test digits (never seen by the "
-               "optimization). On MNIST one δ needs a large budget: around ε = 0.3 it fools a third or more of the digits "
-               "for the baseline, at ε = 0.2 only a few percent — per-image attacks need far less.")
+    explain("Top row: the one perturbation δ (blue −, red +), the same for every digit; below, eight test digits "
+            "with δ added and what the model now says. Optimized on the first 5,000 training digits; measured on the "
+            "first 1,000 test digits (never seen by the optimization). On MNIST one δ needs a large budget: around "
+            "ε = 0.3 it fools a third or more of the digits for the baseline, at ε = 0.2 only a few percent — "
+            "per-image attacks need far less.")
 
 else:
     st.markdown("**Adversarial training** mixes PGD examples into every training batch (Train page, or "
@@ -344,4 +350,7 @@ else:
                 f"(without the defence: {percent(plain)}). An *adaptive* attacker also runs PGD through the defence, "
                 f"treating it as the identity on the way back (BPDA), and keeps whichever attack works on each digit: "
                 f"**{percent(adaptive)}** — {verdict}")
-    st.caption("A defence has to be judged against the attack designed for it.")
+    explain("Five accuracies on the same 500 test digits: clean, clean through the defence, PGD made without "
+            "knowing the defence (without and with it in front), and the adaptive attacker, who attacks through the "
+            "defence and keeps, per digit, whichever attack works. A defence has to be judged against the attack "
+            "designed for it: the last number is the one to trust.")
