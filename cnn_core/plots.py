@@ -168,7 +168,9 @@ def tile(maps: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
 
 
 def _grid_heatmap(tiled: np.ndarray, colorscale, zmin, zmax, title: str, height: int, zmid=None, colorbar: str = "") -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=tiled, colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, hoverongaps=False,
+    # float32: half the bytes of float64 in the figure sent to the browser (32 maps of 28×28: 106 KB instead of 212 KB
+    # before base64, on every 2 s poll of the Train page's live view), far more precision than a colour shows.
+    fig = go.Figure(go.Heatmap(z=np.asarray(tiled, dtype=np.float32), colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, hoverongaps=False,
                                colorbar=dict(title=colorbar), hovertemplate="%{z:.3f}<extra></extra>"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
