@@ -4,10 +4,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import SHIPPED, choose_models, columns_of, pick_digits, require_data, require_models
-from cnn_core.inside import ATTRIBUTIONS, FILLS, attribution, feature_maps, occlusion
+from app_pages.common import SHIPPED, choose_models, columns_of, pick_digits, require_data, require_models, run_store
+from cnn_core.inside import ATTRIBUTIONS, FILLS, attribution, feature_maps, filters_over_time, occlusion, relative_change
 from cnn_core.model import architecture_dot, layer_table, predict_proba
 from cnn_core.plots import attribution_figure, feature_maps_figure, filters_figure, occlusion_figure, occlusion_strip_figure
+from cnn_core.store import SHIPPED_RUNS, RunStore
+from cnn_core.training import snapshot_label
 
 st.title("Inside the network")
 data = require_data()
@@ -21,6 +23,52 @@ section = c2.segmented_control("Show", ["Architecture", "Filters", "Activations"
 
 def side_by_side(render) -> None:
     columns_of(names, models, render)
+
+
+NO_SNAPSHOTS = ("The shipped models have no filters over training time: their weights are the verified reference every "
+                "stored result rests on, and they were trained by an earlier engine (float32, per-epoch validation), so "
+                "retraining them now would not reproduce their trajectory.")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def filter_history(root: str, name: str, mtime: float) -> dict | None:
+    """A saved run's filter snapshots; ``mtime`` keys the cache to the saved files."""
+    return RunStore(root).load_filters(name)
+
+
+def filters_over_training(shown: list[str]) -> None:
+    """The time slider over a saved run's filter snapshots, below the filters of the ``shown`` models. Self-contained
+    (its own run chooser) so it can move under the page's run chooser once that offers any saved run."""
+    st.subheader("Filters over training time")
+    if any(n in SHIPPED_RUNS for n in shown):
+        st.caption(NO_SNAPSHOTS)
+    store = run_store()
+    runs = sorted((r for r in store.list_runs() if "error" not in r and store.has_filters(r["name"])),
+                  key=lambda r: r.get("created", ""), reverse=True)  # the run just trained first
+    if not runs:
+        st.info("No saved run has filter snapshots yet: every run trained on the **Train** page (or with "
+                "`python -m cnn_core train`) keeps them. Train one, then come back.")
+        return
+    a, b = st.columns([2, 3])
+    name = a.selectbox("Run with filter snapshots", [r["name"] for r in runs], key="filters_time_run")
+    history = filter_history(str(store.root), name, store.mtime(name))
+    snapshots, per_epoch = history["snapshots"], history["steps_per_epoch"]
+    step = b.select_slider("Training time", list(snapshots), value=0, key=f"filters_time_step_{name}",
+                           format_func=lambda s: snapshot_label(s, per_epoch))
+    label = snapshot_label(step, per_epoch)
+    conv1, zmax1 = filters_over_time(snapshots, "conv1.weight")
+    conv2, zmax2 = filters_over_time(snapshots, "conv2.weight")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(filters_figure(conv1[step], f"conv1 at {label}", zmax=zmax1), key="time_f1")
+    with right:
+        k = st.slider("conv2 filter", 0, 31, 0, key="time_conv2_filter")
+        st.plotly_chart(filters_figure(conv2[step][k], f"conv2 filter {k} at {label}", zmax=zmax2), key="time_f2")
+    st.caption(f"One colour scale per layer for all {len(snapshots)} snapshots (conv1 ±{zmax1:.2f}, conv2 ±{zmax2:.2f}), "
+               "so a weight that changes changes colour. Since step 0, conv1's weights have moved by "
+               f"{100 * relative_change(snapshots, step, 'conv1.weight'):.0f}% of their initial size and conv2's by "
+               f"{100 * relative_change(snapshots, step, 'conv2.weight'):.0f}% (‖W − W₀‖ / ‖W₀‖). Snapshots: step 0, "
+               "steps 1, 5, 20 and 100, and every epoch end.")
 
 
 INTERESTS = ["true class", "predicted class", *[f"class {k}" for k in range(10)]]
@@ -68,6 +116,7 @@ elif section == "Filters":
     if len(names) > 1:
         st.caption("The BatchNorm model's weights are smaller: BatchNorm divides out the scale of each filter's output, "
                    "so weight decay shrinks the weights without changing what the network computes.")
+    filters_over_training(names)
 
 elif section == "Activations":
     digits = pick_digits(data, 1, "act") or st.stop()
