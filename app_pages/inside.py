@@ -56,15 +56,22 @@ def filters_over_training(shown: list[str]) -> None:
     step = b.select_slider("Training time", list(snapshots), value=0, key=f"filters_time_step_{name}",
                            format_func=lambda s: snapshot_label(s, per_epoch))
     label = snapshot_label(step, per_epoch)
-    conv1, zmax1 = filters_over_time(snapshots, "conv1.weight")
-    conv2, zmax2 = filters_over_time(snapshots, "conv2.weight")
+    c, d, _ = st.columns([2, 1, 2])
+    change = c.radio("Show", ["weights", "change since step 0"], horizontal=True, key="filters_time_show") != "weights"
+    k = d.number_input("conv2 filter", 0, 31, 0, key="time_conv2_filter")
+    conv1, zmax1 = filters_over_time(snapshots, "conv1.weight", change)
+    conv2, zmax2 = filters_over_time(snapshots, "conv2.weight", change)
+    what, bar = ("change of ", "W − W₀") if change else ("", "weight")
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(filters_figure(conv1[step], f"conv1 at {label}", zmax=zmax1), key="time_f1")
+        st.plotly_chart(filters_figure(conv1[step], f"{what}conv1 at {label}", zmax=zmax1, width=450, label=bar),
+                        key="time_f1")
     with right:
-        k = st.slider("conv2 filter", 0, 31, 0, key="time_conv2_filter")
-        st.plotly_chart(filters_figure(conv2[step][k], f"conv2 filter {k} at {label}", zmax=zmax2), key="time_f2")
-    st.caption(f"One colour scale per layer for all {len(snapshots)} snapshots (conv1 ±{zmax1:.2f}, conv2 ±{zmax2:.2f}), "
+        st.plotly_chart(filters_figure(conv2[step][k], f"{what}conv2 filter {k} at {label}", zmax=zmax2, width=450,
+                                       label=bar), key="time_f2")
+    shown = "W − W₀, what training has added" if change else "the weights"
+    st.caption(f"Left: conv1's 32 filters; right: conv2 filter {k}'s 32 kernels, one per conv1 map it reads. One colour "
+               f"scale per layer for all {len(snapshots)} snapshots of {shown} (conv1 ±{zmax1:.2f}, conv2 ±{zmax2:.2f}), "
                "so a weight that changes changes colour. Since step 0, conv1's weights have moved by "
                f"{100 * relative_change(snapshots, step, 'conv1.weight'):.0f}% of their initial size and conv2's by "
                f"{100 * relative_change(snapshots, step, 'conv2.weight'):.0f}% (‖W − W₀‖ / ‖W₀‖). Snapshots: step 0, "

@@ -41,11 +41,15 @@ def conv1_feature_maps(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor
         return F.relu(conv((x - torch.tensor(MNIST_MEAN)) / torch.tensor(MNIST_STD)))
 
 
-def filters_over_time(snapshots: dict[int, dict[str, torch.Tensor]], param: str) -> tuple[dict[int, np.ndarray], float]:
+def filters_over_time(snapshots: dict[int, dict[str, torch.Tensor]], param: str,
+                      since_start: bool = False) -> tuple[dict[int, np.ndarray], float]:
     """``param``'s weights at every snapshot step as arrays (conv1.weight: 32×3×3, its one input channel dropped;
-    conv2.weight: 32×32×3×3) and the largest |weight| over all steps: one colour scale for the whole time slider,
-    so a weight that changes changes colour."""
-    frames = {step: p[param].numpy()[:, 0] if param == "conv1.weight" else p[param].numpy() for step, p in snapshots.items()}
+    conv2.weight: 32×32×3×3) — or, ``since_start``, what training has added to them, W_step − W_0 — and the largest
+    absolute value over all steps: one colour scale for the whole time slider, so a weight that changes changes colour."""
+    w0 = snapshots[0][param] if since_start else 0
+    frames = {step: (p[param] - w0).numpy() for step, p in snapshots.items()}
+    if param == "conv1.weight":
+        frames = {step: f[:, 0] for step, f in frames.items()}
     return frames, max(float(np.abs(f).max()) for f in frames.values())
 
 

@@ -179,13 +179,14 @@ def _grid_heatmap(tiled: np.ndarray, colorscale, zmin, zmax, title: str, height:
     return fig
 
 
-def filters_figure(kernels: np.ndarray, title: str, cols: int = 8, zmax: float | None = None, width: int = 600) -> go.Figure:
-    """K×k×k kernels in a grid on one diverging scale centred on 0 (blue −, red +). Pass ``zmax`` to
-    share the scale with another figure."""
+def filters_figure(kernels: np.ndarray, title: str, cols: int = 8, zmax: float | None = None, width: int = 600,
+                   label: str = "weight") -> go.Figure:
+    """K×k×k kernels in a grid on one diverging scale centred on 0 (blue −, red +), ``label`` on the colour bar. Pass
+    ``zmax`` to share the scale with another figure."""
     zmax = float(np.abs(kernels).max()) if zmax is None else zmax
     tiled = tile(kernels, cols)
     height = 110 + int(width * tiled.shape[0] / tiled.shape[1])
-    return _grid_heatmap(tiled, "RdBu_r", -zmax, zmax, title, height, zmid=0, colorbar="weight")
+    return _grid_heatmap(tiled, "RdBu_r", -zmax, zmax, title, height, zmid=0, colorbar=label)
 
 
 def feature_maps_figure(maps: np.ndarray, title: str, per_map: bool, zmax: float | None = None, cols: int = 8,

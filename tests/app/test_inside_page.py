@@ -86,3 +86,7 @@ def test_filters_over_training_time_of_a_saved_run(runs_dir, tiny_run, captions)
     assert last["data"][0]["z"] != first["data"][0]["z"]  # the filters changed
     assert last["data"][0]["zmax"] == first["data"][0]["zmax"]  # on one scale for all steps
     assert "Since step 0, conv1's weights have moved by" in captions(page)
+    page.radio(key="filters_time_show").set_value("change since step 0").run()
+    change = conv1_figure(page)
+    assert change["layout"]["title"]["text"] == "change of conv1 at step 16 · epoch 2"
+    assert change["data"][0]["zmax"] < last["data"][0]["zmax"]  # the scale of W − W₀, not of W

@@ -147,5 +147,7 @@ def test_filters_over_time_share_one_scale_and_changes_are_relative_to_step_0():
     assert list(frames) == [0, 5] and frames[5].shape == (32, 3, 3) and zmax == 3.0 and frames[5][0, 0, 0] == -3
     frames2, zmax2 = filters_over_time(snapshots, "conv2.weight")
     assert frames2[0].shape == (32, 32, 3, 3) and zmax2 == 0.5
+    change, zmax3 = filters_over_time(snapshots, "conv1.weight", since_start=True)
+    assert zmax3 == 4.0 and np.all(change[5] == -4) and np.all(change[0] == 0)  # W_5 − W_0 = −3 − 1
     assert relative_change(snapshots, 5, "conv1.weight") == pytest.approx(4.0)  # ‖−3 − 1‖ / ‖1‖
     assert relative_change(snapshots, 0, "conv1.weight") == 0.0
