@@ -27,6 +27,7 @@ from cnn_core.training import (
 SIZES = {1000: "1,000 digits (seconds)", 5000: "5,000", 10000: "10,000", 27000: "27,000", 0: "all 54,000 (minutes)"}
 POLL_SECONDS = 2.0  # every poll re-renders the page in the browser: the pair demo took 15.9 s at 1 s, 12.5 s at 2 s (README)
 LIVE_DIGIT = 0  # the test digit (#0, a 7) whose conv1 feature maps the live view shows
+LIVE_WIDTH = 450  # the live figures' heights are set for this width: half the page at 1280 px, no blank band above them
 PHASES = {"training": "training", "validating": "validating on {total:,} held-out digits",
           "testing": "testing on the {total:,} test digits"}
 
@@ -177,17 +178,17 @@ def live_filters(runs, snaps: list[dict]) -> None:
     st.subheader("conv1 as it trains")
     run_id = next(iter(shown))
     if len(shown) > 1:
-        run_id = st.selectbox("Run", list(shown), format_func=lambda i: shown[i]["name"],
-                              key="live_filters_" + "-".join(shown))  # a new set of runs starts at the first
+        run_id = st.columns([2, 3])[0].selectbox("Run", list(shown), format_func=lambda i: shown[i]["name"],
+                                                 key="live_filters_" + "-".join(shown))  # new runs start at the first
     snap = shown[run_id]
     view = live_conv1(snap, to_float(data.test_images[LIVE_DIGIT : LIVE_DIGIT + 1]))
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(filters_figure(view["kernels"], f"conv1 filters at step {view['step']:,}", zmax=view["zmax"]),
-                        key="live_filters")
+        st.plotly_chart(filters_figure(view["kernels"], f"conv1 filters at step {view['step']:,}", zmax=view["zmax"],
+                                       width=LIVE_WIDTH), key="live_filters")
     with right:
-        st.plotly_chart(feature_maps_figure(view["maps"], f"test digit #{LIVE_DIGIT} through them (conv1 → ReLU)", True),
-                        key="live_maps")
+        st.plotly_chart(feature_maps_figure(view["maps"], f"test digit #{LIVE_DIGIT} through them (conv1 → ReLU)", True,
+                                            width=LIVE_WIDTH), key="live_maps")
     bn = " For a BatchNorm run these maps are before bn1." if snap["config"]["batchnorm"] else ""
     st.caption(f"`{snap['name']}`, updated every {POLL_SECONDS:.0f} s while it trains. Left: its 32 conv1 filters (red "
                "rewards ink, blue punishes it; the scale only grows, so change shows as colour). Right: test digit "
