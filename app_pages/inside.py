@@ -9,7 +9,7 @@ from cnn_core.inside import ATTRIBUTIONS, FILLS, attribution, feature_maps, filt
 from cnn_core.model import architecture_dot, layer_table, predict_proba
 from cnn_core.plots import attribution_figure, feature_maps_figure, filters_figure, occlusion_figure, occlusion_strip_figure
 from cnn_core.store import SHIPPED_RUNS, RunStore
-from cnn_core.training import snapshot_label
+from cnn_core.training import EARLY_SNAPSHOT_STEPS, snapshot_label
 
 st.title("Inside the network")
 data = require_data()
@@ -75,7 +75,7 @@ def filters_over_training(shown: list[str]) -> None:
                "so a weight that changes changes colour. Since step 0, conv1's weights have moved by "
                f"{100 * relative_change(snapshots, step, 'conv1.weight'):.0f}% of their initial size and conv2's by "
                f"{100 * relative_change(snapshots, step, 'conv2.weight'):.0f}% (‖W − W₀‖ / ‖W₀‖). Snapshots: step 0, "
-               "steps 1, 5, 20 and 100, and every epoch end.")
+               f"steps {', '.join(map(str, EARLY_SNAPSHOT_STEPS))} (those within the run) and every epoch end.")
 
 
 INTERESTS = ["true class", "predicted class", *[f"class {k}" for k in range(10)]]
