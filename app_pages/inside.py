@@ -5,16 +5,83 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import pick_digits, require_data
-from cnn_core.inside import ATTRIBUTIONS, FILLS, INTERESTS, attribution, class_of_interest, feature_maps, occlusion
+from app_pages.common import pick_digits, require_data, run_store
+from cnn_core.inside import (
+    ATTRIBUTIONS,
+    FILLS,
+    INTERESTS,
+    attribution,
+    class_of_interest,
+    feature_maps,
+    filters_over_time,
+    occlusion,
+    relative_change,
+)
 from cnn_core.model import architecture_dot, layer_table
 from cnn_core.plots import attribution_figure, feature_maps_figure, filters_figure, occlusion_figure, occlusion_strip_figure
+from cnn_core.store import SHIPPED_RUNS, RunStore
+from cnn_core.training import EARLY_SNAPSHOT_STEPS, snapshot_label
 
 st.title("Inside the network")
 data = require_data()
 chosen = choose_models("inside_model", st.columns([3, 2])[0])
 section = st.segmented_control("Show", ["Architecture", "Filters", "Activations", "Occlusion", "Attributions"],
                                default="Occlusion", key="inside_section") or "Occlusion"
+
+
+NO_SNAPSHOTS = ("The shipped models have no filters over training time: their weights are the verified reference every "
+                "stored result rests on, and they were trained by an earlier engine (float32, per-epoch validation), so "
+                "retraining them now would not reproduce their trajectory.")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def filter_history(root: str, name: str, mtime: float) -> dict | None:
+    """A saved run's filter snapshots; ``mtime`` keys the cache to the saved files."""
+    return RunStore(root).load_filters(name)
+
+
+def filters_over_training(shown: list[str]) -> None:
+    """The time slider over a saved run's filter snapshots, below the filters of the ``shown`` models: model A's own
+    when it kept them, else the newest run that did (any run trained since snapshots exist)."""
+    st.subheader("Filters over training time")
+    if any(n in SHIPPED_RUNS for n in shown):
+        st.caption(NO_SNAPSHOTS)
+    store = run_store()
+    runs = sorted((r for r in store.list_runs() if "error" not in r and store.has_filters(r["name"])),
+                  key=lambda r: r.get("created", ""), reverse=True)  # the run just trained first
+    if not runs:
+        st.info("No saved run has filter snapshots yet: every run trained on the **Train** page (or with "
+                "`python -m cnn_core train`) keeps them. Train one, then come back.")
+        return
+    a, b = st.columns([2, 3])
+    names = [r["name"] for r in runs]
+    name = a.selectbox("Run with filter snapshots", names, index=names.index(shown[0]) if shown[0] in names else 0,
+                       key=f"filters_time_run_{shown[0]}")
+    history = filter_history(str(store.root), name, store.mtime(name))
+    snapshots, per_epoch = history["snapshots"], history["steps_per_epoch"]
+    step = b.select_slider("Training time", list(snapshots), value=0, key=f"filters_time_step_{name}",
+                           format_func=lambda s: snapshot_label(s, per_epoch))
+    label = snapshot_label(step, per_epoch)
+    c, d, _ = st.columns([2, 1, 2])
+    change = c.radio("Show", ["weights", "change since step 0"], horizontal=True, key="filters_time_show") != "weights"
+    k = d.number_input("conv2 filter", 0, 31, 0, key="time_conv2_filter")
+    conv1, zmax1 = filters_over_time(snapshots, "conv1.weight", change)
+    conv2, zmax2 = filters_over_time(snapshots, "conv2.weight", change)
+    what, bar = ("change of ", "W − W₀") if change else ("", "weight")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(filters_figure(conv1[step], f"{what}conv1 at {label}", zmax=zmax1, width=450, label=bar),
+                        key="time_f1")
+    with right:
+        st.plotly_chart(filters_figure(conv2[step][k], f"{what}conv2 filter {k} at {label}", zmax=zmax2, width=450,
+                                       label=bar), key="time_f2")
+    shown = "W − W₀, what training has added" if change else "the weights"
+    st.caption(f"Left: conv1's 32 filters; right: conv2 filter {k}'s 32 kernels, one per conv1 map it reads. One colour "
+               f"scale per layer for all {len(snapshots)} snapshots of {shown} (conv1 ±{zmax1:.2f}, conv2 ±{zmax2:.2f}), "
+               "so a weight that changes changes colour. Since step 0, conv1's weights have moved by "
+               f"{100 * relative_change(snapshots, step, 'conv1.weight'):.0f}% of their initial size and conv2's by "
+               f"{100 * relative_change(snapshots, step, 'conv2.weight'):.0f}% (‖W − W₀‖ / ‖W₀‖). Snapshots: step 0, "
+               f"steps {', '.join(map(str, EARLY_SNAPSHOT_STEPS))} (those within the run) and every epoch end.")
 
 
 if section == "Architecture":
@@ -50,6 +117,7 @@ elif section == "Filters":
     if len({c.model.batchnorm for c in chosen}) > 1:
         st.caption("The BatchNorm model's weights are smaller: BatchNorm divides out the scale of each filter's output, "
                    "so weight decay shrinks the weights without changing what the network computes.")
+    filters_over_training([c.name for c in chosen])
 
 elif section == "Activations":
     digits = pick_digits(data, 1, "act") or st.stop()

@@ -7,7 +7,9 @@ import streamlit as st
 
 from app_pages.common import MAX_ACTIVE_RUNS, browser_session, comparison_dataframe, registry, require_data, shared_speeds
 from cnn_core.compare import across_seeds, bn_verdict, outcome, seeds_verdict
-from cnn_core.plots import RUN_DASH, run_colors, training_curves_figure
+from cnn_core.data import to_float
+from cnn_core.inside import live_conv1
+from cnn_core.plots import RUN_DASH, feature_maps_figure, filters_figure, run_colors, training_curves_figure
 from cnn_core.registry import TooManyRuns
 from cnn_core.sweep import SWEEPS, parse_values, sweep_configs, sweep_field, sweep_verdict, value_label
 from cnn_core.training import (
@@ -24,6 +26,8 @@ from cnn_core.training import (
 
 SIZES = {1000: "1,000 digits (seconds)", 5000: "5,000", 10000: "10,000", 27000: "27,000", 0: "all 54,000 (minutes)"}
 POLL_SECONDS = 2.0  # every poll re-renders the page in the browser: the pair demo took 15.9 s at 1 s, 12.5 s at 2 s (README)
+LIVE_DIGIT = 0  # the test digit (#0, a 7) whose conv1 feature maps the live view shows
+LIVE_WIDTH = 450  # the live figures' heights are set for this width: half the page at 1280 px, no blank band above them
 PHASES = {"training": "training", "validating": "validating on {total:,} held-out digits",
           "testing": "testing on the {total:,} test digits"}
 
@@ -33,7 +37,7 @@ st.markdown("Train the assignment network live. **Train BN vs no-BN** starts two
             "setting over several values (seed 003's experiment: SGD, Momentum, RMSProp and Adam trained alike). "
             "Each run has its own colour; BatchNorm runs are drawn **solid**, runs without it **dashed**.")
 
-require_data()
+data = require_data()
 reg = registry()
 
 
@@ -159,8 +163,38 @@ def live_view() -> None:
                "the point before (open markers, dotted). Validation uses the same held-out digits every time.")
     if all(r.done for r in runs):
         result(runs, snaps)
+    live_filters(runs, snaps)
     if any_active and all(reg.settled(r.id) for r in runs):
         st.rerun(scope="app")  # everything ended and saved: one full rerun switches polling off
+
+
+def live_filters(runs, snaps: list[dict]) -> None:
+    """conv1 of one followed run as it trains: its 32 kernels and one test digit's feature maps through them, from
+    the copy the run takes between steps (live_conv1; the training model itself is never used). Below the result
+    once there is one, so the result appears right under the curves."""
+    shown = {r.id: s for r, s in zip(runs, snaps, strict=True) if s["latest_conv1"] is not None}
+    if not shown:
+        return
+    st.subheader("conv1 as it trains")
+    run_id = next(iter(shown))
+    if len(shown) > 1:
+        run_id = st.columns([2, 3])[0].selectbox("Run", list(shown), format_func=lambda i: shown[i]["name"],
+                                                 key="live_filters_" + "-".join(shown))  # new runs start at the first
+    snap = shown[run_id]
+    view = live_conv1(snap, to_float(data.test_images[LIVE_DIGIT : LIVE_DIGIT + 1]))
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(filters_figure(view["kernels"], f"conv1 filters at step {view['step']:,}", zmax=view["zmax"],
+                                       width=LIVE_WIDTH), key="live_filters")
+    with right:
+        st.plotly_chart(feature_maps_figure(view["maps"], f"test digit #{LIVE_DIGIT} through them (conv1 → ReLU)", True,
+                                            width=LIVE_WIDTH), key="live_maps")
+    bn = " For a BatchNorm run these maps are before bn1." if snap["config"]["batchnorm"] else ""
+    st.caption(f"`{snap['name']}`, updated every {POLL_SECONDS:.0f} s while it trains. Left: its 32 conv1 filters (red "
+               "rewards ink, blue punishes it; the scale only grows, so change shows as colour). Right: test digit "
+               f"#{LIVE_DIGIT} (a {int(data.test_labels[LIVE_DIGIT])}) through them, each map stretched to its own range: "
+               f"the strokes and edges each filter finds.{bn} Every saved run keeps its filters at a few steps: "
+               "Inside the network → Filters replays them.")
 
 
 def result(runs, snaps: list[dict]) -> None:

@@ -10,8 +10,12 @@ import copy
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .model import MNIST_MEAN, MNIST_STD
 
 FILLS = {"grey (0.5)": 0.5, "black (0)": 0.0, "image mean": "mean"}
 INTERESTS = ["true class", "predicted class", *[f"class {k}" for k in range(10)]]
@@ -38,6 +42,52 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, stage: str) -> t
     key = {"pre-ReLU": "conv", "post-ReLU": "relu", "post-pool": "pool"}[stage] + layer[-1]
     with torch.inference_mode():
         return model.stages(x)[key]
+
+
+def conv1_feature_maps(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """ReLU(conv1(x)), N×32×28×28, computed by a separate one-layer module loaded with copies of ``weight``
+    (32×1×3×3) and ``bias`` (32), after the model's own normalisation. The tensors are only read, so they may be the
+    copies a run takes while it trains (``Run.latest_conv1``); the training model itself is never used. No BatchNorm:
+    for a BatchNorm run these are conv1's outputs before bn1."""
+    out_ch, in_ch, k, _ = weight.shape
+    conv = nn.Conv2d(in_ch, out_ch, k, padding=k // 2)
+    with torch.inference_mode():
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)
+        return F.relu(conv((x - torch.tensor(MNIST_MEAN)) / torch.tensor(MNIST_STD)))
+
+
+def filters_over_time(snapshots: dict[int, dict[str, torch.Tensor]], param: str,
+                      since_start: bool = False) -> tuple[dict[int, np.ndarray], float]:
+    """``param``'s weights at every snapshot step as arrays (conv1.weight: 32×3×3, its one input channel dropped;
+    conv2.weight: 32×32×3×3) — or, ``since_start``, what training has added to them, W_step − W_0 — and the largest
+    absolute value over all steps: one colour scale for the whole time slider, so a weight that changes changes colour."""
+    w0 = snapshots[0][param] if since_start else 0
+    frames = {step: (p[param] - w0).numpy() for step, p in snapshots.items()}
+    if param == "conv1.weight":
+        frames = {step: f[:, 0] for step, f in frames.items()}
+    return frames, max(float(np.abs(f).max()) for f in frames.values())
+
+
+def relative_change(snapshots: dict[int, dict[str, torch.Tensor]], step: int, param: str) -> float:
+    """How far ``param`` has moved since step 0, relative to where it started: ‖W_step − W_0‖ / ‖W_0‖."""
+    w0 = snapshots[0][param]
+    return float(torch.linalg.vector_norm(snapshots[step][param] - w0) / torch.linalg.vector_norm(w0))
+
+
+def live_conv1(snap: dict, x: torch.Tensor) -> dict | None:
+    """What a page shows of a training run's conv1 at a poll: its kernels (32×3×3) as of the latest recorded step,
+    the feature maps ReLU(conv1(x)) of one digit ``x`` (1×1×28×28) through a separate module, and a colour scale
+    for the kernels that holds across polls (the largest |weight| of the filter snapshots so far and of now). Read
+    from a ``Run.snapshot()`` only; None before the run has recorded a step."""
+    latest = snap.get("latest_conv1")
+    if latest is None:
+        return None
+    weight = latest["weight"]
+    so_far = [p["conv1.weight"] for p in snap["filters"]["snapshots"].values()]
+    zmax = max(float(w.abs().max()) for w in [weight, *so_far])
+    maps = conv1_feature_maps(weight, latest["bias"], x)[0].numpy()
+    return {"step": latest["step"], "kernels": weight[:, 0].numpy(), "maps": maps, "zmax": zmax}
 
 
 def occlusion_positions(size: int, patch: int, stride: int) -> torch.Tensor:

@@ -1,8 +1,10 @@
-"""Saved runs: ``<root>/<name>/{model.pt, run.json, metrics.csv}``.
+"""Saved runs: ``<root>/<name>/{model.pt, run.json, metrics.csv[, filters.pt]}``.
 
 A save writes everything into a hidden temporary folder and renames it into place, so a run killed
 mid-save never leaves a half-written run that ``list_runs`` shows. ``model.pt`` is a state_dict only
-and loads with ``torch.load(..., weights_only=True)``.
+and loads with ``torch.load(..., weights_only=True)``; so does ``filters.pt``, the run's conv filters over
+training time (``{"steps_per_epoch": int, "snapshots": {step: {"conv1.weight": …, "conv1.bias": …,
+"conv2.weight": …, "conv2.bias": …}}}``), which runs saved before it existed (the shipped ones) do not have.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 RUNS_DIR_ENV = "CNN_LAB_RUNS_DIR"  # where runs are saved and the shipped ones are read, for the app and the CLI alike
 SHIPPED_RUNS = ("baseline", "batchnorm", "adv-trained")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+FILTERS_FILE = "filters.pt"
 METRIC_COLUMNS = ["kind", "step", "epoch", "loss", "accuracy", "lr", "train_loss", "train_accuracy",
                   "val_loss", "val_accuracy", "train_seconds", "seconds", "images_per_s"]
 
@@ -119,6 +122,8 @@ class RunStore:
         try:
             torch.save({k: v.cpu() for k, v in run.model.state_dict().items()}, tmp / "model.pt")
             _write_metrics(tmp / "metrics.csv", snap["steps"], snap["vals"], snap["epochs"])
+            if snap["filters"]["snapshots"]:  # those taken so far, for a stopped run
+                torch.save(snap["filters"], tmp / FILTERS_FILE)
             (tmp / "run.json").write_text(json.dumps(info, indent=1))
             if final.exists():  # replace: move the old one aside first, delete it only after the swap
                 old = self.root / f".old-{name}-{uuid.uuid4().hex[:8]}"
@@ -156,6 +161,23 @@ class RunStore:
         except Exception as exc:  # unpickling errors, size/key mismatches
             raise CheckpointError(f"{f} could not be loaded into the model its run.json describes: {exc}") from exc
         return model.to(device).eval(), info
+
+    def has_filters(self, name: str) -> bool:
+        """Whether the saved run kept its filters over training time (runs saved before they were kept did not)."""
+        return (self.path(name) / FILTERS_FILE).is_file()
+
+    def load_filters(self, name: str) -> dict | None:
+        """The run's filter snapshots, ``{"steps_per_epoch": int, "snapshots": {step: {param name: tensor}}}`` in
+        step order, or None when it has none (older runs, the shipped ones). CheckpointError names a damaged file."""
+        f = self.path(name) / FILTERS_FILE
+        try:
+            filters = torch.load(f, map_location="cpu", weights_only=True)
+            filters["snapshots"] = dict(sorted(filters["snapshots"].items()))
+            return filters
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # unpickling errors, a file of another shape
+            raise CheckpointError(f"{f} is damaged or not a CNN Lab filters file: {exc}") from exc
 
     def load_metrics(self, name: str) -> list[dict]:
         with open(self.path(name) / "metrics.csv", newline="") as fh:

@@ -35,6 +35,13 @@ ADVERSARIAL = ("none", "fgsm", "pgd")
 PRECISIONS = ("auto", "fp32", "bf16")
 EVAL_BATCH = 500  # evaluation batches: small enough that Stop is honoured within a fraction of a second
 CONVS = ("builtin", "unfold")  # nn.Conv2d, or cnn_core.unfold_conv's W·unfold(X) + b (same weights, same results)
+# Filter snapshots (conv1 and conv2 weights and biases, 9,568 numbers, ~38 KB) are kept at step 0, at these early
+# steps and at every epoch end. The early steps are spaced ~4–5× apart because that is where conv1 changes fastest
+# relative to what it already is: one Adam step moves each weight by about lr (1e-3, invisible against the ±1/3 of
+# its initialisation), a few tens of steps by a visible fraction, and after ~100 steps the filters drift slowly,
+# which the epoch ends show well enough. Steps beyond the run's length are left out.
+EARLY_SNAPSHOT_STEPS = (1, 5, 20, 100)
+SNAPSHOT_PARAMS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")
 
 
 @dataclass
@@ -165,6 +172,27 @@ def validation_steps(total_steps: int, steps_per_epoch: int, points: int) -> set
     """Steps after which the run validates: ``points`` evenly spaced over the run, plus every epoch end."""
     even = {max(1, round(total_steps * k / points)) for k in range(1, points + 1)}
     return even | set(range(steps_per_epoch, total_steps + 1, steps_per_epoch))
+
+
+def snapshot_steps(total_steps: int, steps_per_epoch: int) -> list[int]:
+    """Steps after which a run keeps its conv filters: 0 (before any update), the early steps that fit, every epoch end."""
+    early = {s for s in EARLY_SNAPSHOT_STEPS if s <= total_steps}
+    return sorted({0} | early | set(range(steps_per_epoch, total_steps + 1, steps_per_epoch)))
+
+
+def snapshot_label(step: int, steps_per_epoch: int) -> str:
+    """'step 0 · before training', 'step 20 · epoch 0.25', 'step 158 · epoch 2' (epochs done, two decimals)."""
+    if step == 0:
+        return "step 0 · before training"
+    return f"step {step:,} · epoch {round(step / steps_per_epoch, 2):g}"
+
+
+def conv_params(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A float32 CPU copy of conv1's and conv2's weights and biases (SNAPSHOT_PARAMS), in the standard layout:
+    the copies share nothing with the model, so a reader can use them while it trains."""
+    params = dict(model.named_parameters())
+    return {k: params[k].detach().to("cpu", torch.float32, memory_format=torch.contiguous_format, copy=True)
+            for k in SNAPSHOT_PARAMS}
 
 
 def run_name(cfg: TrainConfig, run_id: str) -> str:
@@ -385,6 +413,14 @@ class Run:
         self.peak_step_bytes: int | None = None
         self.started_at: float | None = None
         self.total_seconds: float | None = None
+        # step → conv_params at that step (snapshot_steps), and the steps per epoch that label them. Each entry is
+        # added once and never changed, so snapshot() hands out the same tensors without copying them.
+        self.filters: dict[int, dict[str, torch.Tensor]] = {}
+        self.steps_per_epoch: int | None = None
+        # conv1's weight and bias as of the latest recorded step, copied by the training thread itself between two
+        # steps (every SYNC_EVERY steps, never torn by an optimizer step): what a page shows live. Replaced, never
+        # changed in place.
+        self.latest_conv1: dict | None = None
 
     # ----- control -------------------------------------------------------------------------
     def start(self) -> Run:
@@ -425,7 +461,9 @@ class Run:
     def snapshot(self) -> dict:
         """A consistent copy of everything a UI shows. Step, validation and epoch records are never changed once
         appended, so their lists are copied shallowly (a deep copy of 21k steps took 60 ms, on every 1 s poll);
-        the rest is deep-copied."""
+        the rest is deep-copied. Filter snapshots and the latest conv1 copy are never changed either: "filters"
+        ({"steps_per_epoch", "snapshots": step → tensors}) and "latest_conv1" ({"step", "weight", "bias"} or None)
+        share their tensors with the run, so readers must not modify them."""
         with self._lock:
             snap = copy.deepcopy({
                 "id": self.id,
@@ -441,6 +479,8 @@ class Run:
                 "peak_step_mib": None if self.peak_step_bytes is None else self.peak_step_bytes / 2**20,
             })
             snap["steps"], snap["vals"], snap["epochs"] = list(self.steps), list(self.vals), list(self.epochs)
+            snap["filters"] = {"steps_per_epoch": self.steps_per_epoch, "snapshots": dict(self.filters)}
+            snap["latest_conv1"] = self.latest_conv1
             return snap
 
     # ----- training ------------------------------------------------------------------------
@@ -545,6 +585,10 @@ class Run:
                              "train_size": len(train_idx), "val_size": len(val_idx), "phase": "training",
                              "phase_done": 0, "phase_total": total_steps}
         self._checkpoints = sorted(validation_steps(total_steps, steps_per_epoch, cfg.val_points))
+        self._snapshot_at = set(snapshot_steps(total_steps, steps_per_epoch))
+        with self._lock:
+            self.steps_per_epoch = steps_per_epoch
+        self._keep_filters(0)  # the initial weights (the probe above trained a copy)
         batches = training_batches(cfg, self._images, self._labels, train_idx, self._order, dev)
         self._train_seconds, self._window_speeds = 0.0, []
         step = 0
@@ -569,6 +613,8 @@ class Run:
             x, y = next(batches)
             loss, logits = self._step(x, y, step)
             step += 1
+            if step in self._snapshot_at:
+                self._keep_filters(step)
             pending.append((step, len(y), self._opt.param_groups[0]["lr"], loss.detach(), (logits.argmax(1) == y).sum()))
             if len(pending) == self.SYNC_EVERY or step == until:
                 seen_now, loss_now, correct_now = self._record(pending, steps_per_epoch, t0, seen)
@@ -601,9 +647,20 @@ class Run:
             self._sched.step()
         return loss, logits
 
+    def _keep_filters(self, step: int) -> None:
+        """Keep conv1's and conv2's weights and biases as they are after ``step`` updates."""
+        params = conv_params(self.model)
+        with self._lock:
+            self.filters[step] = params
+
     def _record(self, pending: list, steps_per_epoch: int, t0: float, seen_before: int) -> tuple[int, float, int]:
-        """Append the pending steps' records (one host sync for all of them) and update the progress."""
+        """Append the pending steps' records (one host sync for all of them) and update the progress, with a copy
+        of conv1 as it is now (320 numbers, taken here between steps so it is never half-updated)."""
         values = torch.stack([torch.stack([p[3].float(), p[4].float()]) for p in pending]).tolist()
+        conv1 = self.model.conv1
+        latest = {"step": pending[-1][0],
+                  "weight": conv1.weight.detach().to("cpu", torch.float32, memory_format=torch.contiguous_format, copy=True),
+                  "bias": conv1.bias.detach().to("cpu", torch.float32, copy=True)}
         records = [{"step": s, "epoch": (s - 1) // steps_per_epoch + 1, "loss": lv, "accuracy": c / n, "lr": lr}
                    for (s, n, lr, _, _), (lv, c) in zip(pending, values, strict=True)]
         seen = sum(p[1] for p in pending)
@@ -611,6 +668,7 @@ class Run:
         step = records[-1]["step"]
         with self._lock:
             self.steps.extend(records)
+            self.latest_conv1 = latest
             self.progress.update(epoch=records[-1]["epoch"], step=step, phase_done=step, images_per_s=ips,
                                  threads=torch.get_num_threads(), elapsed_s=time.perf_counter() - self.started_at,
                                  eta_s=self._eta(step, ips))

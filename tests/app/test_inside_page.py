@@ -1,10 +1,13 @@
 """AppTest: every section of the Inside page renders, for one model and for both side by side."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from cnn_core.store import RunStore
 
 PAGE = "inside.py"  # the `at` fixture (conftest) runs it
 INSIDE = str(Path(__file__).resolve().parents[2] / "app_pages" / PAGE)
@@ -55,3 +58,37 @@ def test_your_digit_is_used_when_there_is_one():
     assert not page.exception and page.caption[0].value.startswith("145 images through the model")  # 1 × 12×12 + 1
     spec = page.get("plotly_chart")[0].proto.spec
     assert "your digit, class of interest" in spec
+
+
+def test_filters_over_training_time_of_a_saved_run(runs_dir, tiny_run, captions):
+    RunStore(runs_dir).save(tiny_run, "tiny-snapshots", overwrite=True)
+    page = AppTest.from_file(INSIDE, default_timeout=180).run()
+    page.segmented_control(key="inside_section").set_value("Filters").run()
+    assert not page.exception, page.exception
+    why = ("The shipped models have no filters over training time: their weights are the verified reference every stored "
+           "result rests on")
+    assert why in captions(page)  # the shipped baseline is shown: why it has no time slider
+    assert page.selectbox(key="filters_time_run_baseline").value == "tiny-snapshots"  # the newest run that kept them
+    page.selectbox(key="inside_model_a").set_value("tiny-snapshots").run()  # model A's own, once it has them
+    assert page.selectbox(key="filters_time_run_tiny-snapshots").value == "tiny-snapshots"
+    slider = page.select_slider(key="filters_time_step_tiny-snapshots")
+    assert slider.options == ["step 0 · before training", "step 1 · epoch 0.12", "step 5 · epoch 0.62", "step 8 · epoch 1",
+                              "step 16 · epoch 2"]
+    assert slider.value == 0
+
+    def conv1_figure(at):
+        return json.loads(next(c for c in at.get("plotly_chart") if "conv1 at step" in c.proto.spec).proto.spec)
+
+    first = conv1_figure(page)
+    assert first["layout"]["title"]["text"] == "conv1 at step 0 · before training"
+    slider.set_value(16).run()
+    assert not page.exception, page.exception
+    last = conv1_figure(page)
+    assert last["layout"]["title"]["text"] == "conv1 at step 16 · epoch 2"
+    assert last["data"][0]["z"] != first["data"][0]["z"]  # the filters changed
+    assert last["data"][0]["zmax"] == first["data"][0]["zmax"]  # on one scale for all steps
+    assert "Since step 0, conv1's weights have moved by" in captions(page)
+    page.radio(key="filters_time_show").set_value("change since step 0").run()
+    change = conv1_figure(page)
+    assert change["layout"]["title"]["text"] == "change of conv1 at step 16 · epoch 2"
+    assert change["data"][0]["zmax"] < last["data"][0]["zmax"]  # the scale of W − W₀, not of W

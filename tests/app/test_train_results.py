@@ -1,5 +1,6 @@
 """AppTest: the Train page's validation, a live BN-vs-no-BN pair, the cap and Stop; the Results page."""
 
+import json
 import re
 import time
 from dataclasses import replace
@@ -221,3 +222,31 @@ def test_99_fast_starts_the_preset_whatever_the_form_says():
     assert (run.config.train_subset, run.config.epochs, run.config.batch_size, run.config.schedule) == (0, 3, 256, "onecycle")
     registry().stop(run.id)
     assert run.wait(30)
+
+
+def test_live_conv1_filters_and_feature_maps_follow_a_training_run():
+    registry().stop_all()
+    assert all(r.wait(30) for r in registry().runs())
+    at = _page(TRAIN)
+    at.selectbox(key="cfg_subset").set_value(0)
+    at.number_input(key="cfg_epochs").set_value(50)  # still training while the test looks
+    _press(at, "train_pair")
+    no_bn, bn = (registry().get(i) for i in at.session_state.followed)
+
+    def live_titles(a):
+        specs = [json.loads(c.proto.spec) for c in a.get("plotly_chart")]
+        return [s["layout"]["title"]["text"] for s in specs if "title" in s["layout"]]
+
+    _wait_for(at, lambda a: any(t.startswith("conv1 filters at step") for t in live_titles(a)))
+    assert any(s.value == "conv1 as it trains" for s in at.subheader)
+    first = next(int(t.split()[-1].replace(",", "")) for t in live_titles(at) if t.startswith("conv1 filters at step"))
+    assert first >= 8 and first % 8 == 0  # the copy the run takes every 8 steps
+    assert "test digit #0 through them (conv1 → ReLU)" in live_titles(at)
+    live = next(c.value for c in at.caption if c.value.startswith("`"))
+    assert live.startswith(f"`{no_bn.name}`, updated every 2 s while it trains") and "before bn1" not in live
+    _wait_for(at, lambda a: f"conv1 filters at step {first:,}" not in live_titles(a))  # it moves on as the run trains
+    at.selectbox(key=f"live_filters_{no_bn.id}-{bn.id}").set_value(bn.id).run()  # the other run of the pair
+    live = next(c.value for c in at.caption if c.value.startswith("`"))
+    assert live.startswith(f"`{bn.name}`") and "For a BatchNorm run these maps are before bn1." in live
+    registry().stop_all()
+    assert no_bn.wait(30) and bn.wait(30)

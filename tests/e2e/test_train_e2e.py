@@ -30,7 +30,13 @@ def test_bn_vs_no_bn_live_stop_navigate_and_compare(server, page, output_dir):
     expect(progress).to_be_visible()
     seen = progress.inner_text()
     expect(progress).not_to_have_text(seen)  # updated by polling alone
-    expect(page.locator(".js-plotly-plot")).to_have_count(1)
+    expect(page.locator(".js-plotly-plot", has_text="optimisation step")).to_have_count(1)  # both runs' curves in one
+    live = page.get_by_text(re.compile(r"^conv1 filters at step \d+$"))  # the live conv1 of the first run, also polled
+    expect(live).to_be_visible()
+    live_seen = live.text_content()  # SVG text (a plotly title): no inner_text
+    expect(live).not_to_have_text(live_seen)
+    expect(page.get_by_text("test digit #0 through them (conv1 → ReLU)")).to_be_visible()
+    page.screenshot(path=str(output_dir / "train-live-conv1.png"))
 
     # Stop the no-BN run: it says so at once and is kept as stopped; the BN run carries on until stopped too.
     page.get_by_role("button", name="Stop", exact=True).first.click()
@@ -74,5 +80,5 @@ def test_compare_the_two_convolutions_overlaid_with_a_table_and_a_sentence(serve
     expect(sentence).to_contain_text(re.compile(r"peak memory per step from \d+ MiB \(builtin\) to \d+ MiB \(unfold\)"))
     table = page.get_by_test_id("stDataFrame").first
     expect(table).to_contain_text("convolution")  # the swept setting leads the table
-    expect(page.locator(".js-plotly-plot")).to_have_count(1)  # both runs overlaid in one figure
+    expect(page.locator(".js-plotly-plot", has_text="optimisation step")).to_have_count(1)  # both runs overlaid in one
     page.screenshot(path=str(output_dir / "train-compare.png"))

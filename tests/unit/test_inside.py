@@ -7,11 +7,16 @@ from cnn_core.inside import (
     ATTRIBUTIONS,
     attribution,
     class_of_interest,
+    conv1_feature_maps,
     feature_maps,
+    filters_over_time,
+    live_conv1,
     occluded_images,
     occlusion,
     occlusion_positions,
+    relative_change,
 )
+from cnn_core.model import MnistCNN
 from cnn_core.plots import tile
 
 
@@ -120,3 +125,42 @@ def test_the_class_of_interest_is_the_true_the_predicted_or_a_fixed_class(shippe
     assert class_of_interest(model, x, labels, "class 4").tolist() == [4, 4, 4, 4]
     with pytest.raises(ValueError, match="interest must be one of true class, predicted class, class 0"):
         class_of_interest(model, x, labels, "the best class")
+
+
+def test_conv1_maps_from_copied_weights_equal_the_models_own(mnist, shipped, weights_kept):
+    model = shipped["baseline"]
+    x = to_float(mnist.test_images[:3])
+    maps = conv1_feature_maps(model.conv1.weight, model.conv1.bias, x)
+    assert maps.shape == (3, 32, 28, 28) and torch.equal(maps, feature_maps(model, x, "conv1", "post-ReLU"))
+
+
+def test_live_conv1_reads_a_runs_latest_copy_and_leaves_the_run_alone(mnist, tiny_run):
+    before = _state(tiny_run.model)
+    snap = tiny_run.snapshot()
+    x = to_float(mnist.test_images[:1])
+    view = live_conv1(snap, x)
+    latest = snap["latest_conv1"]
+    model = MnistCNN(False)  # a model holding the copy: its conv1 → ReLU is what the view must show
+    with torch.no_grad():
+        model.conv1.weight.copy_(latest["weight"])
+        model.conv1.bias.copy_(latest["bias"])
+    assert view["step"] == 16 and np.array_equal(view["kernels"], latest["weight"][:, 0].numpy())
+    assert np.array_equal(view["maps"], feature_maps(model, x, "conv1", "post-ReLU")[0].numpy())
+    weights = [p["conv1.weight"] for p in snap["filters"]["snapshots"].values()] + [latest["weight"]]
+    assert view["zmax"] == max(float(w.abs().max()) for w in weights)
+    assert _unchanged(tiny_run.model, before)
+    assert live_conv1({**snap, "latest_conv1": None}, x) is None  # before the first recorded step
+
+
+def test_filters_over_time_share_one_scale_and_changes_are_relative_to_step_0():
+    w0 = torch.ones(32, 1, 3, 3)
+    snapshots = {0: {"conv1.weight": w0, "conv2.weight": torch.zeros(32, 32, 3, 3)},
+                 5: {"conv1.weight": -3 * w0, "conv2.weight": torch.full((32, 32, 3, 3), 0.5)}}
+    frames, zmax = filters_over_time(snapshots, "conv1.weight")
+    assert list(frames) == [0, 5] and frames[5].shape == (32, 3, 3) and zmax == 3.0 and frames[5][0, 0, 0] == -3
+    frames2, zmax2 = filters_over_time(snapshots, "conv2.weight")
+    assert frames2[0].shape == (32, 32, 3, 3) and zmax2 == 0.5
+    change, zmax3 = filters_over_time(snapshots, "conv1.weight", since_start=True)
+    assert zmax3 == 4.0 and np.all(change[5] == -4) and np.all(change[0] == 0)  # W_5 − W_0 = −3 − 1
+    assert relative_change(snapshots, 5, "conv1.weight") == pytest.approx(4.0)  # ‖−3 − 1‖ / ‖1‖
+    assert relative_change(snapshots, 0, "conv1.weight") == 0.0

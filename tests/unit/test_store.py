@@ -2,13 +2,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from cnn_core.store import SHIPPED_RUNS, CheckpointError, RunStore, sanitize_name
-from cnn_core.training import Run
+from cnn_core.training import Run, snapshot_steps
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,3 +119,42 @@ def test_delete_protects_shipped_runs(tmp_path, tiny_run):
     store.delete("mine")
     assert [r["name"] for r in store.list_runs()] == [SHIPPED_RUNS[0]]
     assert sorted(os.listdir(tmp_path)) == [SHIPPED_RUNS[0]]
+
+
+def _same_filters(a: dict, b: dict) -> bool:
+    return list(a) == list(b) and all(list(a[s]) == list(b[s]) and all(torch.equal(a[s][k], b[s][k]) for k in a[s])
+                                      for s in a)
+
+
+def test_filter_snapshots_round_trip_and_older_runs_have_none(tmp_path, tiny_run):
+    store = RunStore(tmp_path)
+    path = store.save(tiny_run, "r")
+    expected = tiny_run.snapshot()["filters"]
+    loaded = store.load_filters("r")
+    assert store.has_filters("r") and loaded["steps_per_epoch"] == 8
+    assert _same_filters(loaded["snapshots"], expected["snapshots"]) and list(loaded["snapshots"]) == [0, 1, 5, 8, 16]
+    plain = torch.load(path / "filters.pt", weights_only=True)  # plain tensors, ints and dicts only
+    assert _same_filters(plain["snapshots"], expected["snapshots"])
+    (path / "filters.pt").unlink()  # a run saved before snapshots were kept
+    assert store.load_filters("r") is None and not store.has_filters("r")
+    assert store.load_model("r")[1]["name"] == "r"  # and it still loads
+    (path / "filters.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"r/filters\.pt is damaged"):
+        store.load_filters("r")
+    shipped = RunStore(REPO / "checkpoints")
+    assert [shipped.load_filters(n) for n in SHIPPED_RUNS] == [None, None, None]  # not retrained for snapshots
+
+
+def test_a_stopped_run_saves_the_filter_snapshots_taken_so_far(tmp_path, mnist, tiny_config):
+    run = Run(tiny_config(train_subset=0, epochs=50), mnist).start()  # 844 steps an epoch
+    deadline = time.monotonic() + 60
+    while 5 not in run.snapshot()["filters"]["snapshots"]:
+        assert time.monotonic() < deadline and run.status != "failed", run.error
+        time.sleep(0.01)
+    run.stop()
+    assert run.wait(timeout=30) and run.status == "stopped"
+    taken = run.snapshot()["filters"]["snapshots"]
+    assert list(taken) == snapshot_steps(844 * 50, 844)[: len(taken)] and len(taken) >= 3  # 0, 1, 5, …
+    RunStore(tmp_path).save(run, "stopped")
+    loaded = RunStore(tmp_path).load_filters("stopped")
+    assert loaded["steps_per_epoch"] == 844 and _same_filters(loaded["snapshots"], taken)

@@ -5,9 +5,12 @@ import pytest
 import torch
 
 from cnn_core.data import stratified_split
+from cnn_core.model import MnistCNN
 from cnn_core.training import (
+    SNAPSHOT_PARAMS,
     Run,
     TrainConfig,
+    conv_params,
     estimate_seconds,
     evaluate,
     measure_speed,
@@ -15,6 +18,8 @@ from cnn_core.training import (
     per_class_metrics,
     resolve_precision,
     run_name,
+    snapshot_label,
+    snapshot_steps,
     val_size,
     validation_steps,
 )
@@ -329,3 +334,52 @@ def test_wait_returns_at_its_timeout_while_the_run_goes_on(mnist, tiny_config):
     assert run.wait(timeout=0.05) is False and not run.done  # held in its first step's callback
     release.set()
     assert run.wait(timeout=60) is True and run.status == "finished", run.error
+
+
+def test_filter_snapshot_steps_are_0_the_early_steps_that_fit_and_every_epoch_end():
+    assert snapshot_steps(16, 8) == [0, 1, 5, 8, 16]  # the tiny run: 20 and 100 are beyond its end
+    assert snapshot_steps(158, 79) == [0, 1, 5, 20, 79, 100, 158]  # the lecture pair: 10,000 digits, batch 128, 2 epochs
+    assert snapshot_steps(633, 211) == [0, 1, 5, 20, 100, 211, 422, 633]  # 99% fast
+    assert snapshot_steps(20, 20) == [0, 1, 5, 20]  # an epoch end on an early step counts once
+    assert snapshot_steps(1, 1) == [0, 1]
+    assert snapshot_label(0, 79) == "step 0 · before training"
+    assert snapshot_label(20, 79) == "step 20 · epoch 0.25"
+    assert snapshot_label(158, 79) == "step 158 · epoch 2"
+    assert snapshot_label(1100, 1000) == "step 1,100 · epoch 1.1"
+
+
+def test_a_run_keeps_its_conv_filters_at_step_0_the_early_steps_and_each_epoch_end(mnist, tiny_config):
+    at_epoch_end = {}
+
+    def on_event(event, info):  # in the worker after the epoch's validation: the weights after its last step
+        if event == "epoch":
+            at_epoch_end[info["step"]] = {k: v.detach().clone() for k, v in run.model.named_parameters()}
+
+    run = Run(tiny_config(), mnist, callback=on_event)
+    run.run()
+    assert run.status == "finished", run.error
+    filters = run.snapshot()["filters"]
+    snapshots = filters["snapshots"]
+    assert filters["steps_per_epoch"] == 8 and list(snapshots) == [0, 1, 5, 8, 16]  # 512 digits / 64, 2 epochs
+    for params in snapshots.values():
+        assert list(params) == list(SNAPSHOT_PARAMS) and sum(t.numel() for t in params.values()) == 9568
+        assert all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() for t in params.values())
+    initial = dict(MnistCNN(False, generator=torch.Generator().manual_seed(1)).named_parameters())  # the run's seed
+    assert all(torch.equal(snapshots[0][k], initial[k]) for k in SNAPSHOT_PARAMS)
+    assert not torch.equal(snapshots[1]["conv1.weight"], snapshots[0]["conv1.weight"])  # one update moved them
+    for step in (8, 16):  # what the model held at that step, not the best weights restored at the end
+        assert all(torch.equal(snapshots[step][k], at_epoch_end[step][k]) for k in SNAPSHOT_PARAMS), step
+    latest = run.snapshot()["latest_conv1"]  # the live copy, taken at the last recorded step
+    assert latest["step"] == 16 and torch.equal(latest["weight"], at_epoch_end[16]["conv1.weight"])
+    assert torch.equal(latest["bias"], at_epoch_end[16]["conv1.bias"])
+    # Copies: nothing is shared with the model, whose conv weights are now the best epoch's.
+    assert snapshots[16]["conv1.weight"].data_ptr() != run.model.conv1.weight.data_ptr()
+    assert conv_params(run.model)["conv2.bias"].data_ptr() != run.model.conv2.bias.data_ptr()
+
+
+def test_snapshot_hands_out_the_filter_history_without_copying_it(tiny_run):
+    first, second = tiny_run.snapshot(), tiny_run.snapshot()
+    assert first["filters"]["snapshots"] is not second["filters"]["snapshots"]  # its own dict: safe to iterate
+    assert first["filters"]["snapshots"][16]["conv1.weight"] is tiny_run.filters[16]["conv1.weight"]  # no tensor copy
+    first["filters"]["snapshots"].clear()
+    assert list(tiny_run.filters) == [0, 1, 5, 8, 16]
