@@ -6,7 +6,9 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import explain, pick_digits, require_data
+from app_pages.common import explain
+from app_pages.digits import pick_digits
+from app_pages.loaders import require_data
 from cnn_core import attacks as A
 from cnn_core.attack_plots import cost_curves_figure, images_figure, perturbation_figure, transfer_figure
 

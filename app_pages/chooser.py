@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
-from app_pages.common import ADV_TRAINED, SHIPPED, registry, run_store, saved_model
+from app_pages.loaders import ADV_TRAINED, SHIPPED, registry, run_store, saved_model
 from cnn_core.model import MnistCNN
 from cnn_core.store import RunStore
 

@@ -4,7 +4,8 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models
-from app_pages.common import pick_digits, require_data
+from app_pages.digits import pick_digits
+from app_pages.loaders import require_data
 from cnn_core.conv_plots import maps_figure, matrix_figure, window_figure
 from cnn_core.unfold_conv import digit_at, im2col_demo, size_steps, sliding_window
 

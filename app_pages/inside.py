@@ -5,7 +5,8 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import pick_digits, require_data, run_store
+from app_pages.digits import pick_digits
+from app_pages.loaders import require_data, run_store
 from cnn_core.inside import (
     ATTRIBUTIONS,
     FILLS,

@@ -3,7 +3,9 @@
 import streamlit as st
 
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import explain, pick_digits, prediction_grid, require_data
+from app_pages.common import explain
+from app_pages.digits import pick_digits, prediction_grid
+from app_pages.loaders import require_data
 from cnn_core.model import layer_table, neuron_counts, parameter_split
 
 st.title("CNN Lab — a convolutional network on MNIST")

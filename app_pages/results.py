@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import comparison_dataframe, pick_digits, prediction_grid, require_data, run_store, saved_model
+from app_pages.common import comparison_dataframe
+from app_pages.digits import pick_digits, prediction_grid
+from app_pages.loaders import require_data, run_store, saved_model
 from cnn_core.compare import misclassified
 from cnn_core.data import to_float
 from cnn_core.model import predict_proba

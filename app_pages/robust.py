@@ -9,7 +9,9 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import LABELS, choose_models
-from app_pages.common import ADV_TRAINED, explain, pick_digits, require_data, run_store, saved_model
+from app_pages.common import explain
+from app_pages.digits import pick_digits
+from app_pages.loaders import ADV_TRAINED, require_data, run_store, saved_model
 from cnn_core import robust as R
 from cnn_core.attack_plots import attack_attribution_figure, perturbation_figure, robustness_figure
 from cnn_core.data import to_float

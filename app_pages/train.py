@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app_pages.common import MAX_ACTIVE_RUNS, browser_session, comparison_dataframe, registry, require_data, shared_speeds
+from app_pages.common import comparison_dataframe
+from app_pages.loaders import MAX_ACTIVE_RUNS, browser_session, registry, require_data, shared_speeds
 from cnn_core.compare import across_seeds, bn_verdict, outcome, seeds_verdict
 from cnn_core.data import to_float
 from cnn_core.inside import live_conv1

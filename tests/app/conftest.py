@@ -16,9 +16,9 @@ def runs_dir(tmp_path_factory):
         if (REPO / "checkpoints" / name).is_dir():
             shutil.copytree(REPO / "checkpoints" / name, d / name)
     os.environ["CNN_LAB_RUNS_DIR"] = str(d)
-    import app_pages.common
+    import app_pages.loaders
 
-    app_pages.common.RUNS_DIR = d
+    app_pages.loaders.RUNS_DIR = d
     return d
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import app_pages.common as common
+import app_pages.loaders as common
 
 PAGE = "attacks.py"  # the `at` fixture (conftest) runs it
 

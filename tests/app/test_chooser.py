@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app_pages.common import registry
+from app_pages.loaders import registry
 from cnn_core.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def test_cached_models_keep_their_weights_after_attacks(mine, runs_dir):
     at.segmented_control(key="atk_section").set_value("Class models").run()
     at.selectbox(key="atk_model_b").set_value("adv-trained").run()
     assert not at.exception
-    from app_pages.common import saved_model
+    from app_pages.loaders import saved_model
 
     store = RunStore(runs_dir)
     for name in ("mine", "baseline", "adv-trained"):

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import torch
 
-import app_pages.common as common
+import app_pages.loaders as common
 from cnn_core import robust as R
 from cnn_core.data import to_float
 

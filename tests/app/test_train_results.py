@@ -8,7 +8,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from app_pages.common import registry
+from app_pages.loaders import registry
 from cnn_core.store import RunStore
 from cnn_core.training import FAST_99
 
