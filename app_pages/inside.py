@@ -5,6 +5,7 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models, side_by_side
+from app_pages.common import explain
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data, run_store
 from cnn_core.inside import (
@@ -93,14 +94,11 @@ if section == "Architecture":
         st.dataframe(rows, hide_index=True, height=38 + 35 * len(rows))  # every row visible, no inner scroll
 
     side_by_side(chosen, table)
-    st.caption("Output size of a convolution or pooling window: (W − K + 2P) / S + 1. 'neurons' counts conv and FC "
-               "outputs (31,870); the last column also counts the 784 input pixels and the pooling outputs (40,494).")
+    explain("The diagram is model A's data flow; the tables list every layer with its input and output shape. Output "
+            "size of a convolution or pooling window: (W − K + 2P) / S + 1. 'neurons' counts conv and FC outputs "
+            "(31,870); the last column also counts the 784 input pixels and the pooling outputs (40,494).")
 
 elif section == "Filters":
-    st.markdown("**What am I seeing?** Each conv1 filter is a 3×3 pattern the network slides over the digit: red weights "
-                "reward ink, blue weights punish it, so many look like **edge and stroke detectors** in some direction, "
-                "or **blob** detectors. conv2 filters look at 32 conv1 maps at once, so a single slice of them is much "
-                "harder to read — their meaning lives in the combination.")
     conv1 = {c.slot: c.model.conv1.weight.detach()[:, 0].numpy() for c in chosen}
     shared = max(float(np.abs(w).max()) for w in conv1.values())
     side_by_side(chosen, lambda c: st.plotly_chart(
@@ -118,6 +116,10 @@ elif section == "Filters":
     if len({c.model.batchnorm for c in chosen}) > 1:
         st.caption("The BatchNorm model's weights are smaller: BatchNorm divides out the scale of each filter's output, "
                    "so weight decay shrinks the weights without changing what the network computes.")
+    explain("Each conv1 filter is a 3×3 pattern the network slides over the digit: red weights reward ink, blue "
+            "weights punish it, so many look like **edge and stroke detectors** in some direction, or **blob** "
+            "detectors. conv2 filters look at 32 conv1 maps at once, so a single slice of them is much harder to "
+            "read — their meaning lives in the combination.")
     filters_over_training([c.name for c in chosen])
 
 elif section == "Activations":
@@ -133,9 +135,10 @@ elif section == "Activations":
     side_by_side(chosen, lambda c: st.plotly_chart(feature_maps_figure(
         maps[c.slot], f"{layer} {stage}: 32 maps of {maps[c.slot].shape[1]}×{maps[c.slot].shape[2]}", per_map, zmax=zmax),
         key=f"act_{c.slot}"))
-    st.caption("Deeper maps are smaller and more abstract: conv1 maps still look like the digit's strokes and edges; "
-               "after conv2 and pooling they are coarse 7×7 maps of where a part was found. 'shared' scale uses one colour "
-               "range for all maps (and both models), so magnitudes can be compared.")
+    explain("The 32 maps of the chosen layer and stage for this digit, one per filter (bright = strong response). "
+            "Deeper maps are smaller and more abstract: conv1 maps still look like the digit's strokes and edges; "
+            "after conv2 and pooling they are coarse 7×7 maps of where a part was found. 'shared' scale uses one "
+            "colour range for all maps (and both models), so magnitudes can be compared.")
 
 elif section == "Occlusion":
     st.markdown("Slide a patch over the digit and watch the probability of the **class of interest**: where it drops, the "
@@ -171,8 +174,10 @@ elif section == "Occlusion":
              for p in range(2, 17, 2)}
     st.plotly_chart(occlusion_strip_figure(strip, stride, f"{digits.names[0]}, {chosen[0].label}: P(class of interest) "
                                            f"with patch 2, 4, …, 16 (stride {stride})"), key="occ_strip")
-    st.caption("Small patches barely matter: the network uses evidence spread over the strokes. Large patches remove "
-               "whole strokes and the probability collapses where the decisive part of the digit is covered.")
+    explain("Each map shows, at every patch position, the probability of the class of interest with the digit "
+            "covered there (the colour of the patch's top-left corner). Small patches barely matter: the network "
+            "uses evidence spread over the strokes. Large patches remove whole strokes and the probability collapses "
+            "where the decisive part of the digit is covered — the strip shows this for one digit as the patch grows.")
 
 elif section == "Attributions":
     st.markdown("Which pixels does the decision depend on? **Saliency**: |∂ logit / ∂ pixel|. **Integrated Gradients**: "
@@ -197,3 +202,7 @@ elif section == "Attributions":
 
     if methods:
         side_by_side(chosen, render)
+    explain("One row per digit, one map per method, each for the class of interest. Red pixels raise that class's "
+            "score, blue ones lower it. Saliency is noisy but sharp; Integrated Gradients is less noisy and its map "
+            "adds up to the logit change from a black image; Grad-CAM is coarse (conv2's 14×14 grid) but shows "
+            "which region decides. Where the three agree, trust the map.")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import comparison_dataframe
+from app_pages.common import comparison_dataframe, explain
 from app_pages.digits import pick_digits, prediction_grid
 from app_pages.loaders import require_data, run_store, saved_model
 from cnn_core.compare import misclassified
@@ -29,27 +29,30 @@ label = {r["name"]: f"{r['name']}{' (shipped)' if r['shipped'] else ''}" for r i
 
 
 @st.cache_data(max_entries=16, show_spinner="Classifying the 10,000 test digits…")
-def test_probabilities(name: str, mtime: float) -> np.ndarray:
+def test_probabilities(name: str, mtime: float, _data) -> np.ndarray:
+    """Class probabilities of a saved run (``mtime`` keys its weights) on the 10,000 test digits of ``_data``."""
     model, _ = saved_model(name, mtime)
-    return predict_proba(model, to_float(data.test_images)).numpy()
+    return predict_proba(model, to_float(_data.test_images)).numpy()
 
 
 @st.cache_data(max_entries=16, show_spinner="Testing the stopped run's best weights on the 10,000 test digits…")
-def test_results(name: str, mtime: float) -> dict:
+def test_results(name: str, mtime: float, _data) -> dict:
     """Test numbers of a run saved as stopped (it has none of its own)."""
     model, _ = saved_model(name, mtime)
-    return evaluate(model, data.test_images, data.test_labels)
+    return evaluate(model, _data.test_images, _data.test_labels)
 
 
 st.header("One run")
-name = st.selectbox("Run", names, index=names.index("baseline") if "baseline" in names else 0, format_func=label.get,
+first = st.session_state.get("model_a")  # the model chooser's A, when it is a saved run
+name = st.selectbox("Run", names, index=names.index(first) if first in names else names.index("baseline") if "baseline" in names
+                    else 0, format_func=label.get,
                     key="results_run")
 try:
     model, info = saved_model(name, store.mtime(name))
 except (CheckpointError, OSError) as exc:
     st.error(f"Run `{name}` could not be loaded: {exc}")
     st.stop()
-res, cfg = info["results"] or test_results(name, store.mtime(name)), info["config"]
+res, cfg = info["results"] or test_results(name, store.mtime(name), data), info["config"]
 if info.get("status") == "stopped":
     st.warning(f"This run was stopped at step {info['stopped_at_step']:,}: it holds its best weights up to then, tested "
                "here on the 10,000 test digits.", icon=":material/stop_circle:")
@@ -73,13 +76,16 @@ right.markdown("**Per class** (precision: of the digits predicted as this class,
                "recall: of this class's digits, how many were found)")
 right.dataframe(per_class, hide_index=True, column_config={
     k: st.column_config.NumberColumn(format="%.4f") for k in ("precision", "recall", "f1")})
+explain("The confusion matrix counts the 10,000 test digits by true class (row) and predicted class (column): the "
+        "diagonal holds the right answers, every other cell a kind of mistake (e.g. 4s taken for 9s). The table turns "
+        "each class's row and column into precision, recall and F1.")
 
 st.subheader("Predictions")
 if digits := pick_digits(data, 10, "results"):
     prediction_grid(model, digits, key="results")
 
 st.subheader("Misclassified digits, most confident mistakes first")
-probs = test_probabilities(name, store.mtime(name))
+probs = test_probabilities(name, store.mtime(name), data)
 idx, titles = misclassified(probs, data.test_labels.numpy(), limit=18)
 n_wrong = int((probs.argmax(1) != data.test_labels.numpy()).sum())
 st.markdown(f"**{n_wrong}** of 10,000 test digits are misclassified; the {len(idx)} shown are the ones the model was "
@@ -94,7 +100,9 @@ if chosen:
     histories = [store.load_history(n) for n in chosen]
     comparison_dataframe(histories)
     st.plotly_chart(training_curves_figure(histories, run_colors(chosen)), key="cmp_curves")
-    st.caption("Seconds per epoch depend on the machine and on what else it was doing: compare runs trained together.")
+    explain("One row per run and its curves over optimisation steps: training loss (faint, with a centred average), "
+            "validation loss and accuracy at the run's validation points. Seconds per epoch depend on the machine and "
+            "on what else it was doing: compare runs trained together.")
 
 st.header("Delete a trained run")
 trained = [r["name"] for r in runs if not r["shipped"]]

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app_pages.common import comparison_dataframe
+from app_pages.common import comparison_dataframe, explain
 from app_pages.loaders import MAX_ACTIVE_RUNS, browser_session, registry, require_data, shared_speeds
 from cnn_core.compare import across_seeds, bn_verdict, outcome, seeds_verdict
 from cnn_core.data import to_float
@@ -293,6 +293,11 @@ def progress_row(run, snap: dict, color: str) -> None:
 
 
 live_view()
+explain("The curves of every run followed here, one colour per run (BatchNorm solid, without dashed), over "
+        "optimisation steps: the left panel's loss on a log scale, the right panel's accuracy. Validation points use "
+        "the same held-out digits every time, so they compare across runs and steps. When the runs end, the table "
+        "and the sentence under the curves answer the question from the measured numbers; a sentence resting on one "
+        "seed says so. Below them, the conv1 filters of a run as it trains.")
 
 others = [r for r in reg.active() + reg.queued() if r.id not in followed]
 if others:
