@@ -15,7 +15,7 @@ from cnn_core.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = {"overview.py": "overview_model", "inside.py": "inside_model", "attacks.py": "atk_model",
-         "digit.py": "digit_model", "convolution.py": "conv_model"}
+         "digit.py": "digit_model", "convolution.py": "conv_model", "robust.py": "rob_model"}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_a_run_trained_here_can_be_chosen_on_every_page(mine, page):
     assert at.query_params["a"] == "mine"
     if page != "convolution.py":  # one model there
         assert at.selectbox(key=f"{key}_b").value == "batchnorm" and at.query_params["b"] == "batchnorm"
-        assert f"**{label}**" in _text(at) or page in ("overview.py", "digit.py")  # columns labelled when two
+        assert label in _text(at) or page in ("overview.py", "digit.py")  # columns or blocks labelled when two
     if page == "overview.py":
         assert f"**{100 * mine['results']['accuracy']:.2f}%** on all 10,000 test digits" in _text(at)
 

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 PAGES = {"Overview": "Predictions", "Inside the network": "Inside the network", "Attack playground": "Attack playground",
-         "Your digit": "Your own digit", "Convolution by hand": "im2col: conv1 as one matrix product"}  # link → heading
+         "Your digit": "Your own digit", "Convolution by hand": "im2col: conv1 as one matrix product",
+         "Robustness lab": "Robustness lab"}  # link → heading
 
 
 def test_a_run_trained_with_the_command_line_is_picked_and_follows_the_user(server, server_runs, page, output_dir):
