@@ -7,7 +7,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_raising_epsilon_breaks_more_digits_and_the_defences_table_shows(server, page, output_dir):
-    page.goto(f"{server}/robust")
+    page.goto(f"{server}/robust?b=none")  # model A alone
     expect(page.get_by_text(re.compile(r"^\d of 6 now misclassified · largest \|δ\| = 0\.100"))).to_be_visible()
     page.get_by_role("radio", name="PGD").check(force=True)
     slider = page.get_by_role("slider", name="ε")
@@ -15,7 +15,7 @@ def test_raising_epsilon_breaks_more_digits_and_the_defences_table_shows(server,
     for _ in range(20):  # 0.10 → 0.30
         slider.press("ArrowRight")
     expect(page.get_by_text("6 of 6 now misclassified · largest |δ| = 0.300 ≤ ε = 0.30", exact=False)).to_be_visible()
-    expect(page.locator(".js-plotly-plot")).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
     page.screenshot(path=str(output_dir / "robust-attacks.png"))
 
     page.get_by_text("Defences", exact=True).click()
@@ -27,10 +27,10 @@ def test_raising_epsilon_breaks_more_digits_and_the_defences_table_shows(server,
 
 
 def test_attributions_under_attack_and_each_digits_smallest_flipping_budget(server, page, output_dir):
-    page.goto(f"{server}/robust")
+    page.goto(f"{server}/robust?a=baseline&b=adv-trained")  # the teaching pair, from the URL
     expect(page.get_by_role("heading", name="Attributions under attack")).to_be_visible()
     expect(page.get_by_text(re.compile(r"clean → predicted \d \(\d+%\) · adversarial → predicted \d \(\d+%\)"))
-           ).to_have_count(6)
+           ).to_have_count(12)  # six digits, for each model
     page.get_by_text("Smallest ε", exact=True).click()
     expect(page.get_by_text(re.compile(r"baseline: 3 digit\(s\) in [\d.]+ s · adv-trained: 3 digit\(s\)"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"needs \d+\.\d× the budget of"))).not_to_have_count(0)

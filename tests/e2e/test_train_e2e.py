@@ -31,11 +31,11 @@ def test_bn_vs_no_bn_live_stop_navigate_and_compare(server, page, output_dir):
     seen = progress.inner_text()
     expect(progress).not_to_have_text(seen)  # updated by polling alone
     expect(page.locator(".js-plotly-plot", has_text="optimisation step")).to_have_count(1)  # both runs' curves in one
-    live = page.get_by_text(re.compile(r"^conv1 filters at step \d+$"))  # the live conv1 of the first run, also polled
+    live = page.get_by_text(re.compile(r"^conv1 filters at step \d+$")).first  # the live conv1 of the first run, polled
     expect(live).to_be_visible()
     live_seen = live.text_content()  # SVG text (a plotly title): no inner_text
     expect(live).not_to_have_text(live_seen)
-    expect(page.get_by_text("test digit #0 through them (conv1 → ReLU)")).to_be_visible()
+    expect(page.get_by_text("test digit #0 through them (conv1 → ReLU)").first).to_be_visible()
     page.screenshot(path=str(output_dir / "train-live-conv1.png"))
 
     # Stop the no-BN run: it says so at once and is kept as stopped; the BN run carries on until stopped too.
