@@ -57,7 +57,8 @@ def _convert(field: str, kind: type, word: str):
             return word in _TRUE
         return kind(float(word)) if kind is int and float(word).is_integer() else kind(word)
     except ValueError:
-        raise ValueError(f"{field}: {word!r} is not a {'on/off' if kind is bool else kind.__name__} value") from None
+        what = {bool: "on or off", int: "an integer", float: "a number"}.get(kind, "one of its values")
+        raise ValueError(f"{field}: {word!r} is not {what}") from None
 
 
 def parse_sweep(spec: str) -> tuple[str, list]:

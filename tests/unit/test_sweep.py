@@ -42,9 +42,10 @@ def test_values_are_parsed_by_the_fields_type_and_default_to_the_usual_ones():
     ("lr=1e-3", "a sweep needs 2 to 8 values of lr, got 1"),
     ("lr=" + ",".join(str(k / 100) for k in range(1, 10)), "a sweep needs 2 to 8 values of lr, got 9"),
     ("lr=1e-3,20", "lr must be in (0, 10], got 20.0"),
-    ("batch_size=32,abc", "batch_size: 'abc' is not a int value"),
-    ("batch_size=32,2.5", "batch_size: '2.5' is not a int value"),
-    ("batchnorm=off,maybe", "batchnorm: 'maybe' is not a on/off value"),
+    ("batch_size=32,abc", "batch_size: 'abc' is not an integer"),
+    ("batch_size=32,2.5", "batch_size: '2.5' is not an integer"),
+    ("batchnorm=off,maybe", "batchnorm: 'maybe' is not on or off"),
+    ("lr=1e-3,fast", "lr: 'fast' is not a number"),
     ("optimizer=sgd,lbfgs", "optimizer must be one of sgd, momentum, rmsprop, adam, got 'lbfgs'"),
 ])
 def test_bad_sweeps_say_what_is_wrong(spec, message):
