@@ -64,11 +64,11 @@ def _saved_label(info: dict) -> str:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _live_model(run_id: str, step: int) -> torch.nn.Module:
-    """A frozen eval-mode copy of a training run's best weights at ``step``: the run keeps training its own model."""
-    run = registry().get(run_id)
-    model = MnistCNN(run.config.batchnorm, conv=run.config.conv)
-    model.load_state_dict(run.best_weights()[1])
+def _live_model(run_id: str, step: int, _config, _state: dict) -> torch.nn.Module:
+    """A frozen eval-mode copy of a training run's best weights ``_state`` (those of ``step``, which keys the cache
+    together with the run): the run keeps training its own model."""
+    model = MnistCNN(_config.batchnorm, conv=_config.conv)
+    model.load_state_dict(_state)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
@@ -77,9 +77,9 @@ def _live_model(run_id: str, step: int) -> torch.nn.Module:
 def _load(slot: str, value: str, label: str) -> Chosen:
     if value.startswith(LIVE):
         run = registry().get(value[len(LIVE):])
-        step = run.best_weights()[0]
-        return Chosen(f"{value}@{step}", slot, run.name, label, _live_model(run.id, step), run.snapshot())
-    mtime = (run_store().path(value) / "model.pt").stat().st_mtime
+        step, state = run.best_weights()  # one read: the cache key and the weights belong together
+        return Chosen(f"{value}@{step}", slot, run.name, label, _live_model(run.id, step, run.config, state), run.snapshot())
+    mtime = run_store().mtime(value)
     model, info = saved_model(value, mtime)
     return Chosen(f"{value}@{mtime}", slot, value, label, model, info)
 
@@ -96,9 +96,9 @@ def _settle_live(value: str) -> str:
 
 def choose_models(key: str, where=None, two: bool = True) -> list[Chosen]:
     """Model A (and, when ``two``, optionally model B beside it) chosen in ``where`` (a container; default: here);
-    [A] or [A, B]. The choice is kept in plain
-    session keys (widgets a page does not draw forget their state) and mirrored in the URL. A run that is gone gives
-    a warning and the default in its place; with no run at all the page stops with a message."""
+    [A] or [A, B]. The choice is kept in plain session keys (widgets a page does not draw forget their state) and
+    mirrored in the URL. A run that is gone gives a warning and the default in its place; with no run at all the page
+    stops with a message."""
     options = _options()
     if not options:
         st.error("No saved model found (not even the shipped baseline and batchnorm). Restore them with "

@@ -15,6 +15,7 @@ GUESS_LOSS = math.log(10)  # cross-entropy of predicting 1/10 for every class: w
 # A run diverged when its training loss ends this far above GUESS_LOSS: training made it worse than where it started.
 # The margin keeps a slow learner (SGD at lr 1e-3 still at 2.305 after a few steps) from being called diverged.
 DIVERGED_MARGIN = 0.1
+SAME_ACCURACY = 0.1  # test-accuracy points within which two runs of one seed are "about the same" (10 of 10,000 digits)
 
 
 def validation_points(run: dict) -> list[dict]:
@@ -94,7 +95,7 @@ def bn_verdict(no_bn: dict, bn: dict) -> str:
     if a["test accuracy (%)"] is None or b["test accuracy (%)"] is None:
         return "Both runs must finish before they can be compared."
     diff = b["test accuracy (%)"] - a["test accuracy (%)"]
-    if abs(diff) < 0.1:
+    if abs(diff) < SAME_ACCURACY:
         acc = f"BatchNorm left test accuracy about the same ({b['test accuracy (%)']:.2f}% vs {a['test accuracy (%)']:.2f}%)"
     else:
         verb = "improved" if diff > 0 else "lowered"

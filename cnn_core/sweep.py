@@ -11,7 +11,7 @@ from dataclasses import asdict, fields, replace
 
 import pandas as pd
 
-from .compare import bn_verdict, summary_row
+from .compare import SAME_ACCURACY, bn_verdict, summary_row
 from .training import CONVS, OPTIMIZERS, SCHEDULES, TrainConfig, short_number
 
 # field → (what the page calls it, the values compared when none are given)
@@ -25,7 +25,6 @@ SWEEPS = {
     "conv": ("convolution", CONVS),
 }
 MAX_VALUES = 8  # a sweep longer than this is a night's work, not a lecture's
-SAME = 0.1  # test-accuracy points within which two runs of one seed are "about the same" (see compare.bn_verdict)
 _TRUE, _FALSE = ("on", "true", "yes", "1", "bn"), ("off", "false", "no", "0", "nobn", "no-bn")
 
 
@@ -138,7 +137,7 @@ def sweep_verdict(runs: list[dict], field: str) -> str:
         first = min(reached, key=lambda r: r["steps to 98% val"] * r["batch"])
         parts.append(f"first to 98% validation accuracy: {first['value']} (after {first['steps to 98% val']:,} steps, "
                      f"{first['steps to 98% val'] * first['batch']:,} digits)")
-    return "; ".join(parts) + f". From one seed: differences under {SAME} point are within the run-to-run spread."
+    return "; ".join(parts) + f". From one seed: differences under {SAME_ACCURACY} point are within the run-to-run spread."
 
 
 def _ranking(ranked: list[dict]) -> str:
@@ -146,7 +145,7 @@ def _ranking(ranked: list[dict]) -> str:
     if len(ranked) == 1:
         return f"Only {ranked[0]['value']} trained: test accuracy {ranked[0]['test accuracy (%)']:.2f}%"
     lead = ranked[0]["test accuracy (%)"] - ranked[1]["test accuracy (%)"]
-    if lead < SAME:
+    if lead < SAME_ACCURACY:
         best = f"{ranked[0]['value']} and {ranked[1]['value']} are about the same at the top"
     else:
         best = f"{ranked[0]['value']} is best, {lead:.2f} points ahead of {ranked[1]['value']}"

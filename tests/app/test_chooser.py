@@ -97,7 +97,7 @@ def test_a_run_still_training_is_a_copy_of_its_best_weights_that_follows_it(runs
         step, best = run.best_weights()
         from app_pages.chooser import _live_model
 
-        copy = _live_model(run.id, step)
+        copy = _live_model(run.id, step, run.config, best)
         assert all(torch.equal(v, best[k]) for k, v in copy.state_dict().items())
         assert all(not p.requires_grad for p in copy.parameters()) and not copy.training
         assert all(p.data_ptr() != q.data_ptr() for p in copy.parameters() for q in run.model.parameters())
