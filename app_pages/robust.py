@@ -298,16 +298,16 @@ else:
                 "`python -m cnn_core train --adversarial pgd --adv-epsilon 0.2`). Accuracy (%) on test digits attacked by "
                 "FGSM and PGD at each budget ε:")
     rows, curves, configs = [], {}, {}
-    runs = {r["name"]: r for r in run_store().list_runs() if "error" not in r}
+    store = run_store()  # only the runs shown are read (the ε slider below reruns this page)
     for n in dict.fromkeys([*SHIPPED_RUNS, *(c.name for c in chosen)]):
-        c = stored_curves(n) if n in runs else None
+        c = stored_curves(n) if store.exists(n) else None
         if c is None:
             continue
         if not {0.0, *R.EPSILONS} <= set(c["epsilons"]):
             st.warning(f"`{n}/robustness.json` lacks some of ε = 0, {', '.join(map(str, R.EPSILONS))}: rerun "
                        f"`python -m cnn_core robustness {n}`.")
             continue
-        curves[n], configs[n] = c, runs[n]["config"]
+        curves[n], configs[n] = c, store.load_info(n)["config"]
         acc = dict(zip(c["epsilons"], zip(c["fgsm"], c["pgd"], strict=True), strict=True))
         row = {"model": LABELS.get(n, n), "clean": 100 * acc[0.0][0]}
         row.update({f"FGSM {e:g}": 100 * acc[e][0] for e in R.EPSILONS})
