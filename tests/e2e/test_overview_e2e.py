@@ -8,7 +8,7 @@ pytestmark = pytest.mark.e2e
 
 def test_overview_renders_predictions_and_reshuffle_changes_them(server, page, output_dir):
     page.goto(server)
-    expect(page.get_by_text(re.compile(r"\d+ of 10 correct"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\d+ of 10 correct"))).to_have_count(2)  # models A and B, side by side
     chart = page.locator(".js-plotly-plot").first
     expect(chart).to_be_visible()
     expect(chart.locator("image")).to_have_count(10)  # one raster per digit
