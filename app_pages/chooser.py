@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 
 from app_pages.loaders import ADV_TRAINED, SHIPPED, registry, run_store, saved_model
-from cnn_core.model import MnistCNN
+from cnn_core.model import MnistCNN, for_inference
 from cnn_core.store import RunStore
 
 NONE = "none"  # slot B empty: one model
@@ -69,9 +69,7 @@ def _live_model(run_id: str, step: int, _config, _state: dict) -> torch.nn.Modul
     together with the run): the run keeps training its own model."""
     model = MnistCNN(_config.batchnorm, conv=_config.conv)
     model.load_state_dict(_state)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
+    return for_inference(model)
 
 
 def _load(slot: str, value: str, label: str) -> Chosen:

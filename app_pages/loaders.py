@@ -10,6 +10,7 @@ import streamlit as st
 import torch
 
 from cnn_core.data import DataError, Mnist, load_mnist
+from cnn_core.model import for_inference
 from cnn_core.registry import RunRegistry
 from cnn_core.store import CheckpointError, RunStore, default_root
 from cnn_core.training import measure_speeds, resolve_device, resolve_precision
@@ -30,12 +31,6 @@ def mnist() -> Mnist:
     return load_mnist()
 
 
-def _frozen(model: torch.nn.Module) -> torch.nn.Module:
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
-
-
 @st.cache_resource(show_spinner="Loading the shipped models…")
 def shipped_models() -> dict[str, tuple[torch.nn.Module, dict]]:
     """name → (eval-mode model with frozen weights, run.json). Shared by all sessions: never mutate."""
@@ -45,7 +40,7 @@ def shipped_models() -> dict[str, tuple[torch.nn.Module, dict]]:
             model, info = store.load_model(name)
         except CheckpointError:
             continue
-        models[name] = (_frozen(model), info)
+        models[name] = (for_inference(model), info)
     return models
 
 
@@ -56,14 +51,14 @@ def adv_trained_model() -> tuple[torch.nn.Module, dict] | None:
         model, info = run_store().load_model(ADV_TRAINED)
     except CheckpointError:
         return None
-    return _frozen(model), info
+    return for_inference(model), info
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def saved_model(name: str, mtime: float) -> tuple[torch.nn.Module, dict]:
     """Any saved run's (frozen eval-mode model, run.json); ``mtime`` keys the cache to the file."""
     model, info = run_store().load_model(name)
-    return _frozen(model), info
+    return for_inference(model), info
 
 
 @st.cache_resource(show_spinner=False)

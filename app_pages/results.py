@@ -11,7 +11,7 @@ from cnn_core.compare import misclassified
 from cnn_core.data import to_float
 from cnn_core.model import predict_proba
 from cnn_core.plots import confusion_figure, digit_grid, run_colors, training_curves_figure
-from cnn_core.store import CheckpointError
+from cnn_core.store import CheckpointError, RunStore
 from cnn_core.training import evaluate
 
 st.title("Results and comparison")
@@ -28,18 +28,21 @@ names = [r["name"] for r in runs]
 label = {r["name"]: f"{r['name']}{' (shipped)' if r['shipped'] else ''}" for r in runs}
 
 
+# Test-set numbers come from the saved weights in the standard memory layout, exactly as training tested them (the
+# pages' shared models are channels_last, which rounds differently: cnn_core.model.for_inference).
 @st.cache_data(max_entries=16, show_spinner="Classifying the 10,000 test digits…")
-def test_probabilities(name: str, mtime: float, _data) -> np.ndarray:
-    """Class probabilities of a saved run (``mtime`` keys its weights) on the 10,000 test digits of ``_data``."""
-    model, _ = saved_model(name, mtime)
-    return predict_proba(model, to_float(_data.test_images)).numpy()
+def test_probabilities(root: str, name: str, mtime: float, _data) -> np.ndarray:
+    """Class probabilities of a saved run (``mtime`` keys its weights) on the 10,000 test digits of ``_data``: stored
+    in the run after the first time."""
+    store = RunStore(root)
+    return store.test_probabilities(name, lambda: predict_proba(store.load_model(name)[0].eval(),
+                                                                to_float(_data.test_images)).numpy())
 
 
 @st.cache_data(max_entries=16, show_spinner="Testing the stopped run's best weights on the 10,000 test digits…")
-def test_results(name: str, mtime: float, _data) -> dict:
+def test_results(root: str, name: str, mtime: float, _data) -> dict:
     """Test numbers of a run saved as stopped (it has none of its own)."""
-    model, _ = saved_model(name, mtime)
-    return evaluate(model, _data.test_images, _data.test_labels)
+    return evaluate(RunStore(root).load_model(name)[0].eval(), _data.test_images, _data.test_labels)
 
 
 st.header("One run")
@@ -52,7 +55,7 @@ try:
 except (CheckpointError, OSError) as exc:
     st.error(f"Run `{name}` could not be loaded: {exc}")
     st.stop()
-res, cfg = info["results"] or test_results(name, store.mtime(name), data), info["config"]
+res, cfg = info["results"] or test_results(str(store.root), name, store.mtime(name), data), info["config"]
 if info.get("status") == "stopped":
     st.warning(f"This run was stopped at step {info['stopped_at_step']:,}: it holds its best weights up to then, tested "
                "here on the 10,000 test digits.", icon=":material/stop_circle:")
@@ -85,7 +88,7 @@ if digits := pick_digits(data, 10, "results"):
     prediction_grid(model, digits, key="results")
 
 st.subheader("Misclassified digits, most confident mistakes first")
-probs = test_probabilities(name, store.mtime(name), data)
+probs = test_probabilities(str(store.root), name, store.mtime(name), data)
 idx, titles = misclassified(probs, data.test_labels.numpy(), limit=18)
 n_wrong = int((probs.argmax(1) != data.test_labels.numpy()).sum())
 st.markdown(f"**{n_wrong}** of 10,000 test digits are misclassified; the {len(idx)} shown are the ones the model was "

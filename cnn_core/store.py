@@ -1,4 +1,4 @@
-"""Saved runs: ``<root>/<name>/{model.pt, run.json, metrics.csv[, filters.pt]}``.
+"""Saved runs: ``<root>/<name>/{model.pt, run.json, metrics.csv[, filters.pt, robustness.json, test_probs.npy]}``.
 
 A save writes everything into a hidden temporary folder and renames it into place, so a run killed
 mid-save never leaves a half-written run that ``list_runs`` shows. ``model.pt`` is a state_dict only
@@ -17,9 +17,11 @@ import shlex
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .model import MnistCNN, count_parameters
@@ -30,6 +32,7 @@ RUNS_DIR_ENV = "CNN_LAB_RUNS_DIR"  # where runs are saved and the shipped ones a
 SHIPPED_RUNS = ("baseline", "batchnorm", "adv-trained")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 FILTERS_FILE = "filters.pt"
+PROBS_FILE = "test_probs.npy"  # the weights' class probabilities on the 10,000 test digits (Results page)
 METRIC_COLUMNS = ["kind", "step", "epoch", "loss", "accuracy", "lr", "train_loss", "train_accuracy",
                   "val_loss", "val_accuracy", "train_seconds", "seconds", "images_per_s"]
 
@@ -206,6 +209,27 @@ class RunStore:
             return json.loads((self.path(name) / filename).read_text())
         except (OSError, ValueError):
             return None
+
+    def test_probabilities(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The run's class probabilities on the 10,000 test digits (10,000×10 float32): stored in the run the first
+        time ``compute()`` makes them and read from there ever after (a saved run's weights never change; saving over
+        a run replaces its whole folder). A folder that cannot be written to only means computing them again."""
+        path = self.path(name) / PROBS_FILE
+        try:
+            probs = np.load(path)
+            if probs.shape == (10000, 10) and probs.dtype == np.float32:
+                return probs
+        except (OSError, ValueError):
+            pass
+        probs = np.asarray(compute(), dtype=np.float32)
+        tmp = path.with_name(f".tmp-{PROBS_FILE}-{uuid.uuid4().hex[:8]}")
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, probs)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+        return probs
 
     def mtime(self, name: str) -> float:
         """Modification time of the run's weights (a cache key that changes when a run is replaced)."""

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from cnn_core.data import load_mnist
+from cnn_core.model import for_inference
 from cnn_core.store import RunStore
 from cnn_core.training import Run, TrainConfig
 
@@ -34,8 +35,8 @@ def tiny_run(mnist):
 
 @pytest.fixture(scope="session")
 def shipped():
-    """The shipped models as the app caches them: eval mode, frozen."""
-    return {name: RunStore().load_model(name)[0].requires_grad_(False) for name in ("baseline", "batchnorm")}
+    """The shipped models as the app caches them: eval mode, frozen, channels_last."""
+    return {name: for_inference(RunStore().load_model(name)[0]) for name in ("baseline", "batchnorm")}
 
 
 @pytest.fixture

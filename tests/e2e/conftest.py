@@ -1,31 +1,17 @@
 """A real `streamlit run` server and headless Debian Chromium driven by Playwright."""
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from bench.harness import CHROMIUM, CHROMIUM_ARGS, REPO, ServerError, start_server, stop_server
+
 # Conditions, not sleeps: web-first assertions retry up to this long (a cold server loads MNIST first).
 expect.set_options(timeout=60_000)
 
-REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output"
-CHROMIUM = os.environ.get("CNN_LAB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -48,33 +34,12 @@ def server_runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(server_runs):
     OUTPUT.mkdir(exist_ok=True)
-    runs_dir = server_runs
-    port = _free_port()
-    log = open(OUTPUT / "streamlit-server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--server.address", "127.0.0.1"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", "CNN_LAB_RUNS_DIR": str(runs_dir)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start; see {OUTPUT / 'streamlit-server.log'}")
-        time.sleep(0.25)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        proc, url = start_server(server_runs, OUTPUT / "streamlit-server.log")
+    except ServerError as exc:
+        pytest.fail(str(exc))
+    yield url
+    stop_server(proc)
 
 
 @pytest.fixture(scope="session")

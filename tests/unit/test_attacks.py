@@ -129,7 +129,9 @@ def test_transfer_summary_counts_only_real_transfers():
 
 @pytest.mark.parametrize("name", MODELS)
 def test_class_models_raise_the_class_score(shipped, name):
-    r = A.class_models(shipped[name], steps=200, step_size=1000.0, lam=1e-6)
+    # 300 steps: at 200 the baseline's 6 is a near tie (46% vs 44% for a 5 in the channels_last layout, whose
+    # max-pool breaks the zero image's ties differently); from 300 on every class wins clearly in both layouts.
+    r = A.class_models(shipped[name], steps=300, step_size=1000.0, lam=1e-6)
     assert (r.costs[-1] > r.costs[0] + 1).all() and (np.diff(r.costs, axis=0) > -1e-3).mean() > 0.95
     assert r.predicted.tolist() == list(range(10))
     heavy = A.class_models(shipped[name], steps=200, step_size=1000.0, lam=1e-4)  # a strong ‖I‖² keeps it dark

@@ -131,7 +131,8 @@ def test_conv1_maps_from_copied_weights_equal_the_models_own(mnist, shipped, wei
     model = shipped["baseline"]
     x = to_float(mnist.test_images[:3])
     maps = conv1_feature_maps(model.conv1.weight, model.conv1.bias, x)
-    assert maps.shape == (3, 32, 28, 28) and torch.equal(maps, feature_maps(model, x, "conv1", "post-ReLU"))
+    own = feature_maps(model, x, "conv1", "post-ReLU")  # channels_last (for_inference): the same up to rounding
+    assert maps.shape == (3, 32, 28, 28) and torch.allclose(maps, own, atol=1e-5)
 
 
 def test_live_conv1_reads_a_runs_latest_copy_and_leaves_the_run_alone(mnist, tiny_run):

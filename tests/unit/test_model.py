@@ -158,3 +158,17 @@ def test_layer_table_runs_on_the_models_device():
     """Its shape-measuring forward must be made on the model's device (meta stands in for a GPU here: mixing it
     with CPU tensors fails the same way)."""
     assert layer_table(MnistCNN(True).to("meta")).equals(layer_table(MnistCNN(True)))
+
+
+def test_for_inference_freezes_in_place_keeping_the_weights_and_the_outputs():
+    from cnn_core.model import for_inference
+
+    model = MnistCNN(batchnorm=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(8, 1, 28, 28)
+    expected = model.eval()(x)
+    assert for_inference(model) is model and not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.allclose(model(x), expected, atol=1e-5) and torch.equal(model(x).argmax(1), expected.argmax(1))

@@ -158,3 +158,32 @@ def test_a_stopped_run_saves_the_filter_snapshots_taken_so_far(tmp_path, mnist, 
     RunStore(tmp_path).save(run, "stopped")
     loaded = RunStore(tmp_path).load_filters("stopped")
     assert loaded["steps_per_epoch"] == 844 and _same_filters(loaded["snapshots"], taken)
+
+
+def test_test_probabilities_are_computed_once_then_read_from_the_run(tmp_path, tiny_run):
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "mine")
+    probs = torch.rand(10000, 10).softmax(1).numpy()
+    calls = []
+    first = store.test_probabilities("mine", lambda: calls.append(1) or probs)
+    again = store.test_probabilities("mine", lambda: calls.append(1) or probs * 0)
+    assert calls == [1] and (first == probs).all() and (again == probs).all()
+    store.save(tiny_run, "mine", overwrite=True)  # new weights: their probabilities are computed anew
+    assert (store.test_probabilities("mine", lambda: probs * 0) == 0).all()
+
+
+def test_the_shipped_test_probabilities_are_those_of_the_weights_and_match_run_json(mnist):
+    """The Results page reads them instead of classifying 10,000 digits on its first visit: they must be exactly what
+    the saved weights (standard layout, as training tested them) give, for every shipped run."""
+    from cnn_core.data import to_float
+    from cnn_core.model import predict_proba
+
+    store = RunStore(REPO / "checkpoints")
+    labels = mnist.test_labels.numpy()
+    for name in SHIPPED_RUNS:
+        stored = store.test_probabilities(name, lambda: pytest.fail("the shipped run has no test_probs.npy"))
+        assert (stored.argmax(1) == labels).mean() == store.load_info(name)["results"]["accuracy"]
+    model = store.load_model("baseline")[0].eval()
+    fresh = predict_proba(model, to_float(mnist.test_images)).numpy()
+    stored = store.test_probabilities("baseline", lambda: None)
+    assert (fresh.argmax(1) == stored.argmax(1)).all() and abs(fresh - stored).max() < 1e-5  # rounding of another CPU
