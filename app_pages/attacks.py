@@ -1,16 +1,20 @@
 """Attack playground (assignment part 3 and its optional part): fooling images, targeted images with an
 image prior, adversarial noise, class models and unit maximization, on the 0–255 scale."""
 
+import hashlib
+
 import numpy as np
 import streamlit as st
 import torch
 
+from app_pages import live
 from app_pages.chooser import choose_models, side_by_side
 from app_pages.common import explain
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data
 from cnn_core import attacks as A
 from cnn_core.attack_plots import cost_curves_figure, images_figure, perturbation_figure, transfer_figure
+from cnn_core.plots import digit_strip
 
 st.title("Attack playground")
 data = require_data()
@@ -56,32 +60,35 @@ def show_ascent(r: A.Ascent, slot: str, cols: int, notes: list[str] | None = Non
                f"in {r.milliseconds:,.0f} ms, all targets in one batch")
 
 
-# Cached by model_key (names the weights exactly, see app_pages.chooser) and the settings; the model itself is passed
-# (underscore: not hashed), never looked up from a global.
-@st.cache_data(max_entries=64, show_spinner="Optimizing…")
-def fooling(model_key: str, _model, **kw) -> A.Ascent:
-    return A.fooling_images(_model, **kw)
+def digest(a: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-@st.cache_data(max_entries=64, show_spinner="Optimizing…")
-def targeted(model_key: str, _model, look_like: np.ndarray, **kw) -> A.Ascent:
-    return A.targeted_images(_model, torch.from_numpy(look_like), **kw)
+def ascent_job(name: str, c, run, steps: int, cols: int, **settings) -> live.Job:
+    """Model ``c``'s gradient ascent ``run(model, progress=…, steps=…, **settings)`` as a live job: keyed by the
+    model's key (it names the weights exactly, see app_pages.chooser) and every setting, its images drawn every
+    20 steps as they form. The model is passed in, never looked up from a global."""
+    def job(progress):
+        return run(c.model, steps=steps, progress=lambda k, x, costs: progress((k, x)), **settings)
+
+    def draw(partial):
+        k, images = partial
+        st.progress(k / steps, text=f"Optimizing: step {k} of {steps}")
+        st.image(digit_strip(images, cols))
+
+    key = tuple((k, digest(v) if isinstance(v, np.ndarray) else v) for k, v in sorted(settings.items()))
+    small = len(settings.get("look_like", [None])) == 1  # 10 or 16 images: one thread (app_pages.live.Job)
+    return live.Job((name, c.key, steps, key), job, draw, threads=1 if small else None)
+
+
+def targeted_run(model, look_like: np.ndarray, **kw) -> A.Ascent:
+    return A.targeted_images(model, torch.from_numpy(look_like), **kw)
 
 
 @st.cache_data(max_entries=64, show_spinner="Optimizing…")
 def noise_attack(model_key: str, _model, image: np.ndarray, examples: np.ndarray, **kw) -> tuple[A.NoiseAttack, np.ndarray]:
     r = A.adversarial_noise(_model, torch.from_numpy(image), **kw)
     return r, A.transfer_matrix(_model, torch.from_numpy(examples), torch.from_numpy(r.noise), clamp=kw["clamp"])
-
-
-@st.cache_data(max_entries=64, show_spinner="Optimizing…")
-def class_images(model_key: str, _model, **kw) -> A.Ascent:
-    return A.class_models(_model, **kw)
-
-
-@st.cache_data(max_entries=64, show_spinner="Optimizing…")
-def unit_images(model_key: str, _model, layer: str, units: tuple, **kw) -> A.Ascent:
-    return A.unit_models(_model, layer, list(units), **kw)
 
 
 cols = 10 if len(chosen) == 1 else 5
@@ -95,8 +102,7 @@ if section == "Fooling images":
     seed = c.number_input("Seed", 0, 10_000, 0, key="fool_seed")
     kw = ascent_controls("fool")
 
-    def render(c):
-        r = fooling(c.key, c.model, mean=float(mean), std=float(std), seed=int(seed), **kw)
+    def render(c, r):
         show_ascent(r, c.slot, cols)
         st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES], "Cost C = logits[t] per step"),
                         key=f"cost_{c.slot}")
@@ -105,7 +111,8 @@ if section == "Fooling images":
         st.markdown(f"The cost **rose at {100 * rising:.0f}% of the steps** (gradient ascent). Mean probability of the "
                     f"target class: **{100 * target_p:.0f}%**.")
 
-    side_by_side(chosen, render)
+    side_by_side(chosen, render, lambda c: ascent_job("fooling", c, A.fooling_images, cols=cols, mean=float(mean),
+                                                      std=float(std), seed=int(seed), **kw))
     explain("**Why don't they look like digits?** Nothing in C asks the image to look like anything: the ascent only "
             "raises one score. The network has seen digits only — noise images lie far from anything it was trained on, "
             "where its scores are nearly linear in the pixels, so a tiny push on all 784 pixels at once adds up to a "
@@ -131,22 +138,26 @@ elif section == "Targeted + prior":
         st.warning(f"step · β · 2/784 = {kw['step_size'] * beta * 2 / 784:.2g} > 2: the prior's own gradient ascent "
                    "diverges (each step overshoots the target image by more than it corrects). Lower β or the step size.")
 
-    def render(c):
-        r = targeted(c.key, c.model, like, beta=beta, start=start, **kw)
+    def render(c, r):
         mse = A.mse(torch.from_numpy(r.images), torch.from_numpy(like)).numpy()
         show_ascent(r, c.slot, cols, [f"MSE {m:,.0f}" for m in mse])
         st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES],
                                            f"C = logits[t] − β·MSE, β = {fmt(beta)}"), key=f"cost_{c.slot}")
-        if grid:
-            looks = data.test_images[A.one_per_class(data.test_images, data.test_labels)].float().numpy()
-            g = targeted(c.key, c.model, looks, beta=beta, start=start, **kw)
-            titles = [f"{p} ({100 * q:.0f}%)" for p, q in zip(g.predicted, g.confidence, strict=True)]
-            wrong = [int(p) != k % 10 for k, p in enumerate(g.predicted)]
-            st.plotly_chart(images_figure(g.images, titles, wrong, cols=10, cell_px=90), key=f"grid_{c.slot}")
-            st.caption(f"Row i looks like the first test digit of class i, column j is pushed towards class j; titles: "
-                       f"predicted class (confidence). {100 - sum(wrong)} of 100 reached their target.")
 
-    side_by_side(chosen, render)
+    def render_grid(c, g):
+        titles = [f"{p} ({100 * q:.0f}%)" for p, q in zip(g.predicted, g.confidence, strict=True)]
+        wrong = [int(p) != k % 10 for k, p in enumerate(g.predicted)]
+        st.plotly_chart(images_figure(g.images, titles, wrong, cols=10, cell_px=90), key=f"grid_{c.slot}")
+        st.caption(f"Row i looks like the first test digit of class i, column j is pushed towards class j; titles: "
+                   f"predicted class (confidence). {100 - sum(wrong)} of 100 reached their target.")
+
+    side_by_side(chosen, render, lambda c: ascent_job("targeted", c, targeted_run, cols=cols, look_like=like, beta=beta,
+                                                      start=start, **kw))
+    if grid:
+        st.markdown("**The full 10×10 grid**")
+        looks = data.test_images[A.one_per_class(data.test_images, data.test_labels)].float().numpy()
+        side_by_side(chosen, render_grid, lambda c: ascent_job("targeted", c, targeted_run, cols=10, look_like=looks,
+                                                               beta=beta, start=start, **kw))
     explain("Each image was pushed towards its target t while the prior pulls it back to the image to look like; "
             "titles: →target: prediction (confidence) and the MSE to that image. Small β: the score wins, and the "
             "images are noise the model calls t. Large β: the prior wins, the images stay the digit and keep its "
@@ -201,13 +212,12 @@ elif section == "Class models":
     lam = st.select_slider("λ (log scale)", log_options(-9, -3), 1e-6, format_func=fmt, key="cls_lam")
     kw = ascent_controls("cls")
 
-    def render(c):
-        r = class_images(c.key, c.model, lam=lam, **kw)
+    def render(c, r):
         show_ascent(r, c.slot, cols)
         st.plotly_chart(cost_curves_figure(r.costs, [f"class {t}" for t in CLASSES], "J(I) = S_c(I) − λ‖I‖² per step",
                                            "J"), key=f"cost_{c.slot}")
 
-    side_by_side(chosen, render)
+    side_by_side(chosen, render, lambda c: ascent_job("class", c, A.class_models, cols=cols, lam=lam, **kw))
     explain("Blurry strokes appear where the class's digits usually have ink (a 0's ring, a 1's bar), mixed with "
             "pixels that merely *raise the score*. A stronger prior (larger λ, or smoothing) makes them more digit-like; "
             "too large a λ keeps the image black.")
@@ -226,8 +236,7 @@ else:
     field = A.receptive_field(layer)
     size = field.stop - field.start
 
-    def render(c):
-        r = unit_images(c.key, c.model, layer, units, lam=lam, **kw)
+    def render(c, r):
         crops = r.images[:, field, field]
         gain = r.costs[-1] - r.costs[0]
         titles = [f"{layer}[{u}]: {g:+.1f}" for u, g in zip(units, gain, strict=True)]
@@ -235,7 +244,8 @@ else:
         st.caption(f"{size}×{size} receptive field{' (the whole image)' if size == 28 else ''}; title: gain of the objective a(I) − λ‖I‖². "
                    f"{len(units)} units in one batch, {r.milliseconds:,.0f} ms.")
 
-    side_by_side(chosen, render)
+    side_by_side(chosen, render, lambda c: ascent_job("unit", c, A.unit_models, cols=8, layer=layer, units=units,
+                                                      lam=lam, **kw))
     explain("conv1 units are linear in their 3×3 patch, so the best input is the filter's own pattern of positive weights. "
             "conv2 units see 8×8 pixels and prefer short strokes and corners; fc1 neurons see the whole image and prefer "
             "parts of digits.")

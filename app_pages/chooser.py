@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
+from app_pages import live
 from app_pages.loaders import ADV_TRAINED, SHIPPED, registry, run_store, saved_model
 from cnn_core.model import MnistCNN, for_inference
 from cnn_core.store import RunStore
@@ -125,11 +126,14 @@ def choose_models(key: str, where=None, two: bool = True) -> list[Chosen]:
     return [_load(slot, v, options[v]) for slot, v in chosen.items() if v != NONE]
 
 
-def side_by_side(chosen: list[Chosen], render) -> None:
-    """Call render(chosen model) for each, in labelled columns when there are two."""
+def side_by_side(chosen: list[Chosen], render, job=None, waiting: str = "Computing…") -> None:
+    """In labelled columns when there are two: render(model) for each; or, with ``job(model)`` → a live.Job, the jobs
+    of all models computed at once (partials drawn as they come) and then render(model, its result)."""
     cols = st.columns(len(chosen))
-    for col, c in zip(cols, chosen, strict=True):
+    if len(chosen) > 1:
+        for col, c in zip(cols, chosen, strict=True):
+            col.markdown(f"**{c.label}**")
+    results = live.compute([job(c) for c in chosen], cols, waiting) if job else [None] * len(chosen)
+    for col, c, r in zip(cols, chosen, results, strict=True):
         with col:
-            if len(chosen) > 1:
-                st.markdown(f"**{c.label}**")
-            render(c)
+            render(c) if job is None else render(c, r)

@@ -88,16 +88,24 @@ class Ascent:
         return self.probs.argmax(1)
 
 
+Progress = Callable[[int, np.ndarray, np.ndarray], None]  # (k steps done, images B×28×28 after them, their costs k×B)
+
+
 def gradient_ascent(model: nn.Module, x0: torch.Tensor, cost: Callable[[torch.Tensor], torch.Tensor], steps: int,
-                    step_size: float, sign: bool = False, clamp: bool = True) -> Ascent:
+                    step_size: float, sign: bool = False, clamp: bool = True, progress: Progress | None = None,
+                    every: int = 20) -> Ascent:
     """x ← x + step_size · d with d = ∂C/∂x (or sign(d)); x is clamped to [0, 255] after every step
-    when ``clamp``. ``cost(x)`` returns one cost per image (B). The model must be in eval mode."""
+    when ``clamp``. ``cost(x)`` returns one cost per image (B). The model must be in eval mode.
+    ``progress(k, x, costs)`` is called after every ``every`` steps (not after the last): a page draws the images
+    as they form, and may stop the ascent by raising from it."""
     if steps < 0 or step_size < 0:
         raise ValueError(f"steps and step size must be ≥ 0, got {steps} and {step_size}")
     start = time.perf_counter()
     x, costs = x0.detach().clone(), []
     with torch.enable_grad():
-        for _ in range(steps):
+        for k in range(steps):
+            if progress is not None and k and k % every == 0:
+                progress(k, x[:, 0].numpy().copy(), torch.stack(costs).numpy())
             x.requires_grad_(True)
             c = cost(x)
             (d,) = torch.autograd.grad(c.sum(), x)
@@ -119,15 +127,16 @@ def noise_image(n: int, mean: float = 128.0, std: float = 40.0, seed: int = 0, c
 
 
 def fooling_images(model: nn.Module, steps: int = 200, step_size: float = 1000.0, mean: float = 128.0,
-                   std: float = 40.0, seed: int = 0, sign: bool = False, clamp: bool = True) -> Ascent:
+                   std: float = 40.0, seed: int = 0, sign: bool = False, clamp: bool = True,
+                   progress: Progress | None = None) -> Ascent:
     """Part a: from one noise image, ascend C = logits[t] for all 10 targets t at once (row t = target t)."""
     x0 = noise_image(10, mean, std, seed, clamp)
-    return gradient_ascent(model, x0, lambda x: fooling_cost(scores(model, x), CLASSES), steps, step_size, sign, clamp)
+    return gradient_ascent(model, x0, lambda x: fooling_cost(scores(model, x), CLASSES), steps, step_size, sign, clamp, progress)
 
 
 def targeted_images(model: nn.Module, look_like: torch.Tensor, beta: float, steps: int = 200,
                     step_size: float = 1000.0, start: str = "noise", mean: float = 128.0, std: float = 40.0,
-                    seed: int = 0, sign: bool = False, clamp: bool = True) -> Ascent:
+                    seed: int = 0, sign: bool = False, clamp: bool = True, progress: Progress | None = None) -> Ascent:
     """Part b: for each of the K images to look like (K×28×28, 0–255) and each target t, ascend
     C = logits[t] − β·MSE(x, image). Row k·10 + t: looks like image k, pushed towards class t.
     ``start``: "noise" (as in part a) or "image" (start from the image to look like)."""
@@ -136,15 +145,15 @@ def targeted_images(model: nn.Module, look_like: torch.Tensor, beta: float, step
     targets = CLASSES.repeat(k)
     x0 = like.clone() if start == "image" else noise_image(10 * k, mean, std, seed, clamp)
     return gradient_ascent(model, x0, lambda x: prior_cost(scores(model, x), targets, x, like, beta),
-                           steps, step_size, sign, clamp)
+                           steps, step_size, sign, clamp, progress)
 
 
 def class_models(model: nn.Module, steps: int = 200, step_size: float = 1000.0, lam: float = 1e-6,
-                 sign: bool = False, clamp: bool = True) -> Ascent:
+                 sign: bool = False, clamp: bool = True, progress: Progress | None = None) -> Ascent:
     """Optional part: from the zero (black) image, ascend J(I) = S_c(I) − λ‖I‖² for all 10 classes."""
     x0 = torch.zeros(10, 1, 28, 28)
     return gradient_ascent(model, x0, lambda x: class_model_cost(scores(model, x), CLASSES, x, lam),
-                           steps, step_size, sign, clamp)
+                           steps, step_size, sign, clamp, progress)
 
 
 def unit_activation(model: nn.Module, x: torch.Tensor, layer: str, units: torch.Tensor) -> torch.Tensor:
@@ -163,7 +172,7 @@ def receptive_field(layer: str) -> slice:
 
 
 def unit_models(model: nn.Module, layer: str, units: list[int], steps: int = 200, step_size: float = 1e5,
-                lam: float = 1e-6, sign: bool = False, clamp: bool = True) -> Ascent:
+                lam: float = 1e-6, sign: bool = False, clamp: bool = True, progress: Progress | None = None) -> Ascent:
     """Optional part, a unit instead of a class: from the zero image ascend a(I) − λ‖I‖², a = ``unit_activation``;
     one image per unit. Only the unit's receptive field can change: 3×3 for conv1, 8×8 for conv2."""
     if layer not in UNIT_LAYERS or not units or any(not 0 <= u < UNIT_LAYERS[layer] for u in units):
@@ -171,7 +180,7 @@ def unit_models(model: nn.Module, layer: str, units: list[int], steps: int = 200
     idx = torch.tensor(units)
     x0 = torch.zeros(len(units), 1, 28, 28)
     return gradient_ascent(model, x0, lambda x: unit_activation(model, x, layer, idx) - norm_penalty(x, lam),
-                           steps, step_size, sign, clamp)
+                           steps, step_size, sign, clamp, progress)
 
 
 @dataclass

@@ -50,6 +50,19 @@ def digit_grid(
     return fig
 
 
+def digit_strip(images: np.ndarray, cols: int = 10, scale: int = 3, gap: int = 2, pixel_max: float = 255.0) -> np.ndarray:
+    """Digits (N×28×28 in [0, ``pixel_max``], clipped) tiled ``cols`` across into one uint8 grey image, each pixel a
+    ``scale``×``scale`` block, white gaps between: a partial result drawn as one small PNG instead of a figure."""
+    n = len(images)
+    rows, cell = -(-n // cols), 28 * scale + gap
+    out = np.full((rows * cell - gap, min(n, cols) * cell - gap), 255, np.uint8)
+    tiles = (np.clip(np.asarray(images, np.float32) / pixel_max, 0, 1) * 255).round().astype(np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        out[r * cell:r * cell + 28 * scale, c * cell:c * cell + 28 * scale] = tile.repeat(scale, 0).repeat(scale, 1)
+    return out
+
+
 def prediction_titles(true: list[int | None], pred: list[int], conf: list[float]) -> tuple[list[str], list[bool]]:
     """'true 7<br>pred 7<br>99%' titles (short lines: they fit five digits across half a screen) and the
     wrong-mask for ``digit_grid``; a drawn digit (true None) is never wrong."""

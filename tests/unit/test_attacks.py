@@ -177,3 +177,22 @@ def test_the_prior_diverges_exactly_when_its_own_ascent_overshoots(step, beta, d
         x = (x + step * grad).detach().requires_grad_(True)
         distances.append(float((x - target).abs().max()))
     assert (distances[-1] > distances[0]) is diverges
+
+
+def test_progress_shows_the_ascent_as_it_goes_and_can_stop_it(shipped):
+    """The page draws the images every 20 steps: each partial is exactly the ascent stopped there."""
+    model, seen = shipped["baseline"], []
+    full = A.fooling_images(model, steps=50, progress=lambda k, x, c: seen.append((k, x, c)))
+    assert [k for k, _, _ in seen] == [20, 40]
+    for k, images, costs in seen:
+        short = A.fooling_images(model, steps=k)
+        assert np.array_equal(images, short.images) and np.array_equal(costs, full.costs[:k])
+
+    class Moved(Exception):
+        pass
+
+    def stop(k, x, c):
+        raise Moved
+
+    with pytest.raises(Moved):
+        A.fooling_images(model, steps=50, progress=stop)
