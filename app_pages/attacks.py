@@ -1,8 +1,6 @@
 """Attack playground (assignment part 3 and its optional part): fooling images, targeted images with an
 image prior, adversarial noise, class models and unit maximization, on the 0–255 scale."""
 
-import hashlib
-
 import numpy as np
 import streamlit as st
 import torch
@@ -60,10 +58,6 @@ def show_ascent(r: A.Ascent, slot: str, cols: int, notes: list[str] | None = Non
                f"in {r.milliseconds:,.0f} ms, all targets in one batch")
 
 
-def digest(a: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()
-
-
 def ascent_job(name: str, c, run, steps: int, cols: int, **settings) -> live.Job:
     """Model ``c``'s gradient ascent ``run(model, progress=…, steps=…, **settings)`` as a live job: keyed by the
     model's key (it names the weights exactly, see app_pages.chooser) and every setting, its images drawn every
@@ -76,7 +70,7 @@ def ascent_job(name: str, c, run, steps: int, cols: int, **settings) -> live.Job
         st.progress(k / steps, text=f"Optimizing: step {k} of {steps}")
         st.image(digit_strip(images, cols))
 
-    key = tuple((k, digest(v) if isinstance(v, np.ndarray) else v) for k, v in sorted(settings.items()))
+    key = tuple((k, live.digest(v) if isinstance(v, np.ndarray) else v) for k, v in sorted(settings.items()))
     small = len(settings.get("look_like", [None])) == 1  # 10 or 16 images: one thread (app_pages.live.Job)
     return live.Job((name, c.key, steps, key), job, draw, threads=1 if small else None)
 

@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from app_pages import live
 from app_pages.chooser import choose_models, side_by_side
 from app_pages.common import explain
 from app_pages.digits import pick_digits
@@ -150,23 +151,30 @@ elif section == "Occlusion":
     fill_name = c.selectbox("Fill", list(FILLS), key="occ_fill")
     interest = d.selectbox("Class of interest", INTERESTS, key="occ_interest")
 
+    def occlude(model, images: np.ndarray, labels: tuple, patch: int, stride: int, fill: str, interest: str):
+        x = torch.from_numpy(images)[:, None]
+        targets = class_of_interest(model, x, labels, interest)
+        o = occlusion(model, x, targets, patch, stride, FILLS[fill])
+        return o.prob.numpy(), o.pred.numpy(), targets.numpy(), o.base_prob.numpy(), o.forwards, o.milliseconds
+
     @st.cache_data(max_entries=64, show_spinner="Occluding…")
     def cached_occlusion(model_key: str, _model, images: np.ndarray, labels: tuple, patch: int, stride: int, fill: str,
                          interest: str):
-        x = torch.from_numpy(images)[:, None]
-        targets = class_of_interest(_model, x, labels, interest)
-        o = occlusion(_model, x, targets, patch, stride, FILLS[fill])
-        return o.prob.numpy(), o.pred.numpy(), targets.numpy(), o.base_prob.numpy(), o.forwards, o.milliseconds
+        return occlude(_model, images, labels, patch, stride, fill, interest)
 
-    def render(c):
-        prob, pred, targets, base, forwards, ms = cached_occlusion(c.key, c.model, digits.images, tuple(digits.labels), patch,
-                                                                   stride, fill_name, interest)
+    def job(c):  # both models at once (app_pages.live), keyed by every setting
+        settings = (tuple(digits.labels), patch, stride, fill_name, interest)
+        return live.Job(("occlusion", c.key, live.digest(digits.images), *settings),
+                        lambda progress: occlude(c.model, digits.images, *settings))
+
+    def render(c, result):
+        prob, pred, targets, base, forwards, ms = result
         st.caption(f"{forwards:,} images through the model in {ms:,.0f} ms (batched; repeat settings come from the cache)")
         labels = [f"{d}, class of interest {t}, P = {p:.3f}" for d, t, p in zip(digits.names, targets, base, strict=True)]
         st.plotly_chart(occlusion_figure(digits.images, prob, pred, labels, patch, stride),
                         key=f"occ_{c.slot}")
 
-    side_by_side(chosen, render)
+    side_by_side(chosen, render, job, "Occluding…")
 
     st.subheader("One digit, growing patches")
     one = (digits.images[:1], tuple(digits.labels[:1]))

@@ -8,6 +8,7 @@ progress call, so the CPU goes to the new value at once."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -17,11 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import streamlit as st
 import torch
 
 CORES = os.cpu_count() or 1
 REFRESH_S = 0.25  # how often the page looks for a new partial result
+
+
+def digest(a: np.ndarray) -> str:
+    """A short name for an array's contents, for a job's key."""
+    return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 class Cancelled(Exception):

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from app_pages import live
 from app_pages.chooser import LABELS, choose_models
 from app_pages.common import explain
 from app_pages.digits import pick_digits
@@ -15,7 +16,7 @@ from app_pages.loaders import ADV_TRAINED, require_data, run_store, saved_model
 from cnn_core import robust as R
 from cnn_core.attack_plots import attack_attribution_figure, perturbation_figure, robustness_figure
 from cnn_core.data import to_float
-from cnn_core.plots import digit_grid
+from cnn_core.plots import digit_grid, digit_strip
 
 st.title("Robustness lab")
 data = require_data()
@@ -267,15 +268,21 @@ elif section == "Universal perturbation":
     target = c.selectbox("Target", ["none (untargeted)", *range(10)], key="uni_target")
     target = None if isinstance(target, str) else int(target)
 
-    @st.cache_data(max_entries=32, show_spinner="Optimizing one δ for all digits…")
-    def cached_universal(model_key: str, _model, _data, eps: float, steps: int, target: int | None):
-        delta = R.universal_perturbation(_model, to_float(_data.train_images[:5000]), _data.train_labels[:5000], eps,
-                                         steps, target=target)
-        x, y = to_float(_data.test_images[:1000]), _data.test_labels[:1000]
-        rate = R.fooling_rate(_model, x, y, delta, target)
+    def universal(progress, model, data, eps: float, steps: int, target: int | None):
+        delta = R.universal_perturbation(model, to_float(data.train_images[:5000]), data.train_labels[:5000], eps,
+                                         steps, target=target, progress=lambda k, d: progress((k, d[0, 0].numpy())))
+        x, y = to_float(data.test_images[:1000]), data.test_labels[:1000]
+        rate = R.fooling_rate(model, x, y, delta, target)
         return delta[0, 0].numpy(), {k: v for k, v in rate.items() if k != "predicted"}, rate["predicted"][:8].numpy()
 
-    delta, rate, predicted = cached_universal(model.key, model.model, data, eps, steps, target)
+    def draw(partial):
+        k, d = partial
+        st.progress(k / steps, text=f"Optimizing one δ for all digits: step {k} of {steps}")
+        st.image(digit_strip(((d / max(eps, 1e-9) + 1) / 2)[None], scale=4, pixel_max=1.0), caption="δ so far (grey 0)")
+
+    job = live.Job(("universal", model.key, eps, steps, target), lambda p: universal(p, model.model, data, eps, steps, target),
+                   draw)
+    delta, rate, predicted = live.compute([job], [st.container()])[0]
     m1, m2, m3 = st.columns(3)
     m1.metric("Fooling rate (1,000 held-out test digits)", percent(rate["fooling_rate"]),
               help="Of the digits classified correctly without δ: " +
@@ -337,12 +344,19 @@ else:
     with c:
         eps = eps_slider("ε", 0.2, "def_eps")
 
-    @st.cache_data(max_entries=32, show_spinner="Attacking 500 digits with and without the defence…")
-    def cached_defence(model_key: str, _model, _data, defence_name: str, eps: float) -> dict:
-        x, y = to_float(_data.test_images[:500]), _data.test_labels[:500]
-        return R.evaluate_defence(_model, R.DEFENCES[defence_name], x, y, eps, steps=10)
+    def defend(progress, model, data, defence_name: str, eps: float) -> dict:
+        x, y = to_float(data.test_images[:500]), data.test_labels[:500]
+        phases = iter(range(2))
+        return R.evaluate_defence(model, R.DEFENCES[defence_name], x, y, eps, steps=10,
+                                  progress=lambda what: progress((next(phases), what)))
 
-    res = cached_defence(model.key, model.model, data, defence_name, eps)
+    def draw_phase(partial):
+        done, what = partial
+        st.progress(done / 2, text=f"Attacking 500 digits: {what} ({done + 1} of 2)")
+
+    job = live.Job(("defence", model.key, defence_name, eps), lambda p: defend(p, model.model, data, defence_name, eps),
+                   draw_phase)
+    res = live.compute([job], [st.container()])[0]
     st.markdown("On the first **500** test digits (PGD-10 with random start):")
     for col, (label, v) in zip(st.columns(len(res)), res.items(), strict=True):
         col.metric(label, percent(v))

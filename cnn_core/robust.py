@@ -9,6 +9,7 @@ respect to the input only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -221,14 +222,17 @@ class ThroughDefence(nn.Module):
 
 def universal_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
                            step_size: float | None = None, target: int | None = None, batch: int = 256,
-                           seed: int = 0) -> torch.Tensor:
+                           seed: int = 0, progress: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """One δ (1×1×28×28) for all images: gradient ascent with ‖δ‖∞ ≤ ε on
     Σᵢ L(f(clip(xᵢ + δ, 0, 1)), yᵢ) (untargeted) or on −Σᵢ L(f(clip(xᵢ + δ, 0, 1)), t) (towards ``target``):
-    δ ← clip(δ ± η·sign(∇_δ), −ε, ε), one mini-batch of ``batch`` images per step, η = 2.5·ε/steps by default."""
+    δ ← clip(δ ± η·sign(∇_δ), −ε, ε), one mini-batch of ``batch`` images per step, η = 2.5·ε/steps by default.
+    ``progress(k, δ)`` after each step but the last (a page draws δ as it forms; raising from it stops the ascent)."""
     eta = 2.5 * eps / max(steps, 1) if step_size is None else step_size
     g = torch.Generator().manual_seed(seed)
     delta = torch.zeros(1, *x.shape[1:], device=x.device)
-    for _ in range(steps):
+    for k in range(steps):
+        if progress is not None and k:
+            progress(k, delta.clone())
         idx = torch.randint(len(y), (min(batch, len(y)),), generator=g)
         xb, yb = x[idx], y[idx]
         with torch.enable_grad():
@@ -280,12 +284,17 @@ def attack_outcome(labels: torch.Tensor, predicted: torch.Tensor, target: int | 
     return int((predicted[eligible] == target).sum()), int(eligible.sum())
 
 
-def evaluate_defence(model: nn.Module, defence, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10) -> dict:
+def evaluate_defence(model: nn.Module, defence, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10,
+                     progress: Callable[[str], None] | None = None) -> dict:
     """Accuracy of ``model`` with an input ``defence`` in front, against PGD-``steps`` at ``eps``: on clean digits
     without / with the defence; under PGD made without knowing the defence, used without / with it; and against an
     adaptive attacker who also runs PGD through the defence (straight-through gradient, ``ThroughDefence``) and, per
-    digit, keeps whichever of the two attacks works — the worse of both for the defender."""
+    digit, keeps whichever of the two attacks works — the worse of both for the defender. ``progress(what)`` names
+    each of the two attacks as it starts."""
+    progress = progress or (lambda what: None)
+    progress("PGD that ignores the defence")
     xa = attack(model, x, y, "pgd", eps, steps=steps)
+    progress("the adaptive attacker's PGD through the defence")
     through = robust_correct(ThroughDefence(model, defence), x, y, "pgd", eps, steps=steps)
     with torch.no_grad():
         right = {k: model(v).argmax(1) == y for k, v in

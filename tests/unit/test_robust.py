@@ -464,3 +464,22 @@ def test_the_robustness_sentence_follows_what_the_run_is():
     assert R.robustness_sentence({"batchnorm": False, "adversarial": "pgd", "adv_epsilon": 0.2}, adv) == (
         "trained on PGD examples at ε = 0.2: 99.1% clean (the price of robustness), but 93.1% under PGD at its training "
         "budget; beyond it, at ε = 0.3, 22.6%.")
+
+
+def test_universal_progress_shows_delta_as_it_forms_and_defence_names_its_attacks(shipped, mnist):
+    model = shipped["baseline"]
+    x, y = to_float(mnist.test_images[:64]), mnist.test_labels[:64]
+    seen = []
+    full = R.universal_perturbation(model, x, y, 0.2, steps=4, batch=32, progress=lambda k, d: seen.append((k, d)))
+    assert [k for k, _ in seen] == [1, 2, 3]
+    for k, d in seen:  # each partial is the ascent stopped after k steps
+        assert torch.equal(d, _universal_prefix(model, x, y, k))
+    assert torch.equal(full, R.universal_perturbation(model, x, y, 0.2, steps=4, batch=32))
+    phases = []
+    R.evaluate_defence(model, R.bit_depth, x[:16], y[:16], 0.1, steps=2, progress=phases.append)
+    assert phases == ["PGD that ignores the defence", "the adaptive attacker's PGD through the defence"]
+
+
+def _universal_prefix(model, x, y, k):
+    """The first k steps of a 4-step universal ascent (same η = 2.5·0.2/4, same batches)."""
+    return R.universal_perturbation(model, x, y, 0.2, steps=k, step_size=2.5 * 0.2 / 4, batch=32)
