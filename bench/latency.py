@@ -8,7 +8,8 @@ each with a value not seen before (no cache hits). Per interaction, median and m
   quiet for 0.5 s.
 
     python -m bench.latency                 # every interaction, 3 repetitions; a Markdown table at the end
-    python -m bench.latency --only beta     # interactions whose name contains 'beta'
+    python -m bench.latency --only β        # interactions whose name contains 'β'
+    python -m bench.latency --memory 200    # server RSS after 20 and after 200 distinct interactions
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from playwright.sync_api import Page, sync_playwright
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from bench.harness import CHROMIUM, CHROMIUM_ARGS, REPO, start_server, stop_server
+from bench.harness import CHROMIUM, CHROMIUM_ARGS, REPO, rss_bytes, start_server, stop_server
 
 # What an interaction is for (figures, images, metrics, tables, progress bars): text does not count (a slider's own
 # caption changes at once), nor do widgets, spinners, the status widget or the sidebar.
@@ -361,6 +362,32 @@ def run(only: str | None, reps: int, skip_compute: bool, log: Path) -> list[str]
     return table(script, cold)
 
 
+def memory(browser, n: int, log: Path) -> tuple[int, int]:
+    """Server RSS after 20 and after ``n`` distinct interactions: Reshuffle on Occlusion (both models) and on
+    Targeted + prior (both models), alternately; every click asks for digits never seen."""
+    runs = copy_runs()
+    proc, url = start_server(runs, log)
+    try:
+        inside, attack = Session(browser, url), Session(browser, url)
+        inside.open("/inside")
+        attack.open("/attacks")
+        attack.settle(section("Targeted + prior"), attack.page)
+        shuffle = click("button", "Reshuffle")
+        after = {}
+        for k in range(n):
+            s = (inside, attack)[k % 2]
+            s.settle(shuffle, s.page)
+            if k + 1 in (20, n):
+                after[k + 1] = rss_bytes(proc.pid)
+                print(f"RSS after {k + 1} interactions: {after[k + 1] / 2**20:,.0f} MiB", flush=True)
+        inside.close()
+        attack.close()
+        return after[20], after[n]
+    finally:
+        stop_server(proc)
+        shutil.rmtree(runs, ignore_errors=True)
+
+
 def fmt(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} / {max(values):.2f}" if values else "–"
 
@@ -378,9 +405,17 @@ def main() -> None:
     ap.add_argument("--only", help="run the interactions whose name contains this")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-compute", action="store_true", help="skip the in-process compute timings")
+    ap.add_argument("--memory", type=int, metavar="N", help="only the memory check: server RSS after 20 and N interactions")
     args = ap.parse_args()
     out = REPO / "test-output"
     out.mkdir(exist_ok=True)
+    if args.memory:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            at20, at_n = memory(browser, args.memory, out / "latency-server.log")
+        print(f"\nServer RSS after 20 interactions {at20 / 2**20:,.0f} MiB, after {args.memory} {at_n / 2**20:,.0f} MiB "
+              f"({100 * (at_n / at20 - 1):+.0f}%)")
+        return
     lines = run(args.only, args.reps, args.no_compute, out / "latency-server.log")
     print("\nSeconds, median / max of", args.reps, "repetitions:\n")
     print("\n".join(lines))

@@ -250,11 +250,11 @@ def occlusion_figure(images: np.ndarray, prob: np.ndarray, pred: np.ndarray, lab
 
 
 def square_cells(fig: go.Figure) -> go.Figure:
-    """Each subplot's y axis anchored to its own x axis (square pixels), image-style (row 0 on top)."""
-    for name in [k for k in fig.layout if k.startswith("yaxis")]:
-        suffix = name[len("yaxis"):]
-        fig.layout[name].update(scaleanchor=f"x{suffix}", autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False, constrain="domain")
+    """Each subplot's y axis anchored to its own x axis (square pixels), image-style (row 0 on top). One layout
+    update for all axes: plotly validates each call, and one call per axis cost a tenth of a second per figure."""
+    names = [k for k in fig.layout if k.startswith(("xaxis", "yaxis"))]
+    fig.update_layout({n: dict(scaleanchor=f"x{n[5:]}", autorange="reversed", showticklabels=False) if n[0] == "y"
+                       else dict(showticklabels=False, constrain="domain") for n in names})
     return fig
 
 
