@@ -27,23 +27,23 @@ TIMEOUT = 300  # seconds one page may take before it counts as an error
 
 
 async def _run_page(ws, page_hash: str) -> tuple[float, str | None, ForwardMsg | None]:
-    """Ask for one page; (seconds until its script finished, an error or None, the new_session message)."""
+    """Ask for one page; (seconds until its script finished, an error or None, the navigation message: the pages)."""
     msg = BackMsg(rerun_script=ClientState(page_script_hash=page_hash))
     t0 = time.perf_counter()
     await ws.send(msg.SerializeToString())
-    error, new_session = None, None
+    error, navigation = None, None
     while True:
         fwd = ForwardMsg.FromString(await asyncio.wait_for(ws.recv(), TIMEOUT))
         kind = fwd.WhichOneof("type")
-        if kind == "new_session":
-            new_session = fwd
+        if kind == "navigation":
+            navigation = fwd.navigation
         elif kind == "delta" and fwd.delta.WhichOneof("type") == "new_element" and \
                 fwd.delta.new_element.WhichOneof("type") == "exception":
             error = error or f"exception: {fwd.delta.new_element.exception.message[:200]}"
         elif kind == "script_finished":
             if fwd.script_finished != ForwardMsg.FINISHED_SUCCESSFULLY:
                 error = error or f"script finished with status {fwd.script_finished}"
-            return time.perf_counter() - t0, error, new_session
+            return time.perf_counter() - t0, error, navigation
 
 
 async def session(url: str) -> dict[str, tuple[float | None, str | None]]:
@@ -52,11 +52,12 @@ async def session(url: str) -> dict[str, tuple[float | None, str | None]]:
     try:
         async with websockets.connect(url.replace("http", "ws") + "/_stcore/stream", subprotocols=["streamlit"],
                                       max_size=None, open_timeout=TIMEOUT) as ws:
-            seconds, error, new = await _run_page(ws, "")
-            pages = [(p.page_name, p.page_script_hash) for p in new.new_session.app_pages] if new else []
-            default = next((n for n, _ in pages), "default")
-            out[default] = (seconds, error)
-            for name, page_hash in pages[1:]:
+            seconds, error, nav = await _run_page(ws, "")
+            pages = [(p.page_name, p.page_script_hash, p.is_default) for p in nav.app_pages] if nav else []
+            out[next((n for n, _, default in pages if default), "default page")] = (seconds, error)
+            for name, page_hash, default in pages:
+                if default:
+                    continue
                 out[name] = (await _run_page(ws, page_hash))[:2]
     except Exception as exc:  # a refused or dropped connection is an error of every page not yet opened
         out["(connection)"] = (None, f"{type(exc).__name__}: {exc}")
