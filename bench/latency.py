@@ -175,13 +175,12 @@ def context() -> dict:
     import torch
 
     from cnn_core.data import load_mnist
+    from cnn_core.model import for_inference
     from cnn_core.store import RunStore
 
     torch.set_num_threads(2)
     store = RunStore(REPO / "checkpoints")
-    models = {n: store.load_model(n)[0].eval() for n in ("baseline", "batchnorm")}
-    for m in models.values():
-        m.requires_grad_(False)
+    models = {n: for_inference(store.load_model(n)[0]) for n in ("baseline", "batchnorm")}  # as the pages hold them
     return {"data": load_mnist(), "models": models}
 
 
@@ -316,7 +315,7 @@ def cold_starts(browser, reps: int, log: Path) -> dict[str, list[float]]:
     return out
 
 
-def run(only: str | None, reps: int, skip_compute: bool, log: Path) -> list[str]:
+def run(only: str | None, reps: int, skip_compute: bool, log: Path, browser_too: bool = True) -> list[str]:
     script = [i for i in interactions() if not only or only.lower() in i.name.lower()]
     if not skip_compute and any(i.compute for i in script):
         ctx = context()
@@ -327,6 +326,8 @@ def run(only: str | None, reps: int, skip_compute: bool, log: Path) -> list[str]
                     t0 = time.perf_counter()
                     i.compute(ctx, k)
                     i.results["compute"].append(time.perf_counter() - t0)
+    if not browser_too:
+        return table(script, {})
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         cold = cold_starts(browser, reps, log) if not only or only.lower() in "first page results" else {}
@@ -405,6 +406,7 @@ def main() -> None:
     ap.add_argument("--only", help="run the interactions whose name contains this")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-compute", action="store_true", help="skip the in-process compute timings")
+    ap.add_argument("--compute-only", action="store_true", help="only the in-process compute timings")
     ap.add_argument("--memory", type=int, metavar="N", help="only the memory check: server RSS after 20 and N interactions")
     args = ap.parse_args()
     out = REPO / "test-output"
@@ -416,7 +418,7 @@ def main() -> None:
         print(f"\nServer RSS after 20 interactions {at20 / 2**20:,.0f} MiB, after {args.memory} {at_n / 2**20:,.0f} MiB "
               f"({100 * (at_n / at20 - 1):+.0f}%)")
         return
-    lines = run(args.only, args.reps, args.no_compute, out / "latency-server.log")
+    lines = run(args.only, args.reps, args.no_compute, out / "latency-server.log", not args.compute_only)
     print("\nSeconds, median / max of", args.reps, "repetitions:\n")
     print("\n".join(lines))
 
