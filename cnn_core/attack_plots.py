@@ -6,12 +6,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cnn_core.plots import CLASS_PALETTE, FONT, digit_grid, square_cells, thin
+from cnn_core.plots import CLASS_PALETTE, FONT, digit_grid, digit_mosaic, square_cells, thin
 
 
 def images_figure(images: np.ndarray, titles: list[str], wrong: list[bool] | None = None, cols: int = 10,
                   cell_px: int = 110) -> go.Figure:
-    """0–255 images in a grid (values outside [0, 255], possible without the clamp, shown clipped)."""
+    """0–255 images in a grid (values outside [0, 255], possible without the clamp, shown clipped); many images as one
+    raster (``digit_mosaic``)."""
+    if len(images) > 20:
+        return digit_mosaic(np.clip(images, 0, 255).astype(np.float32) / 255.0, titles, wrong, cols=cols, cell_px=cell_px)
     return digit_grid(np.clip(images, 0, 255).astype(np.float32) / 255.0, titles, wrong, cols=cols, cell_px=cell_px,
                       frame="#999999")
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from .compare import validation_points
@@ -61,6 +65,42 @@ def digit_strip(images: np.ndarray, cols: int = 10, scale: int = 3, gap: int = 2
         r, c = divmod(i, cols)
         out[r * cell:r * cell + 28 * scale, c * cell:c * cell + 28 * scale] = tile.repeat(scale, 0).repeat(scale, 1)
     return out
+
+
+def digit_mosaic(images: np.ndarray, titles: list[str], wrong: list[bool] | None = None, cols: int = 10,
+                 cell_px: int = 90, frame: str = "#999999") -> go.Figure:
+    """``digit_grid`` for many digits (the 10×10 grid): one image of all digits (3× nearest-neighbour, a frame each,
+    red when wrong) and one title above each as an annotation. A figure of 100 subplots took 0.5 s to build and 2.5 s
+    for the browser to draw; this one is a single raster and text."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.max() > 1.0:
+        images = images / 255.0
+    n, scale, pad, band = len(images), 3, 3, 22  # pad: the frame's width; band: the title's height, in image pixels
+    wrong = wrong or [False] * n
+    rows, cell = max(1, -(-n // cols)), 28 * scale + 2 * pad
+    step_x, step_y = cell + 8, cell + band
+    mosaic = np.full((rows * step_y, cols * step_x - 8, 3), 255, np.uint8)
+    colours = {False: np.array(_rgb(frame), np.uint8), True: np.array(_rgb(WRONG), np.uint8)}
+    annotations = []
+    for i, (img, bad) in enumerate(zip(images, wrong, strict=True)):
+        r, c = divmod(i, cols)
+        y, x = r * step_y + band, c * step_x
+        mosaic[y:y + cell, x:x + cell] = colours[bool(bad)]
+        tile = (np.clip(img, 0, 1) * 255).round().astype(np.uint8).repeat(scale, 0).repeat(scale, 1)
+        mosaic[y + pad:y + pad + 28 * scale, x + pad:x + pad + 28 * scale] = tile[..., None]
+        annotations.append(dict(text=titles[i], x=x + cell / 2, y=y - 2, xref="x", yref="y", showarrow=False,
+                                yanchor="bottom", font=dict(size=FONT["size"] - 2, color=WRONG if bad else "black")))
+    png = io.BytesIO()
+    Image.fromarray(mosaic).save(png, format="PNG")  # as a PNG: the same pixels as a list of numbers were 10 MB of JSON
+    fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(png.getvalue()).decode(), hoverinfo="skip"))
+    width_px = cols * (cell_px + 8)
+    fig.update_layout(annotations=annotations, height=int(width_px * mosaic.shape[0] / mosaic.shape[1]) + 20,
+                      margin=dict(l=0, r=0, t=10, b=10), xaxis=dict(visible=False), yaxis=dict(visible=False))
+    return fig
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
 
 
 def prediction_titles(true: list[int | None], pred: list[int], conf: list[float]) -> tuple[list[str], list[bool]]:

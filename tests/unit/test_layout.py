@@ -28,3 +28,29 @@ def test_digit_strip_tiles_upscaled_digits_with_gaps():
     assert strip.shape == (2 * 57 - 1, 2 * 57 - 1) and strip.dtype == np.uint8
     assert (strip[:2, :2] == 128).all() and strip[2, 2] == 0 and strip[0, 56] == 255  # pixel block, digit, gap
     assert (strip[57:, :56] == 255).all() and (strip[57:, 57:] == 255).all()  # the third digit, and the empty cell
+
+
+def test_digit_mosaic_is_one_png_with_red_frames_and_titles_for_the_wrong_ones():
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from cnn_core.plots import WRONG, digit_mosaic
+
+    images = np.zeros((30, 28, 28), np.float32)
+    images[1, 0, 0] = 1.0
+    wrong = [i == 1 for i in range(30)]
+    fig = digit_mosaic(images, [f"t{i}" for i in range(30)], wrong, cols=10)
+    assert len(fig.data) == 1 and fig.data[0].type == "image"
+    png = Image.open(io.BytesIO(base64.b64decode(fig.data[0].source.split(",", 1)[1])))
+    mosaic = np.asarray(png)
+    cell = 28 * 3 + 6  # 3× pixels and a 3-pixel frame
+    x1 = cell + 8  # the second digit's left edge (8 pixels between cells), below its 22-pixel title band
+    assert tuple(mosaic[22, x1]) == (0xD6, 0x27, 0x28) and tuple(mosaic[22, 0]) == (0x99, 0x99, 0x99)  # frames
+    assert (mosaic[25:28, x1 + 3:x1 + 6] == 255).all() and (mosaic[25:28, x1 + 6] == 0).all()  # its white pixel, 3×3
+    assert mosaic.shape[:2] == (3 * (cell + 22), 10 * (cell + 8) - 8)
+    notes = fig.layout.annotations
+    assert [a.text for a in notes] == [f"t{i}" for i in range(30)]
+    assert [a.font.color for a in notes].count(WRONG) == 1 and notes[1].font.color == WRONG
