@@ -133,7 +133,12 @@ def side_by_side(chosen: list[Chosen], render, job=None, waiting: str = "Computi
     if len(chosen) > 1:
         for col, c in zip(cols, chosen, strict=True):
             col.markdown(f"**{c.label}**")
-    results = live.compute([job(c) for c in chosen], cols, waiting) if job else [None] * len(chosen)
-    for col, c, r in zip(cols, chosen, results, strict=True):
-        with col:
-            render(c) if job is None else render(c, r)
+    if job is None:
+        for col, c in zip(cols, chosen, strict=True):
+            with col:
+                render(c)
+        return
+    slots = [col.empty() for col in cols]  # the partial results, then the results, in the same place
+    for slot, c, r in zip(slots, chosen, live.compute([job(c) for c in chosen], slots, waiting), strict=True):
+        with slot.container():
+            render(c, r)

@@ -119,15 +119,15 @@ def _leave(flight: Flight) -> None:
             flight.stop.set()
 
 
-def compute(jobs: list[Job], places: list, waiting: str = "Computing…") -> list[Any]:
-    """Each job's result, from the shared results or computed now (all at once), its partials drawn in its place
-    (a container per job, e.g. the model's column); the places are cleared when the results are in."""
+def compute(jobs: list[Job], slots: list, waiting: str = "Computing…") -> list[Any]:
+    """Each job's result, from the shared results or computed now (all at once), its partials drawn in its slot (an
+    ``st.empty()`` per job, e.g. in the model's column). The page then draws the result into the same slot: the
+    partials replace the previous result at once, and the result replaces the last partial."""
     results = _shared()[0]
     out = [results.get(j.key) for j in jobs]
     todo = [i for i, r in enumerate(out) if r is None]
     if not todo:
         return out
-    slots = {i: places[i].empty() for i in todo}
     for i in todo:
         slots[i].caption(f":material/hourglass_top: {waiting}")
     flights = {i: _board(jobs[i], jobs[i].threads or max(1, CORES // len(todo))) for i in todo}
@@ -142,7 +142,6 @@ def compute(jobs: list[Job], places: list, waiting: str = "Computing…") -> lis
             time.sleep(REFRESH_S)
         for i, f in flights.items():
             out[i] = f.future.result()
-            slots[i].empty()
     finally:
         for f in flights.values():  # finished, rerun or error: a flight nobody waits for stops at its next progress
             _leave(f)

@@ -282,18 +282,20 @@ elif section == "Universal perturbation":
 
     job = live.Job(("universal", model.key, eps, steps, target), lambda p: universal(p, model.model, data, eps, steps, target),
                    draw)
-    delta, rate, predicted = live.compute([job], [st.container()])[0]
-    m1, m2, m3 = st.columns(3)
-    m1.metric("Fooling rate (1,000 held-out test digits)", percent(rate["fooling_rate"]),
-              help="Of the digits classified correctly without δ: " +
-                   ("those whose class changes" if target is None else f"those (not already {target}) that become {target}"))
-    m2.metric("Accuracy without δ", percent(rate["clean_accuracy"]))
-    m3.metric("Accuracy with δ", percent(rate["accuracy"]))
-    x = data.test_images[:8].numpy() / 255.0
-    titles = [f"true {t} → {p}" for t, p in zip(data.test_labels[:8].tolist(), predicted, strict=True)]
-    st.plotly_chart(perturbation_figure([("δ (the same)", np.repeat(delta[None], 8, 0), True),
-                                         ("x + δ", np.clip(x + delta, 0, 1), False)], titles, pixel_max=1.0, unit="δ"),
-                    key="uni_examples")
+    slot = st.empty()  # the partial δ, then the result, in one place
+    delta, rate, predicted = live.compute([job], [slot])[0]
+    with slot.container():
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Fooling rate (1,000 held-out test digits)", percent(rate["fooling_rate"]),
+                  help="Of the digits classified correctly without δ: " +
+                       ("those whose class changes" if target is None else f"those (not already {target}) that become {target}"))
+        m2.metric("Accuracy without δ", percent(rate["clean_accuracy"]))
+        m3.metric("Accuracy with δ", percent(rate["accuracy"]))
+        x = data.test_images[:8].numpy() / 255.0
+        titles = [f"true {t} → {p}" for t, p in zip(data.test_labels[:8].tolist(), predicted, strict=True)]
+        st.plotly_chart(perturbation_figure([("δ (the same)", np.repeat(delta[None], 8, 0), True),
+                                             ("x + δ", np.clip(x + delta, 0, 1), False)], titles, pixel_max=1.0, unit="δ"),
+                        key="uni_examples")
     explain("Top row: the one perturbation δ (blue −, red +), the same for every digit; below, eight test digits "
             "with δ added and what the model now says. Optimized on the first 5,000 training digits; measured on the "
             "first 1,000 test digits (never seen by the optimization). On MNIST one δ needs a large budget: around "
@@ -356,16 +358,18 @@ else:
 
     job = live.Job(("defence", model.key, defence_name, eps), lambda p: defend(p, model.model, data, defence_name, eps),
                    draw_phase)
-    res = live.compute([job], [st.container()])[0]
-    st.markdown("On the first **500** test digits (PGD-10 with random start):")
-    for col, (label, v) in zip(st.columns(len(res)), res.items(), strict=True):
-        col.metric(label, percent(v))
-    on, adaptive, plain = res["PGD, defence on"], res["adaptive attacker"], res["PGD"]
-    verdict = R.defence_verdict(res, R.DEFENCES[defence_name] is R.bit_depth)
-    st.markdown(f"With **{defence_name}** in front of the model, PGD that ignores it leaves **{percent(on)}** accuracy "
-                f"(without the defence: {percent(plain)}). An *adaptive* attacker also runs PGD through the defence, "
-                f"treating it as the identity on the way back (BPDA), and keeps whichever attack works on each digit: "
-                f"**{percent(adaptive)}** — {verdict}")
+    slot = st.empty()  # the attacks' progress, then the result, in one place
+    res = live.compute([job], [slot])[0]
+    with slot.container():
+        st.markdown("On the first **500** test digits (PGD-10 with random start):")
+        for col, (label, v) in zip(st.columns(len(res)), res.items(), strict=True):
+            col.metric(label, percent(v))
+        on, adaptive, plain = res["PGD, defence on"], res["adaptive attacker"], res["PGD"]
+        verdict = R.defence_verdict(res, R.DEFENCES[defence_name] is R.bit_depth)
+        st.markdown(f"With **{defence_name}** in front of the model, PGD that ignores it leaves **{percent(on)}** accuracy "
+                    f"(without the defence: {percent(plain)}). An *adaptive* attacker also runs PGD through the defence, "
+                    f"treating it as the identity on the way back (BPDA), and keeps whichever attack works on each digit: "
+                    f"**{percent(adaptive)}** — {verdict}")
     explain("Five accuracies on the same 500 test digits: clean, clean through the defence, PGD made without "
             "knowing the defence (without and with it in front), and the adaptive attacker, who attacks through the "
             "defence and keeps, per digit, whichever attack works. A defence has to be judged against the attack "
