@@ -35,23 +35,25 @@ def digit_grid(
     wrong = wrong or [False] * n
     rows = max(1, -(-n // cols))
     title_px = 22 * (1 + max((t.count("<br>") for t in titles), default=0))  # room above each row for its titles
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02,
-                        vertical_spacing=min(0.3, title_px / (rows * (cell_px + title_px))))
-    for i, img in enumerate(images):
-        rgb = np.repeat((np.clip(img, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
-        fig.add_trace(go.Image(z=rgb, hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
-    edge = dict(showline=frame is not None, linecolor=frame or "white")
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, mirror=True, linewidth=4, **edge)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, mirror=True, linewidth=4, **edge)
-    for i, is_wrong in enumerate(wrong):
-        color = WRONG if is_wrong else "black"
-        fig.layout.annotations[i].font = dict(size=FONT["size"], color=color)
-        if is_wrong:
-            fig.update_xaxes(showline=True, linecolor=WRONG, row=i // cols + 1, col=i % cols + 1)
-            fig.update_yaxes(showline=True, linecolor=WRONG, row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(height=rows * (cell_px + title_px) + 30, margin=dict(l=10, r=10, t=title_px + 10, b=10),
-                      showlegend=False)
-    return fig
+    # Built as one dict and validated once: plotly validates every update, and styling the cells one call at a time
+    # (update_xaxes(row=, col=) per wrong digit) took 0.17 s for 18 digits, against 0.04 s this way.
+    layout = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02,
+                           vertical_spacing=min(0.3, title_px / (rows * (cell_px + title_px)))).to_dict()["layout"]
+    edge = dict(showticklabels=False, showgrid=False, zeroline=False, mirror=True, linewidth=4,
+                showline=frame is not None, linecolor=frame or "white")
+    for name in [k for k in layout if k.startswith(("xaxis", "yaxis"))]:  # empty cells too
+        layout[name].update(edge)
+    for i in (i for i, w in enumerate(wrong) if w):  # image i sits in subplot i + 1 (row-major)
+        for axis in ("xaxis", "yaxis"):
+            layout[f"{axis}{i + 1 if i else ''}"].update(showline=True, linecolor=WRONG)
+    for note, w in zip(layout["annotations"], wrong, strict=False):
+        note["font"] = dict(size=FONT["size"], color=WRONG if w else "black")
+    layout.update(height=rows * (cell_px + title_px) + 30, margin=dict(l=10, r=10, t=title_px + 10, b=10),
+                  showlegend=False)
+    data = [dict(type="image", z=np.repeat((np.clip(img, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2),
+                 hoverinfo="skip", xaxis=f"x{i + 1 if i else ''}", yaxis=f"y{i + 1 if i else ''}")
+            for i, img in enumerate(images)]
+    return go.Figure(dict(data=data, layout=layout))
 
 
 def digit_strip(images: np.ndarray, cols: int = 10, scale: int = 3, gap: int = 2, pixel_max: float = 255.0) -> np.ndarray:

@@ -54,3 +54,16 @@ def test_digit_mosaic_is_one_png_with_red_frames_and_titles_for_the_wrong_ones()
     notes = fig.layout.annotations
     assert [a.text for a in notes] == [f"t{i}" for i in range(30)]
     assert [a.font.color for a in notes].count(WRONG) == 1 and notes[1].font.color == WRONG
+
+
+def test_digit_grid_marks_wrong_digits_red_and_hides_every_axis():
+    import numpy as np
+
+    from cnn_core.plots import WRONG, digit_grid
+
+    fig = digit_grid(np.random.rand(7, 28, 28), [f"t{i}" for i in range(7)], [i == 2 for i in range(7)], cols=4)
+    assert [d.xaxis for d in fig.data] == ["x", "x2", "x3", "x4", "x5", "x6", "x7"]
+    assert fig.layout.xaxis3.linecolor == fig.layout.yaxis3.linecolor == WRONG and fig.layout.xaxis3.showline
+    assert not fig.layout.xaxis.showline and not fig.layout.xaxis8.showticklabels  # no frame; the empty 8th cell
+    assert [a.font.color for a in fig.layout.annotations] == ["black", "black", WRONG, *["black"] * 4]
+    assert [a.text for a in fig.layout.annotations] == [f"t{i}" for i in range(7)]
