@@ -297,6 +297,12 @@ def copy_runs() -> Path:
     return runs
 
 
+def _open_results(page: Page) -> None:
+    """Navigate to Results and wait for its title (a click racing the first page's last rerun is not lost)."""
+    page.get_by_role("link", name="Results").click()
+    page.get_by_role("heading", name="Results and comparison").wait_for()
+
+
 def cold_starts(browser, reps: int, log: Path) -> dict[str, list[float]]:
     """First page after the server starts, then the first visit to Results (a fresh server each repetition)."""
     out = {"First page after start (Overview, two models)": [], "First visit to Results": []}
@@ -306,7 +312,7 @@ def cold_starts(browser, reps: int, log: Path) -> dict[str, list[float]]:
         s = Session(browser, url)
         try:
             out["First page after start (Overview, two models)"].append(s.open("/"))
-            first, settled, _ = s.timed(s.page.get_by_role("link", name="Results").click)
+            first, settled, _ = s.timed(_open_results, s.page)
             out["First visit to Results"].append(settled)
         finally:
             s.close()
