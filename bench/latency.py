@@ -2,8 +2,8 @@
 each with a value not seen before (no cache hits). Per interaction, median and max over the repetitions of:
 
 - compute: the cnn_core computation alone, called in this process before the server starts (no contention);
-- first change: from the input to the first change of a result in the browser (a figure, image, metric, table or
-  progress bar; not text, a spinner or the control itself);
+- first change: from the input to the first result drawn in the browser (a figure, image, metric, table or progress
+  bar added or changed; not text, a spinner, the control itself, nor the previous result taken away);
 - settled: from the input to the last change of content, once the server has finished the run and the page has been
   quiet for 0.5 s.
 
@@ -45,13 +45,14 @@ OBSERVER = r"""
     if (L.t0 === null) return;
     const now = performance.now();
     for (const m of ms) {
-      const nodes = m.type === 'childList' ? [...m.addedNodes, ...m.removedNodes] : [m.target];
-      const hit = nodes.find(n => (m.type === 'childList' && m.removedNodes.length && n.parentNode === null)
-                                    ? content(m.target) || content(n) : content(n));
-      if (hit) {
-        if (L.first === null) { L.first = now; const e = el(hit); L.what = e && (e.closest('[data-testid]') || e).dataset.testid; }
-        L.last = now;
+      // A result drawn (added, or changed in place) is a change; one taken away (the previous result, cleared for
+      // its successor) only delays "settled": an empty place is not a first change.
+      const added = m.type === 'childList' ? [...m.addedNodes] : [m.target];
+      const hit = added.find(content);
+      if (hit && L.first === null) {
+        L.first = now; const e = el(hit); L.what = e && (e.closest('[data-testid]') || e).dataset.testid;
       }
+      if (hit || (m.type === 'childList' && [...m.removedNodes].some(content))) L.last = now;
     }
   }).observe(document, {subtree: true, childList: true, characterData: true, attributes: true,
                         attributeFilter: ['src', 'd', 'transform', 'href', 'width', 'height', 'x', 'y']});
