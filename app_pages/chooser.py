@@ -126,7 +126,7 @@ def choose_models(key: str, where=None, two: bool = True) -> list[Chosen]:
     return [_load(slot, v, options[v]) for slot, v in chosen.items() if v != NONE]
 
 
-def side_by_side(chosen: list[Chosen], render, job=None, waiting: str = "Computing…") -> None:
+def side_by_side(chosen: list[Chosen], render, job=None) -> None:
     """In labelled columns when there are two: render(model) for each; or, with ``job(model)`` → a live.Job, the jobs
     of all models computed at once (partials drawn as they come) and then render(model, its result)."""
     cols = st.columns(len(chosen))
@@ -138,7 +138,10 @@ def side_by_side(chosen: list[Chosen], render, job=None, waiting: str = "Computi
             with col:
                 render(c)
         return
-    slots = [col.empty() for col in cols]  # the partial results, then the results, in the same place
-    for slot, c, r in zip(slots, chosen, live.compute([job(c) for c in chosen], slots, waiting), strict=True):
-        with slot.container():
+    jobs = [job(c) for c in chosen]
+    # Jobs with partials draw them in a slot, where their result then replaces them; without, the previous result stays
+    # in the column (dimmed while the page reruns) until the new one replaces it.
+    slots = [col.empty() if j.draw else None for col, j in zip(cols, jobs, strict=True)]
+    for col, slot, c, r in zip(cols, slots, chosen, live.compute(jobs, slots), strict=True):
+        with slot.container() if slot else col:
             render(c, r)

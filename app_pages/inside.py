@@ -174,7 +174,7 @@ elif section == "Occlusion":
         st.plotly_chart(occlusion_figure(digits.images, prob, pred, labels, patch, stride),
                         key=f"occ_{c.slot}")
 
-    side_by_side(chosen, render, job, "Occluding…")
+    side_by_side(chosen, render, job)
 
     st.subheader("One digit, growing patches")
     one = (digits.images[:1], tuple(digits.labels[:1]))

@@ -39,7 +39,7 @@ class Cancelled(Exception):
 class Job:
     key: Hashable  # names the result exactly: the model's key (app_pages.chooser) and every setting
     run: Callable[[Callable[[Any], None]], Any]  # run(progress) → the result
-    draw: Callable[[Any], None] | None = None  # draws one partial result; None: a caption until done
+    draw: Callable[[Any], None] | None = None  # draws one partial result; None: none (short jobs)
     # torch threads: 1 for small batches (a few images: overhead-bound; 2 threads in a worker thread were slower,
     # 0.78 s against 0.61 s for 200 ascent steps on 10 images); None shares the cores among the jobs (large batches:
     # 100 images, 2.0 s against 2.9 s).
@@ -119,17 +119,16 @@ def _leave(flight: Flight) -> None:
             flight.stop.set()
 
 
-def compute(jobs: list[Job], slots: list, waiting: str = "Computing…") -> list[Any]:
+def compute(jobs: list[Job], slots: list) -> list[Any]:
     """Each job's result, from the shared results or computed now (all at once), its partials drawn in its slot (an
-    ``st.empty()`` per job, e.g. in the model's column). The page then draws the result into the same slot: the
-    partials replace the previous result at once, and the result replaces the last partial."""
+    ``st.empty()`` per job with partials, e.g. in the model's column; None for the others). The page then draws the
+    result into the same slot: the partials replace the previous result at once, and the result replaces the last
+    partial."""
     results = _shared()[0]
     out = [results.get(j.key) for j in jobs]
     todo = [i for i, r in enumerate(out) if r is None]
     if not todo:
         return out
-    for i in todo:
-        slots[i].caption(f":material/hourglass_top: {waiting}")
     flights = {i: _board(jobs[i], jobs[i].threads or max(1, CORES // len(todo))) for i in todo}
     shown = {i: None for i in todo}
     try:
