@@ -95,7 +95,7 @@ def bn_verdict(no_bn: dict, bn: dict) -> str:
     if a["test accuracy (%)"] is None or b["test accuracy (%)"] is None:
         return "Both runs must finish before they can be compared."
     diff = b["test accuracy (%)"] - a["test accuracy (%)"]
-    if abs(diff) < SAME_ACCURACY:
+    if round(abs(diff), 2) < SAME_ACCURACY:  # rounded to the 0.01 points one test digit is: 99.10 − 99.00 = 0.0999…
         acc = f"BatchNorm left test accuracy about the same ({b['test accuracy (%)']:.2f}% vs {a['test accuracy (%)']:.2f}%)"
     else:
         verb = "improved" if diff > 0 else "lowered"
@@ -153,8 +153,9 @@ def seeds_verdict(runs: list[dict]) -> str:
     diff = b["test accuracy mean (%)"] - a["test accuracy mean (%)"]
     spread = max(a["test accuracy sd"], b["test accuracy sd"])
     seeds = len(a["seeds"].split(", "))
-    verb = "improved" if diff > 0 else "lowered"
-    accuracy = (f"Over {seeds} seeds, BatchNorm {verb} mean test accuracy by {abs(diff):.2f} points "
+    verb = "left" if round(diff, 2) == 0 else "improved" if diff > 0 else "lowered"
+    accuracy = (f"Over {seeds} seeds, BatchNorm {verb} mean test accuracy " +
+                ("unchanged " if verb == "left" else f"by {abs(diff):.2f} points ") +
                 f"({b['test accuracy mean (%)']:.2f} ± {b['test accuracy sd']:.2f}% vs {a['test accuracy mean (%)']:.2f} ± {a['test accuracy sd']:.2f}%)")
     judged = ("larger than the spread between seeds" if abs(diff) > spread
               else f"within the spread between seeds (sd up to {spread:.2f}): no clear effect")

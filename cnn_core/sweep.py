@@ -145,7 +145,7 @@ def _ranking(ranked: list[dict]) -> str:
     if len(ranked) == 1:
         return f"Only {ranked[0]['value']} trained: test accuracy {ranked[0]['test accuracy (%)']:.2f}%"
     lead = ranked[0]["test accuracy (%)"] - ranked[1]["test accuracy (%)"]
-    if lead < SAME_ACCURACY:
+    if round(lead, 2) < SAME_ACCURACY:  # in whole test digits (0.01 points): 99.10 − 99.00 is 0.0999…
         best = f"{ranked[0]['value']} and {ranked[1]['value']} are about the same at the top"
     else:
         best = f"{ranked[0]['value']} is best, {lead:.2f} points ahead of {ranked[1]['value']}"

@@ -1,9 +1,13 @@
+import math
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from cnn_core.compare import (
+    DIVERGED_MARGIN,
+    GUESS_LOSS,
     across_seeds,
     bn_verdict,
     comparison_table,
@@ -11,6 +15,7 @@ from cnn_core.compare import (
     outcome,
     seeds_verdict,
     steps_to_accuracy,
+    summary_row,
 )
 from cnn_core.plots import RUN_DASH, run_colors, smooth, thin, training_curves_figure
 from cnn_core.registry import RunRegistry, TooManyRuns
@@ -263,3 +268,95 @@ def test_misclassified_orders_confident_mistakes_first():
     labels = np.array([0, 0, 0, 1])
     idx, titles = misclassified(probs, labels)
     assert idx.tolist() == [1, 2] and titles[0] == "#1: true 0 → 1 (80%)"
+
+
+def test_misclassified_ties_keep_test_set_order():
+    """Equally confident mistakes are shown in test-set order, so the gallery is the same on every redraw."""
+    probs = np.array([[0.1, 0.9], [0.4, 0.6]] * 20)  # 40 digits, all wrong (label 0), confidences 90%, 60%, 90%, ...
+    idx, titles = misclassified(probs, np.zeros(40, dtype=int), limit=18)
+    assert idx.tolist() == list(range(0, 36, 2))  # the 90% ones (even indices) in order; none of the 60% ones fit
+    assert titles[:2] == ["#0: true 0 → 1 (90%)", "#2: true 0 → 1 (90%)"]
+    idx, _ = misclassified(probs, np.zeros(40, dtype=int), limit=40)
+    assert idx.tolist() == list(range(0, 40, 2)) + list(range(1, 40, 2))
+
+
+def test_the_comparison_table_columns_a_user_reads():
+    """Each column of the Result table: exactly 98% counts as reached, the test loss, the epoch count, the median
+    training speed, peak memory from a live snapshot or from a saved run's timings, and the BatchNorm flag."""
+    live = {**_snap("live", False, 0.99, 10, [0.97, 0.98]), "peak_step_mib": 17.0}
+    live["epochs"][0]["images_per_s_median"], live["epochs"][1]["images_per_s_median"] = 1000.0, 3000.0
+    saved = {**_snap("saved", True, 0.99, 10, [0.97, 0.99, 0.99]), "timings": {"peak_step_mib": 42.5}}
+    t = comparison_table([live, saved]).set_index("run")
+    assert list(t["BatchNorm"]) == [False, True]
+    assert list(t["steps to 98% val"]) == [200, 200]  # 0.98 itself is "reached"
+    assert list(t["test loss"]) == [0.03, 0.03] and list(t["epochs"]) == [2, 3]
+    assert list(t["peak MiB / step"]) == [17.0, 42.5]
+    assert t.loc["live", "images/s (median)"] == 2000.0
+    assert summary_row(saved)["images/s (median)"] is None  # runs saved before the speed was recorded: blank, not NaN
+    assert summary_row(_snap("x", True, 0.99, 10, []))["BatchNorm"] is True
+    # Training digits follow the split: round(60,000 · f) validation digits, for any legal fraction.
+    odd = _snap("f", False, 0.99, 10, [0.99])
+    odd["config"]["val_fraction"] = 0.49999
+    assert summary_row(odd)["training digits"] == 30001
+
+
+def test_outcome_judges_the_test_accuracy_and_diverges_only_above_the_margin():
+    """The test accuracy, when there is one, decides "trained" / "did not learn" (not the last validation); a final
+    training loss exactly at ln 10 + DIVERGED_MARGIN is not yet "diverged"."""
+    assert outcome(_snap("a", False, 0.5, 10, [0.1])) == "trained"
+    assert outcome(_snap("a", False, 0.1, 10, [0.5])) == "did not learn"
+    assert outcome(_diverged("a", False, GUESS_LOSS + DIVERGED_MARGIN, 0.5)) == "trained"
+
+
+def test_bn_verdict_every_wording():
+    """The sentence for BatchNorm lowering accuracy and saving time, the 5% and 60% time wordings, only the BatchNorm
+    run reaching 98% (steps with a thousands separator), neither reaching it, and a run that did not learn."""
+    assert bn_verdict(_snap("a", False, 0.995, 10.0, [0.97]), _snap("b", True, 0.990, 8.0, [0.97])) == (
+        "BatchNorm lowered test accuracy by 0.50 points (99.00% vs 99.50% without), "
+        "and took 20% less time per epoch (8.0 s vs 10.0 s). "
+        "From one seed: repeat with other seeds before drawing a conclusion.")
+    only_bn = bn_verdict(_snap("a", False, 0.99, 20.0, [0.97], 1000), _snap("b", True, 0.99, 21.0, [0.985], 1000))
+    assert only_bn == ("BatchNorm left test accuracy about the same (99.00% vs 99.00%), "
+                       "and took 5% longer per epoch (21.0 s vs 20.0 s); "  # exactly 5% is no longer "about the same"
+                       "only the BatchNorm run reached 98% validation accuracy (after 1,000 steps). "
+                       "From one seed: repeat with other seeds before drawing a conclusion.")
+    assert "and took 60% longer per epoch (16.0 s vs 10.0 s)." in bn_verdict(
+        _snap("a", False, 0.99, 10.0, [0.97]), _snap("b", True, 0.99, 16.0, [0.97]))
+    lazy = _diverged("b", True, 2.2, 0.15)
+    assert bn_verdict(_snap("a", False, 0.99, 10, [0.99]), lazy) == (
+        "No verdict: the BatchNorm run did not learn (final training loss 2.2, test accuracy 15.00%). "
+        "Compare runs that trained — for a diverged run, try a smaller learning rate.")
+
+
+def test_a_stopped_run_that_diverged_is_reported_with_its_validation_accuracy():
+    """A run stopped before its test has no test accuracy: the verdict quotes its last validation accuracy."""
+    stopped = {**_diverged("b", True, 9.0, 0.5), "results": None}
+    assert bn_verdict(_snap("a", False, 0.99, 10, [0.99]), stopped) == (
+        "No verdict: the BatchNorm run diverged (final training loss 9, validation accuracy 50.00%). "
+        "Compare runs that trained — for a diverged run, try a smaller learning rate.")
+
+
+def test_across_seeds_one_arm_two_seeds_and_a_lower_mean():
+    """An arm is listed even when the other has no run that trained; two seeds give a sample sd; the verdict says
+    "lowered" when BatchNorm's mean is lower, and a difference equal to the spread is not called larger."""
+    t = across_seeds([_seeded(True, 1, 0.99, 12.0), _seeded(True, 0, 0.98, 10.0)])
+    assert list(t["BatchNorm"]) == [True] and list(t["seeds"]) == ["0, 1"]
+    assert t["test accuracy sd"][0] == pytest.approx(math.sqrt(0.5)) and t["seconds / epoch sd"][0] == pytest.approx(math.sqrt(2))
+    worse = [_seeded(False, 0, 0.986, 12.0), _seeded(False, 1, 0.988, 14.0), _seeded(False, 2, 0.990, 13.0),
+             _seeded(True, 0, 0.980, 10.0), _seeded(True, 1, 0.982, 11.0), _seeded(True, 2, 0.984, 12.0)]
+    assert seeds_verdict(worse) == ("Over 3 seeds, BatchNorm lowered mean test accuracy by 0.60 points (98.20 ± 0.20% vs "
+                                    "98.80 ± 0.20%) — larger than the spread between seeds; seconds per epoch 11.0 ± 1.0 vs 13.0 ± 1.0.")
+    # Exact binary fractions: the means differ by 1.5625 points and each arm's sd is exactly 1.5625.
+    tie = [_seeded(False, s, a, 10.0) for s, a in enumerate((0.9375, 0.953125, 0.96875))] + \
+          [_seeded(True, s, a, 10.0) for s, a in enumerate((0.953125, 0.96875, 0.984375))]
+    assert "within the spread between seeds (sd up to 1.56): no clear effect" in seeds_verdict(tie)
+
+
+def test_verdicts_count_a_tenth_of_a_point_in_whole_test_digits():
+    """99.10% vs 99.00% is 10 test digits, the threshold itself: "improved by 0.10 points", though the float difference
+    is 0.0999…; equal means over seeds are "unchanged", never "lowered by 0.00 points"."""
+    assert 99.1 - 99.0 < 0.1  # the float trap the verdicts must not fall into
+    assert bn_verdict(_snap("a", False, 0.990, 10.0, [0.97]), _snap("b", True, 0.991, 10.0, [0.97])).startswith(
+        "BatchNorm improved test accuracy by 0.10 points (99.10% vs 99.00% without)")
+    same = [_seeded(bn, s, a, 10.0) for bn in (False, True) for s, a in enumerate((0.98, 0.99))]
+    assert seeds_verdict(same).startswith("Over 2 seeds, BatchNorm left mean test accuracy unchanged (98.50 ± 0.71% vs")

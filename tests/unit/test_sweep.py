@@ -190,3 +190,9 @@ def test_a_run_measures_its_step_memory_without_touching_its_weights(mnist, tiny
     assert [s["loss"] for s in again.steps] == [s["loss"] for s in tiny_run.steps]
     unfold = Run(tiny_config(conv="unfold", epochs=1, val_points=1), mnist).run()
     assert unfold.peak_step_bytes > 1.5 * tiny_run.peak_step_bytes  # unfolded patches are stored for backward
+
+
+def test_a_lead_of_exactly_ten_test_digits_is_a_lead():
+    """99.10% over 99.00% is 0.0999… in floats but 10 test digits: the threshold, so a lead and not 'about the same'."""
+    runs = [_run("adam", 0.991, 4400), _run("sgd", 0.990, 5000)]
+    assert "adam is best, 0.10 points ahead of sgd" in sweep_verdict(runs, "optimizer")
