@@ -177,10 +177,11 @@ elif section == "Adversarial noise":
     def render(c):
         r, pred = noise_attack(c.key, c.model, image, examples, steps=steps, alpha=alpha, linf=linf, clamp=clamp)
         conf = r.probs.max(1)
-        titles = [f"→{t}: {p} ({100 * q:.0f}%)<br>{s} {'step' if s == 1 else 'steps'}" if ok else f"→{t}: {p}<br>not after {s}"
-                  for t, p, q, s, ok in zip(CLASSES, r.probs.argmax(1), conf, r.steps, r.reached, strict=True)]
-        st.plotly_chart(perturbation_figure([("noise", r.noise, True), ("x + noise", r.images, False)], titles),
-                        key=f"noise_{c.slot}")
+        titles = [f"target {t}<br>→ {p}, {100 * q:.0f}%<br>{s} {'step' if s == 1 else 'steps'}" if ok else
+                  f"target {t}<br>→ {p}: missed<br>{s} steps" for t, p, q, s, ok in
+                  zip(CLASSES, r.probs.argmax(1), conf, r.steps, r.reached, strict=True)]
+        st.plotly_chart(perturbation_figure([("noise", r.noise, True), ("x + noise", r.images, False)], titles,
+                                            cell_px=90), key=f"noise_{c.slot}")
         st.caption(f"{int(r.reached.sum())} of 10 targets reached (stopped at the first step where the target won); "
                    f"largest |noise| {np.abs(r.noise).max():.0f} grey levels; {r.milliseconds:,.0f} ms.")
         st.plotly_chart(transfer_figure(pred, CLASSES, CLASSES), key=f"transfer_{c.slot}")
@@ -193,7 +194,7 @@ elif section == "Adversarial noise":
                     "model's gradient, not a general 'make it a t' pattern.")
 
     st.image(digits.images[0], caption=f"original: {digits.names[0]}", width=120, clamp=True)
-    side_by_side(chosen, render)
+    side_by_side(chosen, render, stacked=True)  # ten noises and a 10×10 matrix need the page's width
     explain("Top: the noise learned for each target t (blue takes grey away, red adds it; one scale per row, in grey "
             "levels). Below: the digit plus that noise, titled with the target, the prediction and the steps it took. "
             "The caption's largest |noise| says how far the digit had to move, against 255 grey levels per pixel: "

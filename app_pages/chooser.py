@@ -126,10 +126,11 @@ def choose_models(key: str, where=None, two: bool = True) -> list[Chosen]:
     return [_load(slot, v, options[v]) for slot, v in chosen.items() if v != NONE]
 
 
-def side_by_side(chosen: list[Chosen], render, job=None) -> None:
-    """In labelled columns when there are two: render(model) for each; or, with ``job(model)`` → a live.Job, the jobs
-    of all models computed at once (partials drawn as they come) and then render(model, its result)."""
-    cols = st.columns(len(chosen))
+def side_by_side(chosen: list[Chosen], render, job=None, stacked: bool = False) -> None:
+    """In labelled columns when there are two (``stacked``: one below the other, for figures too wide for half a
+    page): render(model) for each; or, with ``job(model)`` → a live.Job, the jobs of all models computed at once
+    (partials drawn as they come) and then render(model, its result)."""
+    cols = [st.container() for _ in chosen] if stacked else st.columns(len(chosen))
     if len(chosen) > 1:
         for col, c in zip(cols, chosen, strict=True):
             col.markdown(f"**{c.label}**")

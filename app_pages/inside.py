@@ -35,6 +35,9 @@ section = st.segmented_control("Show", ["Architecture", "Filters", "Activations"
 NO_SNAPSHOTS = ("The shipped models have no filters over training time: their weights are the verified reference every "
                 "stored result rests on, and they were trained by an earlier engine (float32, per-epoch validation), so "
                 "retraining them now would not reproduce their trajectory.")
+# A digit's cell (px) in the occlusion (3 across) and attribution (up to 4 across) rows, by models shown: one model has
+# the page's width; two share it, where wider cells would only add blank rows at 1280 px.
+OCCLUSION_PX, ATTRIBUTION_PX = {1: 240, 2: 130}, {1: 200, 2: 120}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -146,7 +149,7 @@ elif section == "Occlusion":
                 "network was using that part of the image.")
     digits = pick_digits(data, 10, "occ") or st.stop()
     a, b, c, d = st.columns(4)
-    patch = a.slider("Patch size", 1, 16, 6, key="occ_patch")
+    patch = a.slider("Patch size", 1, 16, 10, key="occ_patch")
     stride = b.slider("Stride", 1, 4, 2, key="occ_stride")
     fill_name = c.selectbox("Fill", list(FILLS), key="occ_fill")
     interest = d.selectbox("Class of interest", INTERESTS, key="occ_interest")
@@ -171,7 +174,7 @@ elif section == "Occlusion":
         prob, pred, targets, base, forwards, ms = result
         st.caption(f"{forwards:,} images through the model in {ms:,.0f} ms (batched; repeat settings come from the cache)")
         labels = [f"{d}, class of interest {t}, P = {p:.3f}" for d, t, p in zip(digits.names, targets, base, strict=True)]
-        st.plotly_chart(occlusion_figure(digits.images, prob, pred, labels, patch, stride),
+        st.plotly_chart(occlusion_figure(digits.images, prob, pred, labels, patch, stride, cell_px=OCCLUSION_PX[len(chosen)]),
                         key=f"occ_{c.slot}")
 
     side_by_side(chosen, render, job)
@@ -206,7 +209,7 @@ elif section == "Attributions":
     def render(c):
         maps, targets = cached_attributions(c.key, c.model, digits.images, tuple(digits.labels), tuple(methods), interest)
         labels = [f"{d}, for class {t}" for d, t in zip(digits.names, targets, strict=True)]
-        st.plotly_chart(attribution_figure(digits.images, maps, labels), key=f"attr_{c.slot}")
+        st.plotly_chart(attribution_figure(digits.images, maps, labels, cell_px=ATTRIBUTION_PX[len(chosen)]), key=f"attr_{c.slot}")
 
     if methods:
         side_by_side(chosen, render)

@@ -120,7 +120,7 @@ if section == "Attacks":
                                           random_start, target)
         attacked[c.slot] = xa
         delta = xa - digits.images
-        titles = [f"true {t}: {p}→{q} ({100 * q_conf:.0f}%)" for t, p, q, q_conf in
+        titles = [f"true {t}<br>{p} → {q}, {100 * q_conf:.0f}%" for t, p, q, q_conf in
                   zip(digits.labels, before.argmax(1), after.argmax(1), after.max(1), strict=True)]
         st.plotly_chart(perturbation_figure([("original", digits.images, False), ("δ", delta, True), ("x + δ", xa, False)],
                                             titles, pixel_max=1.0, unit="δ"), key=f"rob_examples_{c.slot}")

@@ -205,7 +205,7 @@ def targeted(ctx, n_models: int, beta: float = 1e-2, step: float = 1000.0, seed:
                           clamp=True)
 
 
-def occlude(ctx, n_models: int, patch: int = 6, seed: int = 0) -> None:
+def occlude(ctx, n_models: int, patch: int = 10, seed: int = 0) -> None:
     import torch
 
     from cnn_core.inside import FILLS, INTERESTS, class_of_interest, occlusion
@@ -262,9 +262,9 @@ def interactions() -> list[Interaction]:
                     undo=lambda page, k: (grid_toggle(page), press("β (log scale)", "ArrowLeft")(page, k)),
                     compute=lambda c, k: targeted(c, 1, beta=LOG[beta - k], looks=_looks(c))),
         Interaction("Inside: occlusion patch, one model", "/inside?b=none", press("Patch size", "ArrowRight"),
-                    compute=lambda c, k: occlude(c, 1, patch=7 + k)),
+                    compute=lambda c, k: occlude(c, 1, patch=11 + k)),
         Interaction("Inside: occlusion patch, two models", "/inside", press("Patch size", "ArrowLeft"),
-                    compute=lambda c, k: occlude(c, 2, patch=5 - k), models=2),
+                    compute=lambda c, k: occlude(c, 2, patch=9 - k), models=2),
         Interaction("Inside: Reshuffle 10 digits, occlusion, two models", "/inside", click("button", "Reshuffle"),
                     compute=lambda c, k: occlude(c, 2, seed=k + 1), models=2),
         Interaction("Inside: activations stage, two models", "/inside", click("radio", "pre-ReLU"),

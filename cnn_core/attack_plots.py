@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from cnn_core.plots import CLASS_PALETTE, FONT, digit_grid, digit_mosaic, square_cells, thin
+from cnn_core.plots import CLASS_PALETTE, FONT, axis_suffix, column_centre, title_note, digit_grid, digit_mosaic, image_cells, thin
 
 
 def images_figure(images: np.ndarray, titles: list[str], wrong: list[bool] | None = None, cols: int = 10,
@@ -33,30 +32,33 @@ def cost_curves_figure(costs: np.ndarray, labels: list[str], title: str, yaxis: 
 
 
 def perturbation_figure(rows: list[tuple[str, np.ndarray, bool]], titles: list[str], pixel_max: float = 255.0,
-                        unit: str = "grey levels") -> go.Figure:
-    """One column per example, one row per (label, N×28×28 arrays, signed): signed rows (a noise or a
-    perturbation) on one diverging scale centred on 0 (blue −, red +), the others as grey images in
-    [0, pixel_max]."""
+                        unit: str = "grey levels", cell_px: int = 110) -> go.Figure:
+    """One column per example (``titles`` on top), one row per (label, N×28×28 arrays, signed), the label on the left:
+    signed rows (a noise or a perturbation) on one diverging scale centred on 0 (blue −, red +, its colour bar on the
+    right of the row), the others as grey images in [0, pixel_max]."""
     n = len(titles)
-    fig = make_subplots(rows=len(rows), cols=n, subplot_titles=titles + [""] * n * (len(rows) - 1),
-                        horizontal_spacing=0.01, vertical_spacing=0.04, row_titles=[r[0] for r in rows])
-    for i, (_, arrays, signed) in enumerate(rows):
+    title_px = 19 * (1 + max(t.count("<br>") for t in titles)) + 8
+    layout, height, tops = image_cells(len(rows), n, cell_px, [title_px] + [8] * (len(rows) - 1), gap=0.015)
+    data, notes = [], []
+    for i, (label, arrays, signed) in enumerate(rows):
         zmax = float(np.abs(arrays).max()) or 1.0
+        middle = tops[i] - cell_px / height / 2
         for j in range(n):
+            trace = dict(type="heatmap", z=arrays[j], xaxis=f"x{axis_suffix(i * n + j)}", yaxis=f"y{axis_suffix(i * n + j)}")
             if signed:
-                trace = go.Heatmap(z=arrays[j], zmin=-zmax, zmax=zmax, zmid=0, colorscale="RdBu_r", showscale=j == 0,
-                                   colorbar=dict(title=unit, len=0.9 / len(rows), y=1 - i / len(rows), yanchor="top"),
-                                   hovertemplate="%{z:.3g}<extra></extra>")
+                trace.update(zmin=-zmax, zmax=zmax, zmid=0, colorscale="RdBu_r", showscale=j == 0,
+                             colorbar=dict(title=unit, x=1.005, xanchor="left", y=middle, yanchor="middle",
+                                           len=cell_px / height, thickness=12, tickfont=dict(size=12)),
+                             hovertemplate="%{z:.3g}<extra></extra>")
             else:
-                trace = go.Heatmap(z=arrays[j], zmin=0, zmax=pixel_max, colorscale="gray", showscale=False,
-                                   hovertemplate="pixel %{z:.3g}<extra></extra>")
-            fig.add_trace(trace, row=i + 1, col=j + 1)
-    square_cells(fig)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.update_annotations(font=dict(size=15, color="black"))
-    fig.update_layout(height=60 + 180 * len(rows), margin=dict(l=10, r=40, t=60, b=10), font=FONT)
-    return fig
+                trace.update(zmin=0, zmax=pixel_max, colorscale="gray", showscale=False,
+                             hovertemplate="pixel %{z:.3g}<extra></extra>")
+            data.append(trace)
+        notes.append(title_note(label, 0, middle, xanchor="right", yanchor="middle", xshift=-8, size=15))
+    notes += [title_note(t, column_centre(layout, j), tops[0], size=14) for j, t in enumerate(titles)]
+    layout.update(annotations=notes, height=height + 20, margin=dict(l=100, r=80, t=10, b=10), font=FONT,
+                  plot_bgcolor="white")
+    return go.Figure(dict(data=data, layout=layout))
 
 
 def robustness_figure(curves: dict[str, dict], colors: dict[str, str]) -> go.Figure:
@@ -88,10 +90,17 @@ def transfer_figure(pred: np.ndarray, targets: list[int], example_labels: list[i
     scale = [[0, "#e8e8e8"], [0.33, "#e8e8e8"], [0.33, "#ffbb78"], [0.66, "#ffbb78"], [0.66, "#d62728"], [1, "#d62728"]]
     fig = go.Figure(go.Heatmap(z=z, zmin=0, zmax=2, colorscale=scale, showscale=False, text=pred,
                                texttemplate="%{text}", textfont=dict(size=18), xgap=2, ygap=2,
-                               x=[f"a {c}" for c in example_labels], y=[f"→ {t}" for t in targets],
-                               hovertemplate="%{x} + noise for %{y}: predicted %{text}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", title="noise made for target", type="category")
-    fig.update_xaxes(title="test example (true class)", side="top", type="category")
+                               customdata=np.stack(np.meshgrid(example_labels, targets), axis=-1),
+                               hovertemplate="a %{customdata[0]} + the noise for %{customdata[1]}: predicted %{text}"
+                                             "<extra></extra>"))
+    # The example that already is the noise's target (not counted) framed in black.
+    fig.update_layout(shapes=[dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(width=3))
+                              for i, t in enumerate(targets) for j, c in enumerate(example_labels) if t == c])
+    fig.update_yaxes(autorange="reversed", title="noise made for target", tickvals=list(range(len(targets))),
+                     ticktext=[str(t) for t in targets], tickfont=dict(size=16))
+    fig.update_xaxes(title="added to a test digit of class (framed: already the target)", side="top",
+                     tickvals=list(range(len(example_labels))), ticktext=[str(c) for c in example_labels],
+                     tickfont=dict(size=16))
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=80, b=10), font=FONT)
     return fig
 
@@ -116,31 +125,30 @@ def attack_attribution_figure(clean: np.ndarray, adv: np.ndarray, maps: dict[str
         domains.append((x0 / total, (x0 + cell) / total))
         x0 += cell + gap + (bar if j >= 2 and j % 2 == 1 else 0)
     top, bottom = 1 - 58 / height, 26 / height  # the images' band, in paper units: two header lines, one label line
-    fig = go.Figure()
+    # Built as lists and validated once in go.Figure (as digit_grid): one add_trace / add_annotation at a time validated
+    # the growing figure on every call.
+    data, notes, layout = [], [], {}
     for j in range(cells):
-        axis = "" if j == 0 else str(j + 1)
-        fig.add_trace(go.Heatmap(z=(clean, adv)[j % 2], zmin=0, zmax=1, colorscale="gray", showscale=False,
-                                 hoverinfo="skip", xaxis=f"x{axis}", yaxis=f"y{axis}"))
+        axis = axis_suffix(j)
+        data.append(dict(type="heatmap", z=(clean, adv)[j % 2], zmin=0, zmax=1, colorscale="gray", showscale=False,
+                         hoverinfo="skip", xaxis=f"x{axis}", yaxis=f"y{axis}"))
         below = predictions[j % 2] if j < 2 else f"for {classes[j % 2]}"
         if j >= 2:
             m = methods[(j - 2) // 2]
-            fig.add_trace(go.Heatmap(z=maps[m][j % 2], zmin=0, zmax=float(peaks[m]) or 1.0, colorscale=_ATTRIBUTION_OVERLAY,
-                                     showscale=j % 2 == 1, xaxis=f"x{axis}", yaxis=f"y{axis}",
-                                     colorbar=dict(x=domains[j][1] + 0.004, xanchor="left", y=bottom, yanchor="bottom",
-                                                   len=top - bottom, thickness=12, tickformat=".2g",
-                                                   tickfont=dict(size=12)),
-                                     hovertemplate="%{z:.3g}<extra></extra>"))
-        fig.layout[f"xaxis{axis}"] = dict(domain=domains[j], visible=False, constrain="domain")
-        fig.layout[f"yaxis{axis}"] = dict(domain=[bottom, top], visible=False, scaleanchor=f"x{axis}", autorange="reversed",
-                                          constrain="domain")
+            data.append(dict(type="heatmap", z=maps[m][j % 2], zmin=0, zmax=float(peaks[m]) or 1.0,
+                             colorscale=_ATTRIBUTION_OVERLAY, showscale=j % 2 == 1, xaxis=f"x{axis}", yaxis=f"y{axis}",
+                             colorbar=dict(x=domains[j][1] + 0.004, xanchor="left", y=bottom, yanchor="bottom",
+                                           len=top - bottom, thickness=12, tickformat=".2g", tickfont=dict(size=12)),
+                             hovertemplate="%{z:.3g}<extra></extra>"))
+        layout[f"xaxis{axis}"] = dict(domain=domains[j], visible=False, constrain="domain")
+        layout[f"yaxis{axis}"] = dict(domain=[bottom, top], visible=False, scaleanchor=f"x{axis}", autorange="reversed",
+                                      constrain="domain")
         middle = sum(domains[j]) / 2
-        fig.add_annotation(text=("clean", "adversarial")[j % 2], x=middle, y=top, yanchor="bottom", yshift=2, xref="paper",
-                           yref="paper", showarrow=False, font=dict(size=13, color="#444"))
-        fig.add_annotation(text=below, x=middle, y=bottom, yanchor="top", yshift=-2, xref="paper", yref="paper",
-                           showarrow=False, font=dict(size=14, color="black"))
+        notes += [title_note(("clean", "adversarial")[j % 2], middle, top, size=13, color="#444", yshift=2),
+                  title_note(below, middle, bottom, size=14, yanchor="top", yshift=-2)]
         if j % 2 == 0:
-            fig.add_annotation(text=f"<b>{'image' if j == 0 else methods[(j - 2) // 2]}</b>",
-                               x=(domains[j][0] + domains[j + 1][1]) / 2, y=1, yanchor="top", xref="paper", yref="paper",
-                               showarrow=False, font=dict(size=15, color="black"))
-    fig.update_layout(height=height, margin=dict(l=4, r=4, t=4, b=4), font=FONT, plot_bgcolor="white")
-    return fig
+            notes.append(title_note(f"<b>{'image' if j == 0 else methods[(j - 2) // 2]}</b>",
+                                    (domains[j][0] + domains[j + 1][1]) / 2, 1, size=15, yanchor="top"))
+    layout.update(annotations=notes, height=height, margin=dict(l=4, r=4, t=4, b=4), font=FONT, plot_bgcolor="white")
+    return go.Figure(dict(data=data, layout=layout))
+

@@ -16,7 +16,7 @@ INSIDE = str(Path(__file__).resolve().parents[2] / "app_pages" / PAGE)
 
 def test_occlusion_is_the_default_and_reports_its_work(at):
     caption = at.caption[0].value
-    assert caption == "1,450 images through the model in " + caption.split(" in ")[1]  # 10 digits × 12×12 + 10
+    assert caption == "1,010 images through the model in " + caption.split(" in ")[1]  # 10 digits × 10×10 + 10 (patch 10)
     at.slider(key="occ_patch").set_value(16).run()
     assert at.caption[0].value.startswith("500 images through the model")  # 10 × 7×7 corners (0, 2, …, 12) + 10
     at.selectbox(key="occ_fill").set_value("image mean").run()
@@ -55,7 +55,7 @@ def test_your_digit_is_used_when_there_is_one():
     seven[6:23, 19] = 1.0
     page.session_state["own_digit"] = seven
     page.run()
-    assert not page.exception and page.caption[0].value.startswith("145 images through the model")  # 1 × 12×12 + 1
+    assert not page.exception and page.caption[0].value.startswith("101 images through the model")  # 1 × 10×10 + 1
     spec = page.get("plotly_chart")[0].proto.spec
     assert "your digit, class of interest" in spec
 

@@ -1,6 +1,8 @@
 import re
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -67,3 +69,66 @@ def test_digit_grid_marks_wrong_digits_red_and_hides_every_axis():
     assert not fig.layout.xaxis.showline and not fig.layout.xaxis8.showticklabels  # no frame; the empty 8th cell
     assert [a.font.color for a in fig.layout.annotations] == ["black", "black", WRONG, *["black"] * 4]
     assert [a.text for a in fig.layout.annotations] == [f"t{i}" for i in range(7)]
+
+
+def test_image_cells_leave_each_row_its_title_band_and_never_overlap():
+    from cnn_core.plots import image_cells
+
+    layout, height, tops = image_cells(3, 2, cell_px=100, band_px=[50, 20, 20])
+    assert height == 3 * 100 + 90 and len(layout) == 12
+    px = lambda y: round((1 - y) * height, 6)  # paper units → pixels from the top
+    assert [px(t) for t in tops] == [50, 170, 290]  # 50 of band, 100 of cell, 20 of band, …
+    assert [px(layout[f"yaxis{s}"]["domain"][0]) for s in ("", "3", "5")] == [150, 270, 390]
+    assert layout["xaxis2"]["domain"][0] > layout["xaxis"]["domain"][1]  # columns apart
+    assert layout["yaxis4"]["scaleanchor"] == "x4" and layout["xaxis4"]["anchor"] == "y4"
+
+
+def test_occlusion_rows_have_their_label_at_the_left_edge_and_the_colour_bars_apart_on_top():
+    """The defects seen side by side: row titles centred over the narrow digit were clipped at the left, and both colour
+    bars sat at the right edge over each other's ticks."""
+    from cnn_core.plots import occlusion_figure
+
+    n = 4
+    fig = occlusion_figure(np.random.rand(n, 28, 28), np.random.rand(n, 10, 10), np.zeros((n, 10, 10), int),
+                           [f"a rather long title for digit {i}" for i in range(n)], 10, 2)
+    rows = [a for a in fig.layout.annotations if a.text.startswith("a rather long")]
+    assert len(rows) == n and all(a.x == 0 and a.xanchor == "left" for a in rows)
+    bars = [d.colorbar for d in fig.data if d.showscale]
+    assert len(bars) == 2 and all(b.orientation == "h" and b.y > 1 for b in bars)
+    (l0, r0), (l1, r1) = [(b.x - b.len / 2, b.x + b.len / 2) for b in bars]
+    assert 0 <= l0 < r0 < l1 < r1 <= 1  # side by side, inside the figure
+    assert len(fig.data) == 3 * n and {d.xaxis for d in fig.data} == {"x"} | {f"x{i}" for i in range(2, 3 * n + 1)}
+
+
+def test_digit_grid_frames_hug_the_digit_below_a_clear_title_band():
+    """Results' red titles were struck through by the red frames: Streamlit's theme pads axis lines 8 px off the plot
+    and the band above a row was exactly the title's height."""
+    from cnn_core.plots import digit_grid
+
+    fig = digit_grid(np.random.rand(12, 28, 28), [f"#{i}: true 5 → 3 (99%)" for i in range(12)], [True] * 12, cols=6)
+    assert fig.layout.margin.pad == 0
+    assert tuple(fig.layout.xaxis.range) == (-0.5, 27.5) and tuple(fig.layout.yaxis.range) == (27.5, -0.5)
+    y_title_row2 = fig.layout.annotations[6].y
+    bottom_row1 = fig.layout.yaxis.domain[0]
+    plot_px = fig.layout.height - 20
+    assert (bottom_row1 - y_title_row2) * plot_px >= 30  # room for a 22-px title line, its 4-px lift and the frame
+
+
+def test_perturbation_rows_are_labelled_on_the_left_and_titled_once():
+    from cnn_core.attack_plots import perturbation_figure
+
+    x = np.random.rand(6, 28, 28)
+    fig = perturbation_figure([("original", x, False), ("δ", x - 0.5, True), ("x + δ", x, False)],
+                              [f"true {i}<br>{i} → 3, 90%" for i in range(6)], pixel_max=1.0, unit="δ")
+    labels = {a.text: a for a in fig.layout.annotations}
+    assert all(labels[t].x == 0 and labels[t].xanchor == "right" for t in ("original", "δ", "x + δ"))
+    assert sum(a.text.startswith("true") for a in fig.layout.annotations) == 6
+    assert [d.showscale for d in fig.data].count(True) == 1 and fig.data[6].colorscale[0][1] != fig.data[0].colorscale[0][1]
+
+
+def test_transfer_matrix_names_classes_and_frames_the_examples_already_of_the_target():
+    from cnn_core.attack_plots import transfer_figure
+
+    fig = transfer_figure(np.tile(np.arange(10), (10, 1)), list(range(10)), list(range(10)))
+    assert list(fig.layout.xaxis.ticktext) == [str(c) for c in range(10)]  # not "a 0"
+    assert [(s.x0, s.y0) for s in fig.layout.shapes] == [(i - 0.5, i - 0.5) for i in range(10)]
