@@ -1,8 +1,11 @@
 """CNN Lab — entry point: page config, navigation over app_pages/, shared sidebar."""
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
+# The tab icon is a shipped file: a material icon here is fetched from a font CDN, which fails offline.
+st.set_page_config(page_title="CNN Lab", page_icon=str(Path(__file__).parent / "assets" / "icon.png"), layout="wide")
 
 from app_pages.common import sidebar  # noqa: E402  (after set_page_config)
 

@@ -401,8 +401,10 @@ def probability_bars(probs: dict[str, np.ndarray]) -> go.Figure:
     for name, p in probs.items():
         fig.add_trace(go.Bar(x=list(range(10)), y=100 * np.asarray(p), name=name, marker_color=colors[name],
                              text=[f"{100 * v:.0f}%" if v >= 0.05 else "" for v in p], textposition="outside",
+                             textangle=-90 if len(probs) > 1 else 0,  # side by side, level labels ran together
                              hovertemplate="class %{x}: %{y:.1f}%<extra></extra>"))
     fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10), font=FONT,
-                      xaxis=dict(title="class", dtick=1), yaxis=dict(title="probability (%)", range=[0, 110]),
+                      xaxis=dict(title="class", dtick=1),
+                      yaxis=dict(title="probability (%)", range=[0, 125 if len(probs) > 1 else 110], tickvals=[0, 25, 50, 75, 100]),
                       legend=dict(orientation="h", y=1.08, x=0))
     return fig

@@ -25,3 +25,25 @@ def test_every_page_opens_with_the_app_sidebar_and_no_error(server, page, path):
         expect(sidebar.get_by_role("link", name=link)).to_be_visible()
     page.wait_for_load_state("networkidle")
     expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_every_page_renders_offline_with_no_failed_request(server, browser):
+    """A lecture hall may have no network: with every request to anything but the server blocked, each page (opened
+    from the sidebar, as in a lecture) draws its heading and no request fails (the tab icon was a font-CDN icon)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    outside, failed = [], []
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
+                  else (outside.append(route.request.url), route.abort()))
+    page = context.new_page()
+    page.on("requestfailed", lambda r: failed.append((r.url, r.failure)))
+    page.on("response", lambda r: r.status >= 400 and failed.append((r.url, r.status)))
+    page.goto(server)
+    links = ["Overview", "Train", "Results", "Inside the network", "Convolution by hand", "Your digit",
+             "Attack playground", "Robustness lab"]  # in PAGES' order
+    for link, heading in zip(links, PAGES.values(), strict=True):
+        page.get_by_test_id("stSidebar").get_by_role("link", name=link, exact=True).click()
+        expect(page.get_by_role("heading", name=heading)).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+    context.close()
+    assert outside == [] and failed == []
