@@ -33,6 +33,11 @@ class Chosen:
     info: dict  # run.json, or a live run's snapshot: config, results (None until tested)
 
     @property
+    def saved_run(self) -> str | None:
+        """The saved run's name (whose stored results are these weights'), or None for a live run."""
+        return None if self.key.startswith(LIVE) else self.name
+
+    @property
     def test_accuracy(self) -> float | None:
         return (self.info.get("results") or {}).get("accuracy")
 

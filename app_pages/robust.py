@@ -14,6 +14,7 @@ from app_pages.common import explain
 from app_pages.digits import pick_digits
 from app_pages.loaders import ADV_TRAINED, require_data, run_store, saved_model
 from cnn_core import robust as R
+from cnn_core import views as V
 from cnn_core.attack_plots import attack_attribution_figure, perturbation_figure, robustness_figure
 from cnn_core.data import to_float
 from cnn_core.plots import digit_grid, digit_strip
@@ -103,7 +104,7 @@ if section == "Attacks":
     a, b, c = st.columns(3)
     with a:
         method = st.radio("Attack", ["fgsm", "pgd"], format_func=str.upper, horizontal=True, key="rob_method")
-        eps = eps_slider("ε", 0.1, "rob_eps")
+        eps = eps_slider("ε", 0.2, "rob_eps")  # at 0.1 FGSM flipped none of the 6 digits of the baseline
     with b:
         steps = st.slider("PGD steps", 1, 100, 20, key="rob_steps", disabled=method == "fgsm")
         auto = st.toggle("η = 2.5·ε / steps", True, key="rob_auto_eta", disabled=method == "fgsm")
@@ -268,22 +269,17 @@ elif section == "Universal perturbation":
     target = c.selectbox("Target", ["none (untargeted)", *range(10)], key="uni_target")
     target = None if isinstance(target, str) else int(target)
 
-    def universal(progress, model, data, eps: float, steps: int, target: int | None):
-        delta = R.universal_perturbation(model, to_float(data.train_images[:5000]), data.train_labels[:5000], eps,
-                                         steps, target=target, progress=lambda k, d: progress((k, d[0, 0].numpy())))
-        x, y = to_float(data.test_images[:1000]), data.test_labels[:1000]
-        rate = R.fooling_rate(model, x, y, delta, target)
-        return delta[0, 0].numpy(), {k: v for k, v in rate.items() if k != "predicted"}, rate["predicted"][:8].numpy()
-
     def draw(partial):
         k, d = partial
         st.progress(k / steps, text=f"Optimizing one δ for all digits: step {k} of {steps}")
         st.image(digit_strip(((d / max(eps, 1e-9) + 1) / 2)[None], scale=4, pixel_max=1.0), caption="δ so far (grey 0)")
 
-    job = live.Job(("universal", model.key, eps, steps, target), lambda p: universal(p, model.model, data, eps, steps, target),
-                   draw)
     slot = st.empty()  # the partial δ, then the result, in one place
-    delta, rate, predicted = live.compute([job], [slot])[0]
+    stored = (V.stored_universal(run_store(), model.saved_run, eps) if model.saved_run and target is None
+              and steps == V.UNIVERSAL_STEPS else None)  # computed ahead for every ε (python -m cnn_core views)
+    view = stored or live.compute([live.Job(("universal", model.key, eps, steps, target), lambda p: V.universal_view(
+        model.model, data, eps, steps, target, progress=lambda k, d: p((k, d[0, 0].numpy()))), draw)], [slot])[0]
+    delta, rate, predicted = view.delta, view.rate, view.predicted
     with slot.container():
         m1, m2, m3 = st.columns(3)
         m1.metric("Fooling rate (1,000 held-out test digits)", percent(rate["fooling_rate"]),
@@ -346,22 +342,19 @@ else:
     with c:
         eps = eps_slider("ε", 0.2, "def_eps")
 
-    def defend(progress, model, data, defence_name: str, eps: float) -> dict:
-        x, y = to_float(data.test_images[:500]), data.test_labels[:500]
-        phases = iter(range(2))
-        return R.evaluate_defence(model, R.DEFENCES[defence_name], x, y, eps, steps=10,
-                                  progress=lambda what: progress((next(phases), what)))
-
     def draw_phase(partial):
         done, what = partial
-        st.progress(done / 2, text=f"Attacking 500 digits: {what} ({done + 1} of 2)")
+        st.progress(done / 2, text=f"Attacking {V.DEFENCE_DIGITS} digits: {what} ({done + 1} of 2)")
 
-    job = live.Job(("defence", model.key, defence_name, eps), lambda p: defend(p, model.model, data, defence_name, eps),
-                   draw_phase)
+    def defend(progress) -> dict:
+        phases = iter(range(2))
+        return V.defence_view(model.model, data, defence_name, eps, progress=lambda what: progress((next(phases), what)))
+
     slot = st.empty()  # the attacks' progress, then the result, in one place
-    res = live.compute([job], [slot])[0]
+    res = (model.saved_run and V.stored_defence(run_store(), model.saved_run, defence_name, eps)) or \
+        live.compute([live.Job(("defence", model.key, defence_name, eps), defend, draw_phase)], [slot])[0]
     with slot.container():
-        st.markdown("On the first **500** test digits (PGD-10 with random start):")
+        st.markdown(f"On the first **{V.DEFENCE_DIGITS}** test digits (PGD-{V.DEFENCE_STEPS} with random start):")
         for col, (label, v) in zip(st.columns(len(res)), res.items(), strict=True):
             col.metric(label, percent(v))
         on, adaptive, plain = res["PGD, defence on"], res["adaptive attacker"], res["PGD"]

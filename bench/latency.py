@@ -217,21 +217,15 @@ def occlude(ctx, n_models: int, patch: int = 10, seed: int = 0) -> None:
 
 
 def universal(ctx, eps: float) -> None:
-    from cnn_core import robust as R
-    from cnn_core.data import to_float
+    from cnn_core.views import universal_view
 
-    d, m = ctx["data"], ctx["models"]["baseline"]
-    delta = R.universal_perturbation(m, to_float(d.train_images[:5000]), d.train_labels[:5000], eps, 30)
-    R.fooling_rate(m, to_float(d.test_images[:1000]), d.test_labels[:1000], delta, None)
+    universal_view(ctx["models"]["baseline"], ctx["data"], eps)
 
 
 def defence(ctx, eps: float) -> None:
-    from cnn_core import robust as R
-    from cnn_core.data import to_float
+    from cnn_core.views import defence_view
 
-    d = ctx["data"]
-    R.evaluate_defence(ctx["models"]["baseline"], next(iter(R.DEFENCES.values())), to_float(d.test_images[:500]),
-                       d.test_labels[:500], eps, steps=10)
+    defence_view(ctx["models"]["baseline"], ctx["data"], "median 3×3", eps)
 
 
 def fgsm(ctx, n_models: int, eps: float) -> None:
@@ -272,11 +266,16 @@ def interactions() -> list[Interaction]:
         Interaction("Inside: attributions Reshuffle, two models", "/inside", click("button", "Reshuffle"),
                     section("Attributions"), models=2),
         Interaction("Robustness: FGSM ε, two models", "/robust", press("ε", "ArrowRight"),
-                    compute=lambda c, k: fgsm(c, 2, 0.11 + 0.01 * k), models=2),
-        Interaction("Robustness: universal ε", "/robust", press("ε", "ArrowLeft"), section("Universal perturbation"),
+                    compute=lambda c, k: fgsm(c, 2, 0.21 + 0.01 * k), models=2),
+        Interaction("Robustness: universal ε, shipped run (stored views)", "/robust", press("ε", "ArrowLeft"),
+                    section("Universal perturbation"), compute=lambda c, k: universal(c, 0.29 - 0.01 * k)),
+        Interaction("Robustness: universal ε, a run without stored views", f"/robust?a={UNSTORED}&b=none",
+                    press("ε", "ArrowLeft"), section("Universal perturbation"),
                     compute=lambda c, k: universal(c, 0.29 - 0.01 * k)),
-        Interaction("Robustness: defences ε", "/robust", press("ε", "ArrowRight"), section("Defences"),
-                    compute=lambda c, k: defence(c, 0.21 + 0.01 * k)),
+        Interaction("Robustness: defences ε, shipped run (stored views)", "/robust", press("ε", "ArrowRight"),
+                    section("Defences"), compute=lambda c, k: defence(c, 0.21 + 0.01 * k)),
+        Interaction("Robustness: defences ε, a run without stored views", f"/robust?a={UNSTORED}&b=none",
+                    press("ε", "ArrowRight"), section("Defences"), compute=lambda c, k: defence(c, 0.21 + 0.01 * k)),
         Interaction("Overview: Reshuffle, two models", "/", click("button", "Reshuffle"), models=2),
     ]
 
@@ -291,10 +290,15 @@ def _looks(ctx) -> np.ndarray:
 # --- running and reporting ---------------------------------------------------------------------------------------
 
 
+UNSTORED = "baseline-unstored"  # the baseline's weights without its stored views: the Robustness lab computes them live
+
+
 def copy_runs() -> Path:
     runs = Path(tempfile.mkdtemp(prefix="latency-runs-"))
     for name in ("baseline", "batchnorm", "adv-trained"):
         shutil.copytree(REPO / "checkpoints" / name, runs / name)
+    shutil.copytree(REPO / "checkpoints" / "baseline", runs / UNSTORED,
+                    ignore=shutil.ignore_patterns("defences.json", "universal.npz"))
     return runs
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("run", help="run name, or a path such as checkpoints/baseline")
     rob.add_argument("--n", type=int, default=1000, help="first n test digits (default: 1000)")
     rob.add_argument("--pgd-steps", type=int, default=20, help="PGD steps (default: 20)")
+
+    views = sub.add_parser("views", help="the Robustness lab's defences and universal perturbation at every ε of its "
+                                         "slider, stored in the run so that the page shows them at once (~20 min)")
+    views.add_argument("run", help="run name, or a path such as checkpoints/baseline")
 
     sub.add_parser("runs", help="list saved runs")
     return parser
@@ -175,6 +180,23 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+def cmd_views(args) -> int:
+    from .data import load_mnist
+    from .model import for_inference
+    from .views import store_views
+
+    loaded = _load(args)
+    if loaded is None:
+        return 1
+    store, name, model = loaded
+    t0 = time.perf_counter()
+    # The pages' own inference model (channels_last), so that a stored view is what the page would compute.
+    store_views(store, name, for_inference(model), load_mnist(),
+                progress=lambda what: print(f"{time.perf_counter() - t0:7.0f} s  {what}", flush=True))
+    print(f"{name}: views stored in {store.path(name)}")
+    return 0
+
+
 def cmd_runs(args) -> int:
     runs = RunStore(args.runs_dir).list_runs()
     if not runs:
@@ -192,5 +214,6 @@ def cmd_runs(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "robustness": cmd_robustness, "runs": cmd_runs}
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "robustness": cmd_robustness, "views": cmd_views,
+                "runs": cmd_runs}
     return commands[args.command](args)

@@ -210,6 +210,25 @@ class RunStore:
         except (OSError, ValueError):
             return None
 
+    def write_arrays(self, name: str, filename: str, arrays: dict[str, np.ndarray]) -> Path:
+        """Add or replace a .npz of named arrays in a saved run (``write_extra`` for arrays), atomically."""
+        folder = self.path(name)
+        if not (folder / "run.json").is_file():
+            raise CheckpointError(f"{folder} is not a saved run")
+        tmp = folder / f".tmp-{filename}-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, folder / filename)
+        return folder / filename
+
+    def read_arrays(self, name: str, filename: str) -> dict[str, np.ndarray] | None:
+        """The arrays written by ``write_arrays``, or None when the run has none (or it is unreadable)."""
+        try:
+            with np.load(self.path(name) / filename) as npz:
+                return {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, CheckpointError):
+            return None
+
     def test_probabilities(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """The run's class probabilities on the 10,000 test digits (10,000×10 float32): stored in the run the first
         time ``compute()`` makes them and read from there ever after (a saved run's weights never change; saving over

@@ -17,7 +17,7 @@ PAGE = "robust.py"  # the `at` fixture (conftest) runs it
 
 
 def test_attacks_stay_within_the_budget(at, captions):
-    assert "largest |δ| = 0.100 ≤ ε = 0.10" in captions(at)
+    assert "largest |δ| = 0.200 ≤ ε = 0.20" in captions(at)
     at.radio(key="rob_method").set_value("pgd")
     at.slider(key="rob_eps").set_value(0.3).run()
     assert "largest |δ| = 0.300 ≤ ε = 0.30" in captions(at) and "all pixels in [0.00, 1.00]" in captions(at)
@@ -152,3 +152,26 @@ def test_the_shared_models_kept_their_weights(at):
     for name, model in zip(names, cached, strict=True):
         fresh = torch.load(common.RUNS_DIR / name / "model.pt", weights_only=True)
         assert all(torch.equal(fresh[k], v) for k, v in model.state_dict().items()), name
+
+
+def test_stored_views_of_a_shipped_run_are_shown_without_attacking(at, monkeypatch):
+    """Dragging ε over a shipped model: the defences and the universal perturbation come from the run's stored views
+    (python -m cnn_core views), exactly, with no attack run (ε values no other test computes, so no cache hit)."""
+    from cnn_core import views as V
+
+    def no_attack(*args, **kwargs):
+        raise AssertionError("a stored view was computed again")
+
+    monkeypatch.setattr(V, "defence_view", no_attack)
+    monkeypatch.setattr(V, "universal_view", no_attack)
+    store = common.run_store()
+    at.selectbox(key="rob_model_b").set_value("none").run()  # model A: the baseline
+    at.segmented_control(key="rob_section").set_value("Defences").run()
+    at.slider(key="def_eps").set_value(0.27).run()
+    stored = V.stored_defence(store, "baseline", "median 3×3", 0.27)
+    assert not at.exception and {m.label: m.value for m in at.metric} == {k: f"{100 * v:.1f}%" for k, v in stored.items()}
+    at.segmented_control(key="rob_section").set_value("Universal perturbation").run()
+    at.slider(key="uni_steps").set_value(V.UNIVERSAL_STEPS)
+    at.slider(key="uni_eps").set_value(0.33).run()
+    rate = V.stored_universal(store, "baseline", 0.33).rate
+    assert not at.exception and at.metric[0].value == f"{100 * rate['fooling_rate']:.1f}%"
