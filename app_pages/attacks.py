@@ -49,8 +49,8 @@ def ascent_controls(key: str, steps: int = 200, step: float = 1000.0, step_range
 
 
 def show_ascent(r: A.Ascent, slot: str, cols: int, notes: list[str] | None = None) -> None:
-    """The optimized images titled '→target: predicted (confidence)' (red where the target did not win)."""
-    titles = [f"→{t}: {p}<br>({100 * c:.0f}%)" for t, p, c in zip(CLASSES, r.predicted, r.confidence, strict=True)]
+    """The optimized images titled 'target t', '→ predicted, confidence' (red where the target did not win)."""
+    titles = [f"target {t}<br>→ {p}, {100 * c:.0f}%" for t, p, c in zip(CLASSES, r.predicted, r.confidence, strict=True)]
     titles = [f"{t}<br>{n}" for t, n in zip(titles, notes, strict=True)] if notes else titles
     wrong = [int(p) != t for p, t in zip(r.predicted, CLASSES, strict=True)]
     st.plotly_chart(images_figure(r.images, titles, wrong, cols=cols), key=f"img_{slot}")
@@ -141,9 +141,12 @@ elif section == "Targeted + prior":
     def render_grid(c, g):
         titles = [f"{p} ({100 * q:.0f}%)" for p, q in zip(g.predicted, g.confidence, strict=True)]
         wrong = [int(p) != k % 10 for k, p in enumerate(g.predicted)]
-        st.plotly_chart(images_figure(g.images, titles, wrong, cols=10, cell_px=90), key=f"grid_{c.slot}")
-        st.caption(f"Row i looks like the first test digit of class i, column j is pushed towards class j; titles: "
-                   f"predicted class (confidence). {100 - sum(wrong)} of 100 reached their target.")
+        st.plotly_chart(images_figure(g.images, titles, wrong, cols=10, cell_px=90,
+                                      row_labels=[f"like {i}" for i in CLASSES], col_labels=[f"→ {j}" for j in CLASSES]),
+                        key=f"grid_{c.slot}")
+        st.caption(f"Row 'like i' looks like the first test digit of class i, column '→ j' is pushed towards class j; "
+                   f"titles: predicted class (confidence), red where it is not j. {100 - sum(wrong)} of 100 reached "
+                   "their target.")
 
     side_by_side(chosen, render, lambda c: ascent_job("targeted", c, targeted_run, cols=cols, look_like=like, beta=beta,
                                                       start=start, **kw))
@@ -151,10 +154,10 @@ elif section == "Targeted + prior":
         st.markdown("**The full 10×10 grid**")
         looks = data.test_images[A.one_per_class(data.test_images, data.test_labels)].float().numpy()
         side_by_side(chosen, render_grid, lambda c: ascent_job("targeted", c, targeted_run, cols=10, look_like=looks,
-                                                               beta=beta, start=start, **kw))
+                                                               beta=beta, start=start, **kw), stacked=True)
     explain("Each image was pushed towards its target t while the prior pulls it back to the image to look like; "
-            "titles: →target: prediction (confidence) and the MSE to that image. Small β: the score wins, and the "
-            "images are noise the model calls t. Large β: the prior wins, the images stay the digit and keep its "
+            "titles: the target, the prediction (→) with its confidence, and the MSE to that image. Small β: the score "
+            "wins, and the images are noise the model calls t. Large β: the prior wins, the images stay the digit and keep its "
             "class. In between they still look like the digit yet are classified as t — adversarial examples. The "
             "curves show C for every target at every step.")
 

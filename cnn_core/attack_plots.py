@@ -5,15 +5,27 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from cnn_core.plots import CLASS_PALETTE, FONT, axis_suffix, column_centre, title_note, digit_grid, digit_mosaic, image_cells, thin
+from cnn_core.plots import (
+    CLASS_PALETTE,
+    FONT,
+    axis_suffix,
+    column_centre,
+    digit_grid,
+    digit_mosaic,
+    image_cells,
+    thin,
+    title_note,
+)
 
 
 def images_figure(images: np.ndarray, titles: list[str], wrong: list[bool] | None = None, cols: int = 10,
-                  cell_px: int = 110) -> go.Figure:
+                  cell_px: int = 110, row_labels: list[str] | None = None, col_labels: list[str] | None = None
+                  ) -> go.Figure:
     """0–255 images in a grid (values outside [0, 255], possible without the clamp, shown clipped); many images as one
-    raster (``digit_mosaic``)."""
+    raster (``digit_mosaic``, with its row and column labels)."""
     if len(images) > 20:
-        return digit_mosaic(np.clip(images, 0, 255).astype(np.float32) / 255.0, titles, wrong, cols=cols, cell_px=cell_px)
+        return digit_mosaic(np.clip(images, 0, 255).astype(np.float32) / 255.0, titles, wrong, cols=cols, cell_px=cell_px,
+                            row_labels=row_labels, col_labels=col_labels)
     return digit_grid(np.clip(images, 0, 255).astype(np.float32) / 255.0, titles, wrong, cols=cols, cell_px=cell_px,
                       frame="#999999")
 

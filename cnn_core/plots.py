@@ -73,10 +73,12 @@ def digit_strip(images: np.ndarray, cols: int = 10, scale: int = 3, gap: int = 2
 
 
 def digit_mosaic(images: np.ndarray, titles: list[str], wrong: list[bool] | None = None, cols: int = 10,
-                 cell_px: int = 90, frame: str = "#999999") -> go.Figure:
+                 cell_px: int = 90, frame: str = "#999999", row_labels: list[str] | None = None,
+                 col_labels: list[str] | None = None) -> go.Figure:
     """``digit_grid`` for many digits (the 10×10 grid): one image of all digits (3× nearest-neighbour, a frame each,
-    red when wrong) and one title above each as an annotation. A figure of 100 subplots took 0.5 s to build and 2.5 s
-    for the browser to draw; this one is a single raster and text."""
+    red when wrong) and one title above each as an annotation; ``row_labels`` on the left and ``col_labels`` on top if
+    given. A figure of 100 subplots took 0.5 s to build and 2.5 s for the browser to draw; this one is a single raster
+    and text."""
     images = np.asarray(images, dtype=np.float32)
     if images.max() > 1.0:
         images = images / 255.0
@@ -98,9 +100,16 @@ def digit_mosaic(images: np.ndarray, titles: list[str], wrong: list[bool] | None
     png = io.BytesIO()
     Image.fromarray(mosaic).save(png, format="PNG")  # as a PNG: the same pixels as a list of numbers were 10 MB of JSON
     fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(png.getvalue()).decode(), hoverinfo="skip"))
+    for r, label in enumerate(row_labels or []):
+        annotations.append(dict(text=f"<b>{label}</b>", x=0, xref="paper", xanchor="right", xshift=-6, showarrow=False,
+                                y=r * step_y + band + cell / 2, yref="y", font=dict(size=FONT["size"] - 1)))
+    for c, label in enumerate(col_labels or []):
+        annotations.append(dict(text=f"<b>{label}</b>", x=c * step_x + cell / 2, xref="x", y=1, yref="paper",
+                                yanchor="bottom", yshift=4, showarrow=False, font=dict(size=FONT["size"] - 1)))
     width_px = cols * (cell_px + 8)
-    fig.update_layout(annotations=annotations, height=int(width_px * mosaic.shape[0] / mosaic.shape[1]) + 20,
-                      margin=dict(l=0, r=0, t=10, b=10), xaxis=dict(visible=False), yaxis=dict(visible=False))
+    fig.update_layout(annotations=annotations, height=int(width_px * mosaic.shape[0] / mosaic.shape[1]) + 20 +
+                      (30 if col_labels else 0), xaxis=dict(visible=False), yaxis=dict(visible=False),
+                      margin=dict(l=70 if row_labels else 0, r=0, t=40 if col_labels else 10, b=10))
     return fig
 
 

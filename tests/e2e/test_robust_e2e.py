@@ -8,11 +8,11 @@ pytestmark = pytest.mark.e2e
 
 def test_raising_epsilon_breaks_more_digits_and_the_defences_table_shows(server, page, output_dir):
     page.goto(f"{server}/robust?b=none")  # model A alone
-    expect(page.get_by_text(re.compile(r"^\d of 6 now misclassified · largest \|δ\| = 0\.100"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^\d of 6 now misclassified · largest \|δ\| = 0\.200"))).to_be_visible()
     page.get_by_role("radio", name="PGD").check(force=True)
     slider = page.get_by_role("slider", name="ε")
     slider.focus()
-    for _ in range(20):  # 0.10 → 0.30
+    for _ in range(10):  # 0.20 → 0.30
         slider.press("ArrowRight")
     expect(page.get_by_text("6 of 6 now misclassified · largest |δ| = 0.300 ≤ ε = 0.30", exact=False)).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible()

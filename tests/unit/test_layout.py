@@ -76,7 +76,10 @@ def test_image_cells_leave_each_row_its_title_band_and_never_overlap():
 
     layout, height, tops = image_cells(3, 2, cell_px=100, band_px=[50, 20, 20])
     assert height == 3 * 100 + 90 and len(layout) == 12
-    px = lambda y: round((1 - y) * height, 6)  # paper units → pixels from the top
+
+    def px(y: float) -> float:  # paper units → pixels from the top
+        return round((1 - y) * height, 6)
+
     assert [px(t) for t in tops] == [50, 170, 290]  # 50 of band, 100 of cell, 20 of band, …
     assert [px(layout[f"yaxis{s}"]["domain"][0]) for s in ("", "3", "5")] == [150, 270, 390]
     assert layout["xaxis2"]["domain"][0] > layout["xaxis"]["domain"][1]  # columns apart
@@ -132,3 +135,24 @@ def test_transfer_matrix_names_classes_and_frames_the_examples_already_of_the_ta
     fig = transfer_figure(np.tile(np.arange(10), (10, 1)), list(range(10)), list(range(10)))
     assert list(fig.layout.xaxis.ticktext) == [str(c) for c in range(10)]  # not "a 0"
     assert [(s.x0, s.y0) for s in fig.layout.shapes] == [(i - 0.5, i - 0.5) for i in range(10)]
+
+
+def test_the_ten_by_ten_mosaic_labels_its_rows_and_columns():
+    from cnn_core.plots import digit_mosaic
+
+    fig = digit_mosaic(np.random.rand(100, 28, 28), [str(i) for i in range(100)], row_labels=[f"like {i}" for i in range(10)],
+                       col_labels=[f"→ {j}" for j in range(10)])
+    notes = [a.text for a in fig.layout.annotations]
+    assert notes[:100] == [str(i) for i in range(100)]
+    assert notes[100:110] == [f"<b>like {i}</b>" for i in range(10)] and notes[110:] == [f"<b>→ {j}</b>" for j in range(10)]
+    rows = [a.y for a in fig.layout.annotations[100:110]]
+    assert rows == sorted(rows) and fig.layout.margin.l >= 60 and fig.layout.margin.t >= 30  # room for them
+
+
+def test_side_by_side_probability_labels_stand_upright():
+    """'100%100%': two models' level labels over neighbouring bars ran together."""
+    from cnn_core.plots import probability_bars
+
+    p = np.eye(10)[3]
+    assert {d.textangle for d in probability_bars({"a": p, "b": p}).data} == {-90}
+    assert probability_bars({"a": p}).data[0].textangle == 0
