@@ -5,7 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 # The tab icon is a shipped file: a material icon here is fetched from a font CDN, which fails offline.
-st.set_page_config(page_title="CNN Lab", page_icon=str(Path(__file__).parent / "assets" / "icon.png"), layout="wide")
+st.set_page_config(page_title="CNN Lab", page_icon=str(Path(__file__).parent / "assets" / "icon.png"), layout="wide",
+                   initial_sidebar_state="collapsed" if st.query_params.get("present") == "1" else "auto")  # common.PRESENT
 
 from app_pages.common import sidebar  # noqa: E402  (after set_page_config)
 

@@ -7,7 +7,7 @@ import torch
 
 from app_pages import live
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import explain
+from app_pages.common import chart, explain
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data
 from cnn_core import attacks as A
@@ -53,7 +53,7 @@ def show_ascent(r: A.Ascent, slot: str, cols: int, notes: list[str] | None = Non
     titles = [f"target {t}<br>→ {p}, {100 * c:.0f}%" for t, p, c in zip(CLASSES, r.predicted, r.confidence, strict=True)]
     titles = [f"{t}<br>{n}" for t, n in zip(titles, notes, strict=True)] if notes else titles
     wrong = [int(p) != t for p, t in zip(r.predicted, CLASSES, strict=True)]
-    st.plotly_chart(images_figure(r.images, titles, wrong, cols=cols), key=f"img_{slot}")
+    chart(images_figure(r.images, titles, wrong, cols=cols), key=f"img_{slot}")
     st.caption(f"{10 - sum(wrong)} of 10 classified as their target · {len(r.costs) - 1} steps "
                f"in {r.milliseconds:,.0f} ms, all targets in one batch")
 
@@ -98,8 +98,8 @@ if section == "Fooling images":
 
     def render(c, r):
         show_ascent(r, c.slot, cols)
-        st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES], "Cost C = logits[t] per step"),
-                        key=f"cost_{c.slot}")
+        chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES], "Cost C = logits[t] per step"),
+              key=f"cost_{c.slot}")
         rising = (np.diff(r.costs, axis=0) >= 0).mean()
         target_p = r.probs[np.arange(10), CLASSES].mean()
         st.markdown(f"The cost **rose at {100 * rising:.0f}% of the steps** (gradient ascent). Mean probability of the "
@@ -135,15 +135,15 @@ elif section == "Targeted + prior":
     def render(c, r):
         mse = A.mse(torch.from_numpy(r.images), torch.from_numpy(like)).numpy()
         show_ascent(r, c.slot, cols, [f"MSE {m:,.0f}" for m in mse])
-        st.plotly_chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES],
-                                           f"C = logits[t] − β·MSE, β = {fmt(beta)}"), key=f"cost_{c.slot}")
+        chart(cost_curves_figure(r.costs, [f"target {t}" for t in CLASSES],
+                                 f"C = logits[t] − β·MSE, β = {fmt(beta)}"), key=f"cost_{c.slot}")
 
     def render_grid(c, g):
         titles = [f"{p} ({100 * q:.0f}%)" for p, q in zip(g.predicted, g.confidence, strict=True)]
         wrong = [int(p) != k % 10 for k, p in enumerate(g.predicted)]
-        st.plotly_chart(images_figure(g.images, titles, wrong, cols=10, cell_px=90,
-                                      row_labels=[f"like {i}" for i in CLASSES], col_labels=[f"→ {j}" for j in CLASSES]),
-                        key=f"grid_{c.slot}")
+        chart(images_figure(g.images, titles, wrong, cols=10, cell_px=90,
+                            row_labels=[f"like {i}" for i in CLASSES], col_labels=[f"→ {j}" for j in CLASSES]),
+              key=f"grid_{c.slot}")
         st.caption(f"Row 'like i' looks like the first test digit of class i, column '→ j' is pushed towards class j; "
                    f"titles: predicted class (confidence), red where it is not j. {100 - sum(wrong)} of 100 reached "
                    "their target.")
@@ -183,11 +183,11 @@ elif section == "Adversarial noise":
         titles = [f"target {t}<br>→ {p}, {100 * q:.0f}%<br>{s} {'step' if s == 1 else 'steps'}" if ok else
                   f"target {t}<br>→ {p}: missed<br>{s} steps" for t, p, q, s, ok in
                   zip(CLASSES, r.probs.argmax(1), conf, r.steps, r.reached, strict=True)]
-        st.plotly_chart(perturbation_figure([("noise", r.noise, True), ("x + noise", r.images, False)], titles,
-                                            cell_px=90), key=f"noise_{c.slot}")
+        chart(perturbation_figure([("noise", r.noise, True), ("x + noise", r.images, False)], titles,
+                                  cell_px=90), key=f"noise_{c.slot}")
         st.caption(f"{int(r.reached.sum())} of 10 targets reached (stopped at the first step where the target won); "
                    f"largest |noise| {np.abs(r.noise).max():.0f} grey levels; {r.milliseconds:,.0f} ms.")
-        st.plotly_chart(transfer_figure(pred, CLASSES, CLASSES), key=f"transfer_{c.slot}")
+        chart(transfer_figure(pred, CLASSES, CLASSES), key=f"transfer_{c.slot}")
         t = A.transfer_summary(pred, CLASSES, r.steps)
         st.caption("Each row adds one of the noises above to 10 other test digits (the first of each class). Red: the "
                    "noise's target won; grey: the digit kept its class; orange: another class. The diagonal (the digit "
@@ -212,8 +212,8 @@ elif section == "Class models":
 
     def render(c, r):
         show_ascent(r, c.slot, cols)
-        st.plotly_chart(cost_curves_figure(r.costs, [f"class {t}" for t in CLASSES], "J(I) = S_c(I) − λ‖I‖² per step",
-                                           "J"), key=f"cost_{c.slot}")
+        chart(cost_curves_figure(r.costs, [f"class {t}" for t in CLASSES], "J(I) = S_c(I) − λ‖I‖² per step",
+                                 "J"), key=f"cost_{c.slot}")
 
     side_by_side(chosen, render, lambda c: ascent_job("class", c, A.class_models, cols=cols, lam=lam, **kw))
     explain("Blurry strokes appear where the class's digits usually have ink (a 0's ring, a 1's bar), mixed with "
@@ -238,7 +238,7 @@ else:
         crops = r.images[:, field, field]
         gain = r.costs[-1] - r.costs[0]
         titles = [f"{layer}[{u}]: {g:+.1f}" for u, g in zip(units, gain, strict=True)]
-        st.plotly_chart(images_figure(crops, titles, cols=8), key=f"img_{c.slot}")
+        chart(images_figure(crops, titles, cols=8), key=f"img_{c.slot}")
         st.caption(f"{size}×{size} receptive field{' (the whole image)' if size == 28 else ''}; title: gain of the objective a(I) − λ‖I‖². "
                    f"{len(units)} units in one batch, {r.milliseconds:,.0f} ms.")
 

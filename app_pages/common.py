@@ -3,23 +3,64 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pandas as pd
 import streamlit as st
 
 from app_pages.loaders import SHIPPED, adv_trained_model, registry, shipped_models
 from cnn_core.compare import comparison_table
+from cnn_core.plots import scaled_fonts
 from cnn_core.sweep import sweep_table
+
+PRESENT = "present"  # the sidebar's presenter-mode toggle, mirrored in the URL as ?present=1
+# Presenter mode: text and controls 130 % (they are sized in rem; charts through ``chart``), compact spacing, and each
+# view's "What am I seeing?" open in large type. The sidebar starts collapsed (app.py). (CSS zoom on the whole page was
+# tried: plotly and the dataframes measure their containers unzoomed, and cut or overflowed.)
+PRESENTER_CSS = """<style>
+html { font-size: 130%; }
+[data-testid="stMainBlockContainer"] { padding-top: 3rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] { gap: 0.5rem; }
+[data-testid="stMainBlockContainer"] h1 { padding: 0 0 0.5rem 0; }
+[data-testid="stExpanderDetails"] p { font-size: 1.3rem; line-height: 1.5; }
+</style>"""
+
+
+PRESENTER_FONTS = 1.3  # chart fonts in presenter mode (st.html's CSS scales the page's own text)
+# Every chart's camera button: a PNG at 3× its size on screen, for slides.
+CHART_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 3}}
+
+
+def presenting() -> bool:
+    return bool(st.session_state.get(PRESENT))
+
+
+def chart(fig, **kwargs) -> None:
+    """Every page's st.plotly_chart: the export settings, and larger fonts in presenter mode."""
+    config = {**CHART_CONFIG, **kwargs.pop("config", {})}
+    st.plotly_chart(scaled_fonts(fig, PRESENTER_FONTS) if presenting() else fig, config=config, **kwargs)
 
 
 def explain(text: str) -> None:
     """Every view ends the same way: controls → figure → this expander, which says what the figure shows and how to
     read it (one idiom on every page)."""
-    with st.expander("What am I seeing?"):
+    with explaining():
         st.markdown(text)
 
 
+@contextmanager
+def explaining():
+    """The "What am I seeing?" expander, for an explanation of more than one paragraph; open in presenter mode."""
+    with st.expander("What am I seeing?", expanded=presenting()):
+        yield
+
+
 def sidebar() -> None:
+    if PRESENT not in st.session_state:  # a link with ?present=1 opens in presenter mode
+        st.session_state[PRESENT] = st.query_params.get(PRESENT) == "1"
     with st.sidebar:
+        st.toggle("Presenter mode", key=PRESENT, help="Larger type and figures for a projector; the sidebar starts "
+                  "collapsed and each view's explanation open. Shareable: the link carries ?present=1.")
         st.markdown("### CNN Lab")
         st.caption("The assignment CNN on MNIST: conv 32 → pool → conv 32 → pool → FC 500 → FC 10.")
         models = shipped_models()
@@ -39,6 +80,11 @@ def sidebar() -> None:
             st.markdown(f"**Training now**: {', '.join(r.name for r in active)}")
         if queued:
             st.markdown(f"**Queued**: {len(queued)} run(s)")
+    if presenting():
+        st.query_params[PRESENT] = "1"
+        st.html(PRESENTER_CSS)
+    else:
+        st.query_params.pop(PRESENT, None)
 
 
 def comparison_dataframe(runs: list[dict], field: str | None = None) -> None:

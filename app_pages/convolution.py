@@ -4,6 +4,7 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models
+from app_pages.common import chart, explaining
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data
 from cnn_core.conv_plots import maps_figure, matrix_figure, window_figure
@@ -46,9 +47,9 @@ if steps:
         st.session_state.conv_pos = n_out**2 - 1
     position = st.slider("Window position (row by row over the output; arrow keys step it)", 0, n_out**2 - 1, key="conv_pos")
     win = sliding_window(digit_at(image, size), k, p, s, position)
-    st.plotly_chart(window_figure(digit_at(image, size).numpy(), k, p, win.top_left, win.output.numpy(), win.cell),
-                    key="conv_window")
-with st.expander("What am I seeing?"):
+    chart(window_figure(digit_at(image, size).numpy(), k, p, win.top_left, win.output.numpy(), win.cell),
+          key="conv_window")
+with explaining():
     st.markdown(
         "Left: the digit (or its 14×14 / 7×7 version, the size the network's later layers see) with P rows and columns "
         "of zeros around it (dashed frame: the real image). The red square is the K×K window; it moves S pixels at a "
@@ -68,17 +69,17 @@ st.metric("Largest |im2col product − the model's own conv1 output|", f"{demo.m
           help="Over all 32 × 28 × 28 values; float32 rounding only.")
 a, b = st.columns([2, 3])
 with a:
-    st.plotly_chart(matrix_figure(demo.patches.numpy(), "Patches: 784 × 9", "position in the 3×3 window", "output pixel",
-                                  diverging=False, height=560, highlight_row=row), key="conv_patches")
+    chart(matrix_figure(demo.patches.numpy(), "Patches: 784 × 9", "position in the 3×3 window", "output pixel",
+                        diverging=False, height=560, highlight_row=row), key="conv_patches")
 with b:
-    st.plotly_chart(matrix_figure(demo.filters.numpy(), "Filters: 9 × 32", "filter", "position in the 3×3 window",
-                                  diverging=True, height=360), key="conv_filters")
+    chart(matrix_figure(demo.filters.numpy(), "Filters: 9 × 32", "filter", "position in the 3×3 window",
+                        diverging=True, height=360), key="conv_filters")
     st.latex(r"\underbrace{P}_{784 \times 9}\;\underbrace{F}_{9 \times 32} + b \;=\; \underbrace{Y}_{784 \times 32}"
              r"\;\to\; 32 \text{ maps of } 28 \times 28")
     st.caption(f"Patch row {row} = output pixel ({row // 28}, {row % 28}): its 9 values times filter f give map f at "
                f"that pixel, e.g. map 0 there = {float(demo.maps[0, row // 28, row % 28]):.4f}.")
-st.plotly_chart(maps_figure(demo.maps.numpy(), "Patches · filters + bias, each column reshaped to 28×28"), key="conv_maps")
-with st.expander("What am I seeing?"):
+chart(maps_figure(demo.maps.numpy(), "Patches · filters + bias, each column reshaped to 28×28"), key="conv_maps")
+with explaining():
     st.markdown(
         "**Patches**: `unfold` cuts the (normalized) digit into its 784 overlapping 3×3 windows, one row each (padding 1 "
         "puts zeros in the border windows: after normalization the black background is −0.42, so the zeros show as "
@@ -99,7 +100,7 @@ st.latex(r"\frac{\partial L}{\partial W} = \sum_{n=1}^{N} dY_n\,\mathrm{unfold}(
 st.latex(r"\frac{\partial L}{\partial X_n} = \mathrm{fold}\!\left(W^{\top} dY_n\right)"
          r"\qquad (CK^2 \times O)(O \times L) = CK^2 \times L \;\to\; C \times H \times W")
 st.latex(r"\frac{\partial L}{\partial b_o} = \sum_{n=1}^{N} \sum_{\ell=1}^{L} dY_{n,o,\ell}")
-with st.expander("What am I seeing?"):
+with explaining():
     st.markdown(
         "The forward pass is a matrix product, so its gradients are matrix products too: dW multiplies the output "
         "gradient by the patches that produced it, summed over the batch. dX sends the gradient back through the "

@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models
-from app_pages.common import explain
+from app_pages.common import chart, explain
 from cnn_core.digit import DigitError, decode_image, mnist_style, rgba_to_gray
 from cnn_core.model import predict_proba
 from cnn_core.plots import probability_bars
@@ -61,7 +61,7 @@ if digit is not None:
     with mid:
         st.image(np.kron(digit, np.ones((8, 8))), caption="what the model sees (28×28)", clamp=True)
     with right:
-        st.plotly_chart(probability_bars(probs), key="own_bars")
+        chart(probability_bars(probs), key="own_bars")
         verdicts = [f"**{name}**: {int(p.argmax())} ({100 * p.max():.0f}%)" for name, p in probs.items()]
         st.markdown("Prediction — " + " · ".join(verdicts))
     explain("Middle: your digit as the network receives it — 28×28 grey levels after MNIST's own preparation "

@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from app_pages.common import chart
 from cnn_core.data import Mnist
 from cnn_core.model import predict_proba
 from cnn_core.plots import digit_grid, prediction_titles
@@ -101,4 +102,4 @@ def prediction_grid(model: torch.nn.Module, digits: Digits, key: str, test_accur
     if test_accuracy is not None:
         line += f" Test-set accuracy of this model: **{100 * test_accuracy:.2f}%** on all 10,000 test digits."
     st.markdown(line)
-    st.plotly_chart(digit_grid(digits.images, titles, wrong, cols=5), key=f"{key}_grid")
+    chart(digit_grid(digits.images, titles, wrong, cols=5), key=f"{key}_grid")

@@ -6,7 +6,7 @@ import torch
 
 from app_pages import live
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import explain
+from app_pages.common import chart, explain
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data, run_store
 from cnn_core.inside import (
@@ -76,11 +76,11 @@ def filters_over_training(shown: list[str]) -> None:
     what, bar = ("change of ", "W − W₀") if change else ("", "weight")
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(filters_figure(conv1[step], f"{what}conv1 at {label}", zmax=zmax1, width=450, label=bar),
-                        key="time_f1")
+        chart(filters_figure(conv1[step], f"{what}conv1 at {label}", zmax=zmax1, width=450, label=bar),
+              key="time_f1")
     with right:
-        st.plotly_chart(filters_figure(conv2[step][k], f"{what}conv2 filter {k} at {label}", zmax=zmax2, width=450,
-                                       label=bar), key="time_f2")
+        chart(filters_figure(conv2[step][k], f"{what}conv2 filter {k} at {label}", zmax=zmax2, width=450,
+                             label=bar), key="time_f2")
     shown = "W − W₀, what training has added" if change else "the weights"
     st.caption(f"Left: conv1's 32 filters; right: conv2 filter {k}'s 32 kernels, one per conv1 map it reads. One colour "
                f"scale per layer for all {len(snapshots)} snapshots of {shown} (conv1 ±{zmax1:.2f}, conv2 ±{zmax2:.2f}), "
@@ -105,17 +105,17 @@ if section == "Architecture":
 elif section == "Filters":
     conv1 = {c.slot: c.model.conv1.weight.detach()[:, 0].numpy() for c in chosen}
     shared = max(float(np.abs(w).max()) for w in conv1.values())
-    side_by_side(chosen, lambda c: st.plotly_chart(
+    side_by_side(chosen, lambda c: chart(
         filters_figure(conv1[c.slot], "conv1: 32 filters, 3×3 (one shared scale)", zmax=shared), key=f"f1_{c.slot}"))
     conv2 = {c.slot: c.model.conv2.weight.detach().numpy() for c in chosen}  # filter × input channel × 3 × 3
     shared2 = max(float(np.abs(w).max()) for w in conv2.values())
     if st.toggle("conv2: overview of all 32×32 kernels", key="conv2_overview"):
-        side_by_side(chosen, lambda c: st.plotly_chart(filters_figure(
+        side_by_side(chosen, lambda c: chart(filters_figure(
             conv2[c.slot].reshape(-1, 3, 3), "conv2: row = filter, column = input channel", cols=32, zmax=shared2),
             key=f"f2all_{c.slot}"))
     else:
         k = st.slider("conv2 filter", 0, 31, 0, key="conv2_filter")
-        side_by_side(chosen, lambda c: st.plotly_chart(filters_figure(
+        side_by_side(chosen, lambda c: chart(filters_figure(
             conv2[c.slot][k], f"conv2 filter {k}: its 32 input-channel kernels", zmax=shared2), key=f"f2_{c.slot}"))
     if len({c.model.batchnorm for c in chosen}) > 1:
         st.caption("The BatchNorm model's weights are smaller: BatchNorm divides out the scale of each filter's output, "
@@ -136,7 +136,7 @@ elif section == "Activations":
     st.image(digits.images[0], caption=digits.names[0], width=140, clamp=True)
     maps = {c.slot: feature_maps(c.model, x, layer, stage)[0].numpy() for c in chosen}
     zmax = max(float(m.max()) for m in maps.values())
-    side_by_side(chosen, lambda c: st.plotly_chart(feature_maps_figure(
+    side_by_side(chosen, lambda c: chart(feature_maps_figure(
         maps[c.slot], f"{layer} {stage}: 32 maps of {maps[c.slot].shape[1]}×{maps[c.slot].shape[2]}", per_map, zmax=zmax),
         key=f"act_{c.slot}"))
     explain("The 32 maps of the chosen layer and stage for this digit, one per filter (bright = strong response). "
@@ -174,8 +174,8 @@ elif section == "Occlusion":
         prob, pred, targets, base, forwards, ms = result
         st.caption(f"{forwards:,} images through the model in {ms:,.0f} ms (batched; repeat settings come from the cache)")
         labels = [f"{d}, class of interest {t}, P = {p:.3f}" for d, t, p in zip(digits.names, targets, base, strict=True)]
-        st.plotly_chart(occlusion_figure(digits.images, prob, pred, labels, patch, stride, cell_px=OCCLUSION_PX[len(chosen)]),
-                        key=f"occ_{c.slot}")
+        chart(occlusion_figure(digits.images, prob, pred, labels, patch, stride, cell_px=OCCLUSION_PX[len(chosen)]),
+              key=f"occ_{c.slot}")
 
     side_by_side(chosen, render, job)
 
@@ -183,8 +183,8 @@ elif section == "Occlusion":
     one = (digits.images[:1], tuple(digits.labels[:1]))
     strip = {p: cached_occlusion(chosen[0].key, chosen[0].model, *one, p, stride, fill_name, interest)[0][0]
              for p in range(2, 17, 2)}
-    st.plotly_chart(occlusion_strip_figure(strip, stride, f"{digits.names[0]}, {chosen[0].label}: P(class of interest) "
-                                           f"with patch 2, 4, …, 16 (stride {stride})"), key="occ_strip")
+    chart(occlusion_strip_figure(strip, stride, f"{digits.names[0]}, {chosen[0].label}: P(class of interest) "
+                                 f"with patch 2, 4, …, 16 (stride {stride})"), key="occ_strip")
     explain("Each map shows, at every patch position, the probability of the class of interest with the digit "
             "covered there (the colour of the patch's top-left corner). Small patches barely matter: the network "
             "uses evidence spread over the strokes. Large patches remove whole strokes and the probability collapses "
@@ -209,7 +209,7 @@ elif section == "Attributions":
     def render(c):
         maps, targets = cached_attributions(c.key, c.model, digits.images, tuple(digits.labels), tuple(methods), interest)
         labels = [f"{d}, for class {t}" for d, t in zip(digits.names, targets, strict=True)]
-        st.plotly_chart(attribution_figure(digits.images, maps, labels, cell_px=ATTRIBUTION_PX[len(chosen)]), key=f"attr_{c.slot}")
+        chart(attribution_figure(digits.images, maps, labels, cell_px=ATTRIBUTION_PX[len(chosen)]), key=f"attr_{c.slot}")
 
     if methods:
         side_by_side(chosen, render)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import comparison_dataframe, explain
+from app_pages.common import chart, comparison_dataframe, explain
 from app_pages.digits import pick_digits, prediction_grid
 from app_pages.loaders import require_data, run_store, saved_model
 from cnn_core.compare import misclassified
@@ -73,7 +73,8 @@ st.caption(f"{'BatchNorm' if cfg['batchnorm'] else 'No BatchNorm'} · {cfg['opti
            f"seed {cfg['seed']}")
 
 left, right = st.columns([3, 2])
-left.plotly_chart(confusion_figure(res["confusion"]), key="confusion")
+with left:
+    chart(confusion_figure(res["confusion"]), key="confusion")
 per_class = pd.DataFrame(res["per_class"])
 right.markdown("**Per class** (precision: of the digits predicted as this class, how many were; "
                "recall: of this class's digits, how many were found)")
@@ -94,7 +95,7 @@ n_wrong = int((probs.argmax(1) != data.test_labels.numpy()).sum())
 st.markdown(f"**{n_wrong}** of 10,000 test digits are misclassified; the {len(idx)} shown are the ones the model was "
             "surest about. Many are ambiguous even for people.")
 if len(idx):
-    st.plotly_chart(digit_grid(data.test_images[idx].numpy(), titles, [True] * len(idx)), key="wrong_grid")
+    chart(digit_grid(data.test_images[idx].numpy(), titles, [True] * len(idx)), key="wrong_grid")
 
 st.header("Compare runs")
 default = [n for n in ("baseline", "batchnorm") if n in names]
@@ -102,7 +103,7 @@ chosen = st.multiselect("Runs to compare", names, default=default, format_func=l
 if chosen:
     histories = [store.load_history(n) for n in chosen]
     comparison_dataframe(histories)
-    st.plotly_chart(training_curves_figure(histories, run_colors(chosen)), key="cmp_curves")
+    chart(training_curves_figure(histories, run_colors(chosen)), key="cmp_curves")
     explain("One row per run and its curves over optimisation steps: training loss (faint, with a centred average), "
             "validation loss and accuracy at the run's validation points. Seconds per epoch depend on the machine and "
             "on what else it was doing: compare runs trained together.")

@@ -10,7 +10,7 @@ import torch
 
 from app_pages import live
 from app_pages.chooser import LABELS, choose_models
-from app_pages.common import explain
+from app_pages.common import chart, explain, explaining
 from app_pages.digits import pick_digits
 from app_pages.loaders import ADV_TRAINED, require_data, run_store, saved_model
 from cnn_core import robust as R
@@ -123,8 +123,8 @@ if section == "Attacks":
         delta = xa - digits.images
         titles = [f"true {t}<br>{p} → {q}, {100 * q_conf:.0f}%" for t, p, q, q_conf in
                   zip(digits.labels, before.argmax(1), after.argmax(1), after.max(1), strict=True)]
-        st.plotly_chart(perturbation_figure([("original", digits.images, False), ("δ", delta, True), ("x + δ", xa, False)],
-                                            titles, pixel_max=1.0, unit="δ"), key=f"rob_examples_{c.slot}")
+        chart(perturbation_figure([("original", digits.images, False), ("δ", delta, True), ("x + δ", xa, False)],
+                                  titles, pixel_max=1.0, unit="δ"), key=f"rob_examples_{c.slot}")
         hits, of = R.attack_outcome(torch.tensor(digits.labels), torch.from_numpy(after.argmax(1)), target)
         outcome = f"{hits} of {of} now " + ("misclassified" if target is None else f"classified as {target}")
         st.caption(f"{outcome} · largest |δ| = {np.abs(delta).max():.3f} ≤ ε = {eps:.2f} · "
@@ -144,12 +144,12 @@ if section == "Attacks":
             before_txt = f"{att['pred_clean'][i]} ({100 * att['conf_clean'][i]:.0f}%)"
             after_txt = f"{att['pred_adv'][i]} ({100 * att['conf_adv'][i]:.0f}%)"
             st.markdown(f"**{digit}**: clean → predicted **{before_txt}** · adversarial → predicted **{after_txt}**")
-            st.plotly_chart(attack_attribution_figure(
+            chart(attack_attribution_figure(
                 digits.images[i], xa[i], {ATTRIBUTED[m]: (clean[i], adv[i]) for m, (clean, adv) in att["maps"].items()},
                 {ATTRIBUTED[m]: v[i] for m, v in att["peaks"].items()}, (before_txt, after_txt),
                 (int(att["pred_clean"][i]), int(att["pred_adv"][i]))), key=f"rob_attr_{c.slot}_{i}",
                 config={"displayModeBar": False})
-    with st.expander("What am I seeing?"):
+    with explaining():
         st.markdown(
             "Each row is one attacked digit. The two maps of a method share one colour scale (its bar, after the pair, "
             "goes from 0 to the larger of the two maxima), so their colours compare directly: transparent is 0, dark "
@@ -201,10 +201,10 @@ elif section == "Smallest ε":
             flipped.append(bool(r["pred"][i] != r["reference"][i]))
         grid = digit_grid(np.stack(images), titles, flipped, cols=1 + len(pair), cell_px=170)
         grid.update_annotations(yshift=8)  # titles clear of the red frame (one row, so no row above to run into)
-        st.plotly_chart(grid, key=f"flip_images_{i}", config={"displayModeBar": False})
+        chart(grid, key=f"flip_images_{i}", config={"displayModeBar": False})
     st.caption(f"PGD-{steps} with η = 2.5·ε/steps and one seeded random start; tolerance 1/255; " + " · ".join(
         f"{m.name}: {len(digits.names)} digit(s) in {res[m.slot]['seconds']:.2f} s" for m in pair) + " (then cached).")
-    with st.expander("What am I seeing?"):
+    with explaining():
         st.markdown(
             "Left: the digit. Then, per model, the adversarial image **at that model's smallest ε** and what the model "
             "predicts for it (red frame: the answer changed). A digit the model already gets wrong needs ε = 0; one "
@@ -245,7 +245,7 @@ elif section == "Robustness curves":
     palette = iter(["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"] * 5)
     colors = {n: COLORS.get(n) or next(palette) for n in curves}
     if curves:
-        st.plotly_chart(robustness_figure(curves, colors), key="rob_curves")
+        chart(robustness_figure(curves, colors), key="rob_curves")
         st.caption(" · ".join(f"{n}: first {c['n']:,} test digits, PGD-{c['pgd_steps']}" for n, c in curves.items()))
     still = [n for n in picked if n not in curves]
     if still:
@@ -289,9 +289,9 @@ elif section == "Universal perturbation":
         m3.metric("Accuracy with δ", percent(rate["accuracy"]))
         x = data.test_images[:8].numpy() / 255.0
         titles = [f"true {t} → {p}" for t, p in zip(data.test_labels[:8].tolist(), predicted, strict=True)]
-        st.plotly_chart(perturbation_figure([("δ (the same)", np.repeat(delta[None], 8, 0), True),
-                                             ("x + δ", np.clip(x + delta, 0, 1), False)], titles, pixel_max=1.0, unit="δ"),
-                        key="uni_examples")
+        chart(perturbation_figure([("δ (the same)", np.repeat(delta[None], 8, 0), True),
+                                   ("x + δ", np.clip(x + delta, 0, 1), False)], titles, pixel_max=1.0, unit="δ"),
+              key="uni_examples")
     explain("Top row: the one perturbation δ (blue −, red +), the same for every digit; below, eight test digits "
             "with δ added and what the model now says. Optimized on the first 5,000 training digits; measured on the "
             "first 1,000 test digits (never seen by the optimization). On MNIST one δ needs a large budget: around "
@@ -328,7 +328,7 @@ else:
         for n in curves:
             st.markdown(f"- **{LABELS.get(n, n)}**: {R.robustness_sentence(configs[n], pgd[n], pgd.get('baseline'))}")
         palette = iter(["#9467bd", "#8c564b", "#e377c2", "#7f7f7f"])
-        st.plotly_chart(robustness_figure(curves, {n: COLORS.get(n) or next(palette) for n in curves}), key="def_curves")
+        chart(robustness_figure(curves, {n: COLORS.get(n) or next(palette) for n in curves}), key="def_curves")
     else:
         st.info("No stored robustness curves: run `python -m cnn_core robustness checkpoints/baseline` (and batchnorm, "
                 "adv-trained).")

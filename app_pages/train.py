@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app_pages.common import comparison_dataframe, explain
+from app_pages.common import chart, comparison_dataframe, explain
 from app_pages.loaders import MAX_ACTIVE_RUNS, browser_session, registry, require_data, shared_speeds
 from cnn_core.compare import across_seeds, bn_verdict, outcome, seeds_verdict
 from cnn_core.data import to_float
@@ -158,7 +158,7 @@ def live_view() -> None:
     colors = run_colors([s["name"] for s in snaps])
     for run, snap in zip(runs, snaps, strict=True):
         progress_row(run, snap, colors[snap["name"]])
-    st.plotly_chart(training_curves_figure(snaps, colors), key="live_curves")
+    chart(training_curves_figure(snaps, colors), key="live_curves")
     st.caption("Left: training loss of every step (faint) and its centred average, validation loss at each validation "
                "point (markers). Right: validation accuracy (solid markers) and training accuracy over the steps since "
                "the point before (open markers, dotted). Validation uses the same held-out digits every time.")
@@ -185,11 +185,11 @@ def live_filters(runs, snaps: list[dict]) -> None:
     view = live_conv1(snap, to_float(data.test_images[LIVE_DIGIT : LIVE_DIGIT + 1]))
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(filters_figure(view["kernels"], f"conv1 filters at step {view['step']:,}", zmax=view["zmax"],
-                                       width=LIVE_WIDTH), key="live_filters")
+        chart(filters_figure(view["kernels"], f"conv1 filters at step {view['step']:,}", zmax=view["zmax"],
+                             width=LIVE_WIDTH), key="live_filters")
     with right:
-        st.plotly_chart(feature_maps_figure(view["maps"], f"test digit #{LIVE_DIGIT} through them (conv1 → ReLU)", True,
-                                            width=LIVE_WIDTH), key="live_maps")
+        chart(feature_maps_figure(view["maps"], f"test digit #{LIVE_DIGIT} through them (conv1 → ReLU)", True,
+                                  width=LIVE_WIDTH), key="live_maps")
     bn = " For a BatchNorm run these maps are before bn1." if snap["config"]["batchnorm"] else ""
     st.caption(f"`{snap['name']}`, updated every {POLL_SECONDS:.0f} s while it trains. Left: its 32 conv1 filters (red "
                "rewards ink, blue punishes it; the scale only grows, so change shows as colour). Right: test digit "

@@ -417,3 +417,23 @@ def probability_bars(probs: dict[str, np.ndarray]) -> go.Figure:
                       yaxis=dict(title="probability (%)", range=[0, 125 if len(probs) > 1 else 110], tickvals=[0, 25, 50, 75, 100]),
                       legend=dict(orientation="h", y=1.08, x=0))
     return fig
+
+
+def scaled_fonts(fig: go.Figure, k: float) -> go.Figure:
+    """A copy of ``fig`` with every font ``k``× larger (presenter mode): the default font (plotly's 12 where unset) and
+    every explicit size below it — titles, annotations, ticks, colour bars, legends, trace text."""
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.endswith("font") and isinstance(value, dict) and "size" in value:
+                    value["size"] = round(value["size"] * k, 1)
+                walk(value)
+        elif isinstance(node, list | tuple):
+            for item in node:
+                walk(item)
+
+    spec = fig.to_dict()
+    spec["layout"].pop("template", None)  # the template's sizes stay (the app's theme sets its own)
+    walk(spec)
+    spec["layout"].setdefault("font", {}).setdefault("size", round(12 * k, 1))
+    return go.Figure(spec)

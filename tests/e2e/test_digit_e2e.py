@@ -30,7 +30,7 @@ def test_drawing_a_one_gives_a_prediction_and_clear_empties_it(server, page, out
     # The drawn digit can be used on the other pages.
     page.get_by_role("link", name="Inside the network").click()
     page.get_by_role("radio", name="your digit").first.check(force=True)
-    expect(page.get_by_text(re.compile(r"^145 images through the model"))).to_be_visible()  # 12×12 positions + 1
+    expect(page.get_by_text(re.compile(r"^101 images through the model"))).to_be_visible()  # 10×10 positions + 1
     page.get_by_role("link", name="Your digit").click()
     expect(canvas).to_be_visible()
     page.get_by_role("button", name="Clear").click()

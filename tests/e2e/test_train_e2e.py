@@ -52,7 +52,7 @@ def test_bn_vs_no_bn_live_stop_navigate_and_compare(server, page, output_dir):
     page.get_by_role("button", name="Train BN vs no-BN").click()
     expect(page.get_by_text(re.compile(r"^bn-adam-1e-3-1ep-1k-")).first).to_be_visible()  # names say what a run is
     page.get_by_role("link", name="Overview").click()
-    expect(page.get_by_text(re.compile(r"\d+ of 10 correct"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\d+ of 10 correct")).first).to_be_visible()  # A and B: one each
     page.get_by_role("link", name="Train").click()
     expect(page.get_by_text("Result", exact=True)).to_be_visible(timeout=120_000)
     verdict = page.get_by_text(re.compile(r"^BatchNorm (improved|lowered|left) test accuracy"))
