@@ -156,3 +156,16 @@ def test_side_by_side_probability_labels_stand_upright():
     p = np.eye(10)[3]
     assert {d.textangle for d in probability_bars({"a": p, "b": p}).data} == {-90}
     assert probability_bars({"a": p}).data[0].textangle == 0
+
+
+def test_scaled_fonts_grows_every_explicit_size_once_and_the_default():
+    import plotly.graph_objects as go
+
+    from cnn_core.plots import occlusion_figure, scaled_fonts
+
+    fig = occlusion_figure(np.random.rand(2, 28, 28), np.random.rand(2, 10, 10), np.zeros((2, 10, 10), int), ["a", "b"], 10, 2)
+    big = scaled_fonts(fig, 1.5)
+    assert big.layout.font.size == 24 and [a.font.size for a in big.layout.annotations] == \
+        [1.5 * a.font.size for a in fig.layout.annotations]
+    assert big.data[1].colorbar.tickfont.size == 18 and fig.data[1].colorbar.tickfont.size == 12  # a copy
+    assert scaled_fonts(go.Figure(), 2).layout.font.size == 24  # plotly's default 12 where none is set
