@@ -10,6 +10,7 @@ import streamlit as st
 
 from app_pages.loaders import SHIPPED, adv_trained_model, registry, shipped_models
 from cnn_core.compare import comparison_table
+from cnn_core.model import layer_table
 from cnn_core.plots import scaled_fonts
 from cnn_core.sweep import sweep_table
 
@@ -85,6 +86,14 @@ def sidebar() -> None:
         st.html(PRESENTER_CSS)
     else:
         st.query_params.pop(PRESENT, None)
+
+
+def layer_dataframe(model) -> None:
+    """The model's layer table (Overview, Inside): every row shown, no inner scroll (fc2 was hidden behind one), the
+    counts with thousands separators."""
+    rows = layer_table(model)
+    st.dataframe(rows, hide_index=True, width="stretch", height="content",
+                 column_config={c: st.column_config.NumberColumn(format="localized") for c in rows.select_dtypes("number")})
 
 
 def comparison_dataframe(runs: list[dict], field: str | None = None) -> None:

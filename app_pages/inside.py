@@ -6,7 +6,7 @@ import torch
 
 from app_pages import live
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import chart, explain
+from app_pages.common import chart, explain, layer_dataframe
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data, run_store
 from cnn_core.inside import (
@@ -20,7 +20,7 @@ from cnn_core.inside import (
     occlusion,
     relative_change,
 )
-from cnn_core.model import architecture_dot, layer_table
+from cnn_core.model import architecture_dot
 from cnn_core.plots import attribution_figure, feature_maps_figure, filters_figure, occlusion_figure, occlusion_strip_figure
 from cnn_core.store import SHIPPED_RUNS, RunStore
 from cnn_core.training import EARLY_SNAPSHOT_STEPS, snapshot_label
@@ -91,13 +91,10 @@ def filters_over_training(shown: list[str]) -> None:
 
 
 if section == "Architecture":
-    st.graphviz_chart(architecture_dot(chosen[0].model))
-
-    def table(c):
-        rows = layer_table(c.model)
-        st.dataframe(rows, hide_index=True, height=38 + 35 * len(rows))  # every row visible, no inner scroll
-
-    side_by_side(chosen, table)
+    diagram, tables = st.columns([1, 2.5])
+    diagram.graphviz_chart(architecture_dot(chosen[0].model))  # top to bottom at its own size: 16-pt text, unscaled
+    with tables:
+        side_by_side(chosen, lambda c: layer_dataframe(c.model), stacked=True)
     explain("The diagram is model A's data flow; the tables list every layer with its input and output shape. Output "
             "size of a convolution or pooling window: (W − K + 2P) / S + 1. 'neurons' counts conv and FC outputs "
             "(31,870); the last column also counts the 784 input pixels and the pooling outputs (40,494).")

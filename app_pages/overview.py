@@ -3,10 +3,10 @@
 import streamlit as st
 
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import explain
+from app_pages.common import explain, layer_dataframe
 from app_pages.digits import pick_digits, prediction_grid
 from app_pages.loaders import require_data
-from cnn_core.model import layer_table, neuron_counts, parameter_split
+from cnn_core.model import neuron_counts, parameter_split
 
 st.title("CNN Lab — a convolutional network on MNIST")
 st.markdown(
@@ -37,9 +37,7 @@ c2.metric("Neurons (conv + FC outputs)", f"{neurons['total']:,}")
 c2.caption(f"conv {neurons['conv']:,} · fully connected {neurons['fc']:,}")
 c3.metric("Units incl. input & pooling", f"{neurons['incl_input_and_pooling']:,}")
 c3.caption("also counts the 784 input pixels and the pooling outputs")
-table = layer_table(model)
-st.dataframe(table, hide_index=True, width="stretch", height="content",  # all 11 rows: fc2 was behind a scroll
-             column_config={c: st.column_config.NumberColumn(format="localized") for c in table.select_dtypes("number")})
+layer_dataframe(model)
 st.caption("Output size of a convolution or pooling window: (W − K + 2P) / S + 1. "
            "'neurons' counts units that compute a weighted sum (conv and FC outputs); the last column also "
            "counts the input pixels and pooling outputs — both conventions appear in answers to the assignment.")
