@@ -80,7 +80,7 @@ def filters_over_training(shown: list[str]) -> None:
               key="time_f1")
     with right:
         chart(filters_figure(conv2[step][k], f"{what}conv2 filter {k} at {label}", zmax=zmax2, width=450,
-                             label=bar), key="time_f2")
+                             label=bar, what="input channel"), key="time_f2")
     shown = "W − W₀, what training has added" if change else "the weights"
     st.caption(f"Left: conv1's 32 filters; right: conv2 filter {k}'s 32 kernels, one per conv1 map it reads. One colour "
                f"scale per layer for all {len(snapshots)} snapshots of {shown} (conv1 ±{zmax1:.2f}, conv2 ±{zmax2:.2f}), "
@@ -108,12 +108,14 @@ elif section == "Filters":
     shared2 = max(float(np.abs(w).max()) for w in conv2.values())
     if st.toggle("conv2: overview of all 32×32 kernels", key="conv2_overview"):
         side_by_side(chosen, lambda c: chart(filters_figure(
-            conv2[c.slot].reshape(-1, 3, 3), "conv2: row = filter, column = input channel", cols=32, zmax=shared2),
+            conv2[c.slot].reshape(-1, 3, 3), "conv2: row = filter, column = input channel", cols=32, zmax=shared2,
+            what="filter·32 + channel"),
             key=f"f2all_{c.slot}"))
     else:
         k = st.slider("conv2 filter", 0, 31, 0, key="conv2_filter")
         side_by_side(chosen, lambda c: chart(filters_figure(
-            conv2[c.slot][k], f"conv2 filter {k}: its 32 input-channel kernels", zmax=shared2), key=f"f2_{c.slot}"))
+            conv2[c.slot][k], f"conv2 filter {k}: its 32 input-channel kernels", zmax=shared2, what="input channel"),
+            key=f"f2_{c.slot}"))
     if len({c.model.batchnorm for c in chosen}) > 1:
         st.caption("The BatchNorm model's weights are smaller: BatchNorm divides out the scale of each filter's output, "
                    "so weight decay shrinks the weights without changing what the network computes.")

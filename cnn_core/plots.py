@@ -237,26 +237,36 @@ def tile(maps: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
     return out
 
 
-def _grid_heatmap(tiled: np.ndarray, colorscale, zmin, zmax, title: str, height: int, zmid=None, colorbar: str = "") -> go.Figure:
+def _grid_heatmap(maps: np.ndarray, cols: int, what: str, colorscale, zmin, zmax, title: str, width: int, zmid=None,
+                  colorbar: str = "") -> go.Figure:
+    """K maps tiled ``cols`` across as one heatmap, each numbered at its top-left corner (up to 64 of them; more
+    would hide the maps) and named in the hover ('filter 3: 0.120')."""
+    tiled = tile(maps, cols)
+    k, h, w = maps.shape
+    index = tile(np.broadcast_to(np.arange(k, dtype=np.float32)[:, None, None], maps.shape), cols)
     # float32: half the bytes of float64 in the figure sent to the browser (32 maps of 28×28: 106 KB instead of 212 KB
     # before base64, on every 2 s poll of the Train page's live view), far more precision than a colour shows.
-    fig = go.Figure(go.Heatmap(z=np.asarray(tiled, dtype=np.float32), colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, hoverongaps=False,
-                               colorbar=dict(title=colorbar), hovertemplate="%{z:.3f}<extra></extra>"))
+    fig = go.Figure(go.Heatmap(z=np.asarray(tiled, dtype=np.float32), customdata=index, colorscale=colorscale, zmin=zmin,
+                               zmax=zmax, zmid=zmid, hoverongaps=False, colorbar=dict(title=colorbar),
+                               hovertemplate=f"{what} %{{customdata:.0f}}: %{{z:.3f}}<extra></extra>"))
+    if k <= 64:
+        fig.update_layout(annotations=[
+            dict(text=str(i), x=(i % cols) * (w + 1) - 0.5, y=(i // cols) * (h + 1) - 0.5, xanchor="left", yanchor="top",
+                 showarrow=False, font=dict(size=11, color="black"), bgcolor="rgba(255,255,255,0.75)", borderpad=1)
+            for i in range(k)])
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10), font=FONT,
-                      plot_bgcolor="white")
+    fig.update_layout(title=title, height=110 + int(width * tiled.shape[0] / tiled.shape[1]),
+                      margin=dict(l=10, r=10, t=50, b=10), font=FONT, plot_bgcolor="white")
     return fig
 
 
 def filters_figure(kernels: np.ndarray, title: str, cols: int = 8, zmax: float | None = None, width: int = 600,
-                   label: str = "weight") -> go.Figure:
-    """K×k×k kernels in a grid on one diverging scale centred on 0 (blue −, red +), ``label`` on the colour bar. Pass
-    ``zmax`` to share the scale with another figure."""
+                   label: str = "weight", what: str = "filter") -> go.Figure:
+    """K×k×k kernels in a grid on one diverging scale centred on 0 (blue −, red +), ``label`` on the colour bar, each
+    numbered as ``what``. Pass ``zmax`` to share the scale with another figure."""
     zmax = float(np.abs(kernels).max()) if zmax is None else zmax
-    tiled = tile(kernels, cols)
-    height = 110 + int(width * tiled.shape[0] / tiled.shape[1])
-    return _grid_heatmap(tiled, "RdBu_r", -zmax, zmax, title, height, zmid=0, colorbar=label)
+    return _grid_heatmap(np.asarray(kernels), cols, what, "RdBu_r", -zmax, zmax, title, width, zmid=0, colorbar=label)
 
 
 def feature_maps_figure(maps: np.ndarray, title: str, per_map: bool, zmax: float | None = None, cols: int = 8,
@@ -273,9 +283,7 @@ def feature_maps_figure(maps: np.ndarray, title: str, per_map: bool, zmax: float
         zmin = min(0.0, float(maps.min()))
         zmax = float(maps.max()) if zmax is None else zmax
         label = "activation"
-    tiled = tile(maps, cols)
-    return _grid_heatmap(tiled, "Viridis", zmin, zmax, title, 110 + int(width * tiled.shape[0] / tiled.shape[1]),
-                         colorbar=label)
+    return _grid_heatmap(maps, cols, "map", "Viridis", zmin, zmax, title, width, colorbar=label)
 
 
 def image_cells(rows: int, cols: int, cell_px: int, band_px: list[int], gap: float = 0.02) -> tuple[dict, int, list]:

@@ -169,3 +169,16 @@ def test_scaled_fonts_grows_every_explicit_size_once_and_the_default():
         [1.5 * a.font.size for a in fig.layout.annotations]
     assert big.data[1].colorbar.tickfont.size == 18 and fig.data[1].colorbar.tickfont.size == 12  # a copy
     assert scaled_fonts(go.Figure(), 2).layout.font.size == 24  # plotly's default 12 where none is set
+
+
+def test_filter_and_map_grids_number_each_tile_and_name_it_in_the_hover():
+    from cnn_core.plots import feature_maps_figure, filters_figure
+
+    fig = filters_figure(np.random.randn(32, 3, 3), "conv1", cols=8)
+    notes = fig.layout.annotations
+    assert [a.text for a in notes] == [str(i) for i in range(32)]
+    assert (notes[9].x, notes[9].y) == (1 * 4 - 0.5, 1 * 4 - 0.5)  # row 1, column 1 of 3×3 tiles with 1-px gaps
+    index = np.asarray(fig.data[0].customdata, dtype=float)
+    assert index[4, 4] == 9 and np.isnan(index[3, 3]) and fig.data[0].hovertemplate.startswith("filter %{customdata")
+    assert not filters_figure(np.random.randn(1024, 3, 3), "all", cols=32).layout.annotations  # too many to number
+    assert feature_maps_figure(np.random.rand(32, 14, 14), "maps", per_map=True).data[0].hovertemplate.startswith("map ")
