@@ -15,6 +15,7 @@ each with a value not seen before (no cache hits). Per interaction, median and m
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import tempfile
@@ -299,6 +300,8 @@ def copy_runs() -> Path:
         shutil.copytree(REPO / "checkpoints" / name, runs / name)
     shutil.copytree(REPO / "checkpoints" / "baseline", runs / UNSTORED,
                     ignore=shutil.ignore_patterns("defences.json", "universal.npz"))
+    info = json.loads((runs / UNSTORED / "run.json").read_text())  # a run's name is its run.json's, not its folder's
+    (runs / UNSTORED / "run.json").write_text(json.dumps({**info, "name": UNSTORED}))
     return runs
 
 
