@@ -15,7 +15,7 @@ from app_pages.digits import pick_digits
 from app_pages.loaders import ADV_TRAINED, require_data, run_store, saved_model
 from cnn_core import robust as R
 from cnn_core import views as V
-from cnn_core.attack_plots import attack_attribution_figure, perturbation_figure, robustness_figure
+from cnn_core.attack_plots import attack_attribution_figure, perturbation_figure, robustness_figure, stacked_rows
 from cnn_core.data import to_float
 from cnn_core.plots import digit_grid, digit_strip
 
@@ -140,15 +140,17 @@ if section == "Attacks":
             st.markdown(f"#### {c.slot.upper()}: {c.label}")
         xa = attacked[c.slot]
         att = cached_attack_attributions(c.key, c.model, digits.images, xa)
+        rows, titles = [], []
         for i, digit in enumerate(digits.names):
             before_txt = f"{att['pred_clean'][i]} ({100 * att['conf_clean'][i]:.0f}%)"
             after_txt = f"{att['pred_adv'][i]} ({100 * att['conf_adv'][i]:.0f}%)"
-            st.markdown(f"**{digit}**: clean → predicted **{before_txt}** · adversarial → predicted **{after_txt}**")
-            chart(attack_attribution_figure(
+            titles.append(f"<b>{digit}</b>: clean → predicted <b>{before_txt}</b> · adversarial → predicted "
+                          f"<b>{after_txt}</b>")
+            rows.append(attack_attribution_figure(
                 digits.images[i], xa[i], {ATTRIBUTED[m]: (clean[i], adv[i]) for m, (clean, adv) in att["maps"].items()},
                 {ATTRIBUTED[m]: v[i] for m, v in att["peaks"].items()}, (before_txt, after_txt),
-                (int(att["pred_clean"][i]), int(att["pred_adv"][i]))), key=f"rob_attr_{c.slot}_{i}",
-                config={"displayModeBar": False})
+                (int(att["pred_clean"][i]), int(att["pred_adv"][i]))))
+        chart(stacked_rows(rows, titles), key=f"rob_attr_{c.slot}", config={"displayModeBar": False})
     with explaining():
         st.markdown(
             "Each row is one attacked digit. The two maps of a method share one colour scale (its bar, after the pair, "

@@ -164,3 +164,44 @@ def attack_attribution_figure(clean: np.ndarray, adv: np.ndarray, maps: dict[str
     layout.update(annotations=notes, height=height, margin=dict(l=4, r=4, t=4, b=4), font=FONT, plot_bgcolor="white")
     return go.Figure(dict(data=data, layout=layout))
 
+
+
+def stacked_rows(figures: list[go.Figure], titles: list[str], title_px: int = 30) -> go.Figure:
+    """One figure of single-row figures (their axes, traces, paper-placed notes and colour bars) one below the other,
+    each under its ``titles`` line: the browser draws one plot instead of one per row (Robustness lab: 12 rows for two
+    models were 12 plots). Each figure's own margins are dropped; its height is kept."""
+    heights = [f.layout.height for f in figures]
+    total = sum(heights) + title_px * len(figures)
+    data, notes, layout, top, offset = [], [], {}, 0, 0
+
+    for fig, h, title in zip(figures, heights, titles, strict=True):
+        spec = fig.to_dict()
+        top += title_px
+
+        def y(v, top=top, h=h):  # this row's paper y → the stack's
+            return 1 - (top + (1 - v) * h) / total
+
+        names = sorted(int(k[5:] or 1) for k in spec["layout"] if k.startswith("xaxis"))
+        rename = {n: n + offset for n in names}
+        ref = lambda r, rename=rename: r[0] + axis_suffix(rename[int(r[1:] or 1)] - 1)  # noqa: E731 ("x3" → "x13")
+        for trace in spec["data"]:
+            trace["xaxis"], trace["yaxis"] = ref(trace.get("xaxis", "x")), ref(trace.get("yaxis", "y"))
+            if "colorbar" in trace:
+                bar = trace["colorbar"]
+                bar["y"], bar["len"] = y(bar.get("y", 0.5)), bar.get("len", 1) * h / total
+            data.append(trace)
+        for n in names:
+            for a in "xy":
+                axis = dict(spec["layout"][f"{a}axis{axis_suffix(n - 1)}"])
+                if a == "y":
+                    axis["domain"] = [y(v) for v in axis["domain"]]
+                for key in ("anchor", "scaleanchor"):
+                    if key in axis:
+                        axis[key] = ref(axis[key])
+                layout[f"{a}axis{axis_suffix(rename[n] - 1)}"] = axis
+        notes += [{**a, "y": y(a["y"])} for a in spec["layout"].get("annotations", [])]
+        notes.append(title_note(title, 0, y(1), xanchor="left", yshift=4, size=15))
+        offset += len(names)
+        top += h
+    layout.update(annotations=notes, height=total + 8, margin=dict(l=4, r=4, t=4, b=4), font=FONT, plot_bgcolor="white")
+    return go.Figure(dict(data=data, layout=layout))

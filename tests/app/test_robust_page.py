@@ -83,16 +83,15 @@ def test_attributions_under_attack_show_the_predictions_before_and_after(at):
     x_adv = R.attack(model, x, y, "pgd", 0.3, target=None, steps=20, step_size=None, random_start=True)  # as the page
     att = R.attributions_under_attack(model, x, x_adv)
     assert (att["pred_adv"] != att["pred_clean"]).all()
-    lines = [m.value for m in at.markdown if m.value.startswith("**#")]
-    charts = _chart_texts(at, "rob_attr")
-    assert len(lines) == len(charts) == 2
+    (chart,) = _chart_texts(at, "rob_attr")  # one figure: a row per digit, each under its line
+    lines = [t for t in chart if t.startswith("<b>#")]
+    assert len(lines) == 2 and chart.count("<b>saliency</b>") == chart.count("<b>Grad-CAM (conv2)</b>") == 2
     for i in range(2):
         before = f"{int(att['pred_clean'][i])} ({100 * att['conf_clean'][i]:.0f}%)"
         after = f"{int(att['pred_adv'][i])} ({100 * att['conf_adv'][i]:.0f}%)"
-        assert lines[i] == (f"**#{i} (true {int(y[i])})**: clean → predicted **{before}** · adversarial → predicted "
-                            f"**{after}**")
-        assert {before, after, f"for {int(att['pred_clean'][i])}", f"for {int(att['pred_adv'][i])}",
-                "<b>saliency</b>", "<b>Grad-CAM (conv2)</b>"} <= set(charts[i])
+        assert lines[i] == (f"<b>#{i} (true {int(y[i])})</b>: clean → predicted <b>{before}</b> · adversarial → "
+                            f"predicted <b>{after}</b>")
+        assert {before, after, f"for {int(att['pred_clean'][i])}", f"for {int(att['pred_adv'][i])}"} <= set(chart)
 
 
 def _flip_expected(name: str, images, labels, steps: int, max_eps: float):

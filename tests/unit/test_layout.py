@@ -182,3 +182,24 @@ def test_filter_and_map_grids_number_each_tile_and_name_it_in_the_hover():
     assert index[4, 4] == 9 and np.isnan(index[3, 3]) and fig.data[0].hovertemplate.startswith("filter %{customdata")
     assert not filters_figure(np.random.randn(1024, 3, 3), "all", cols=32).layout.annotations  # too many to number
     assert feature_maps_figure(np.random.rand(32, 14, 14), "maps", per_map=True).data[0].hovertemplate.startswith("map ")
+
+
+def test_stacked_rows_keep_each_row_its_axes_notes_and_colour_bars_one_below_the_other():
+    """The Robustness lab's attribution rows: 6 digits × 2 models were 12 plots for the browser; now one per model."""
+    from cnn_core.attack_plots import attack_attribution_figure, stacked_rows
+
+    rng = np.random.default_rng(0)
+    maps = {"saliency": (rng.random((28, 28)), rng.random((28, 28)))}
+    rows = [attack_attribution_figure(rng.random((28, 28)), rng.random((28, 28)), maps, {"saliency": 1.0},
+                                      ("5 (99%)", "8 (80%)"), (5, 8), height=200) for _ in range(3)]
+    fig = stacked_rows(rows, ["<b>#0</b>", "<b>#1</b>", "<b>#2</b>"], title_px=30)
+    assert fig.layout.height == 3 * (200 + 30) + 8 and len(fig.data) == 3 * len(rows[0].data)
+    cells = len([k for k in rows[0].layout if k.startswith("xaxis")])  # 4: two images, a map pair
+    assert fig.data[len(rows[0].data)].xaxis == f"x{cells + 1}" and fig.layout[f"yaxis{cells + 1}"].scaleanchor == f"x{cells + 1}"
+    tops = [fig.layout[f"yaxis{r * cells + 1}"].domain[1] for r in range(3)]
+    bottoms = [fig.layout[f"yaxis{r * cells + 1}"].domain[0] for r in range(3)]
+    assert tops[0] > bottoms[0] > tops[1] > bottoms[1] > tops[2] > bottoms[2] > 0  # rows apart, top to bottom
+    titles = [a for a in fig.layout.annotations if a.text.startswith("<b>#")]
+    assert [a.text for a in titles] == ["<b>#0</b>", "<b>#1</b>", "<b>#2</b>"] and all(a.x == 0 for a in titles)
+    bars = [d.colorbar for d in fig.data if d.showscale]
+    assert len(bars) == 3 and all(abs(b.len - rows[0].data[3].colorbar.len * 200 / 690) < 1e-9 for b in bars)
