@@ -267,7 +267,7 @@ elif section == "Universal perturbation":
     a, b, c = st.columns(3)
     with a:
         eps = eps_slider("ε", 0.3, "uni_eps")
-    steps = b.slider("Steps (one batch of 256 training digits each)", 5, 200, 30, key="uni_steps")
+    steps = b.slider("Steps (one batch of 256 training digits each)", 5, 200, V.UNIVERSAL_STEPS, key="uni_steps")
     target = c.selectbox("Target", ["none (untargeted)", *range(10)], key="uni_target")
     target = None if isinstance(target, str) else int(target)
 
