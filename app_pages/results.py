@@ -11,6 +11,7 @@ from cnn_core.compare import misclassified
 from cnn_core.data import to_float
 from cnn_core.model import predict_proba
 from cnn_core.plots import confusion_figure, digit_grid, run_colors, training_curves_figure
+from cnn_core.report import build_report
 from cnn_core.store import CheckpointError, RunStore
 from cnn_core.training import evaluate
 
@@ -100,6 +101,16 @@ if len(idx):
 st.header("Compare runs")
 default = [n for n in ("baseline", "batchnorm") if n in names]
 chosen = st.multiselect("Runs to compare", names, default=default, format_func=label.get)
+info = {r["name"]: r for r in runs}
+tested = [n for n in chosen if info[n]["results"]]
+pair = (tuple(sorted(tested, key=lambda n: info[n]["config"]["batchnorm"]))  # (without, with) BatchNorm
+        if len(tested) == 2 and len({info[n]["config"]["batchnorm"] for n in tested}) == 2 else ("baseline", "batchnorm"))
+st.download_button(f"Assignment report: {pair[0]} and {pair[1]} (HTML)", icon=":material/description:",
+                   data=lambda: build_report(RunStore(store.root), data, pair)[0],  # made on click, ~5–10 s
+                   file_name=f"cnn-lab-report-{pair[0]}-{pair[1]}.html", mime="text/html", on_click="ignore",
+                   disabled=not all(store.exists(n) for n in pair), key="report",
+                   help="One self-contained HTML file (figures embedded, opens offline) answering every question of the "
+                        "assignment in order with these runs' numbers: `python -m cnn_core report` writes the same.")
 if chosen:
     histories = [store.load_history(n) for n in chosen]
     comparison_dataframe(histories)

@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                                          "slider, stored in the run so that the page shows them at once (~20 min)")
     views.add_argument("run", help="run name, or a path such as checkpoints/baseline")
 
+    rep = sub.add_parser("report", help="the assignment report: one self-contained HTML file (figures embedded, opens "
+                                        "offline) answering every question in order")
+    rep.add_argument("--runs", nargs=2, default=["baseline", "batchnorm"], metavar=("NO_BN", "BN"),
+                     help="the runs without and with BatchNorm (default: baseline batchnorm)")
+    rep.add_argument("--out", default="report.html", help="where to write it (default: report.html)")
+
     sub.add_parser("runs", help="list saved runs")
     return parser
 
@@ -197,6 +203,23 @@ def cmd_views(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .data import load_mnist
+    from .report import build_report
+
+    store = RunStore(args.runs_dir)
+    missing = [n for n in args.runs if not store.exists(n)]
+    if missing:
+        print(f"error: no saved run {', '.join(missing)} in {store.root}", file=sys.stderr)
+        return 1
+    t0 = time.perf_counter()
+    page, figures = build_report(store, load_mnist(), tuple(args.runs),
+                                 progress=lambda what: print(f"{time.perf_counter() - t0:5.1f} s  {what}", flush=True))
+    Path(args.out).write_text(page, encoding="utf-8")
+    print(f"{args.out}: {len(page) / 1e6:.1f} MB, {figures} figures, {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def cmd_runs(args) -> int:
     runs = RunStore(args.runs_dir).list_runs()
     if not runs:
@@ -214,6 +237,6 @@ def cmd_runs(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "robustness": cmd_robustness, "views": cmd_views,
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "robustness": cmd_robustness, "views": cmd_views, "report": cmd_report,
                 "runs": cmd_runs}
     return commands[args.command](args)

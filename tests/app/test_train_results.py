@@ -202,6 +202,8 @@ def test_results_page_shows_a_run_compares_and_deletes(runs_dir, tiny_run):
     assert n_wrong == round((1 - float(metrics["Test accuracy"].rstrip("%")) / 100) * 10000)
     compare = at.dataframe[1].value
     assert list(compare["run"]) == ["baseline", "batchnorm"]
+    (report,) = at.get("download_button")  # the assignment report of the pair compared, without and with BatchNorm
+    assert report.proto.label == "Assignment report: baseline and batchnorm (HTML)" and not report.proto.disabled
     assert "baseline" not in at.selectbox(key="delete_run").options  # shipped runs are protected
     at.selectbox(key="delete_run").set_value("to-delete").run()
     delete = next(b for b in at.button if b.label == "Delete")

@@ -47,3 +47,17 @@ def test_every_page_renders_offline_with_no_failed_request(server, browser):
         expect(page.get_by_test_id("stException")).to_have_count(0)
     context.close()
     assert outside == [] and failed == []
+
+
+def test_the_assignment_report_downloads_from_results(server, page):
+    import re
+    from pathlib import Path
+
+    from cnn_core.report import SECTIONS
+
+    page.goto(f"{server}/results")
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name=re.compile("Assignment report: baseline and batchnorm")).click()
+    assert download.value.suggested_filename == "cnn-lab-report-baseline-batchnorm.html"
+    html = Path(download.value.path()).read_text(encoding="utf-8")
+    assert re.findall(r"<h2>(.*?)</h2>", html) == list(SECTIONS) and html.count('class="plotly-graph-div"') == 17

@@ -483,3 +483,79 @@ def test_universal_progress_shows_delta_as_it_forms_and_defence_names_its_attack
 def _universal_prefix(model, x, y, k):
     """The first k steps of a 4-step universal ascent (same η = 2.5·0.2/4, same batches)."""
     return R.universal_perturbation(model, x, y, 0.2, steps=k, step_size=2.5 * 0.2 / 4, batch=32)
+
+
+def test_reference_labels_refuse_a_label_list_of_the_wrong_length(shipped, test_batch):
+    """One label per image: a list that is too short or too long is an error, not silently truncated."""
+    model = shipped["baseline"]
+    x = test_batch[0][:3]
+    with pytest.raises(ValueError):
+        R.reference_labels(model, x, [7, None])
+    with pytest.raises(ValueError):
+        R.reference_labels(model, x, [7, None, 3, 1])
+
+
+def test_flip_budgets_at_the_top_of_the_search_are_counted_in_255ths():
+    """Budgets near the largest the page searches (128/255 by default, up to 153/255) are shown as k/255 with the
+    right k: the grey levels a person reads must not drift by one at the top of the range."""
+    limit, top = 128 / 255, 153 / 255
+    assert R.describe_flip_eps(128 / 255, limit) == "0.502 = 128/255"
+    assert R.flip_verdict("A", 128 / 255, "B", 128 / 255, limit) == "Both flip at the same budget, 128/255."
+    assert R.flip_verdict("A", 128 / 255, "B", float("inf"), limit) == \
+        "B was not flipped up to ε = 128/255; A flips at 128/255: more than 1.0× the budget."
+    assert R.flip_verdict("A", 140 / 255, "B", 150 / 255, top) == \
+        "B needs 1.1× the budget of A: 150 vs 140 grey levels per pixel."
+
+
+def test_flip_verdict_names_the_second_model_when_only_it_is_already_wrong():
+    assert R.flip_verdict("A", 9 / 255, "B", 0.0, 128 / 255) == "B already gets it wrong without any attack."
+
+
+def test_targeted_attack_outcome_counts_only_digits_that_became_the_target():
+    """Targeted at 8: of five eligible digits only #1 became an 8 — the others changed (or not) to something else."""
+    labels = torch.tensor([3, 3, 5, 7, 0])
+    predicted = torch.tensor([3, 8, 0, 0, 0])
+    assert R.attack_outcome(labels, predicted, target=8) == (1, 5)
+
+
+def test_the_defence_verdict_at_its_boundaries_and_in_full():
+    """Exactly 2 points gained is not 'no help' (the rule is under 2); exactly 3 points taken back by the adaptive
+    attacker is not 'more than 3'; a defence that hurts shows its negative points; the two 'held' sentences word
+    for word."""
+    assert R.defence_verdict({"PGD": 0.0, "PGD, defence on": 0.02, "adaptive attacker": 0.0}, False) == \
+        "the defence only worked against an attacker who did not know about it."
+    assert R.defence_verdict({"PGD": 0.30, "PGD, defence on": 0.10, "adaptive attacker": 0.05}, False) == \
+        "the defence does not help here (-20.0 points under attack)."
+    held = {"PGD": 0.10, "PGD, defence on": 0.93, "adaptive attacker": 0.90}
+    assert R.defence_verdict(held, True) == (
+        "the threshold holds at this ε: MNIST pixels are nearly all 0 or 1, and a small change cannot push them across "
+        "0.5. Raise ε to see where it stops holding; on natural images, whose pixels are not near 0 or 1, such input "
+        "transforms are broken by adaptive attacks (Athalye et al., 2018).")
+    assert R.defence_verdict(held, False) == (
+        "this adaptive attack did not break it at this ε; stronger ones (more steps, restarts) should be tried before "
+        "trusting it.")
+
+
+def test_the_robustness_sentence_for_other_configs_and_budgets():
+    """A config without an 'adversarial' entry (a run saved before adversarial training existed) is a plain run;
+    an adversarially trained run is quoted at its own training budget (and a budget that was not measured still
+    gives a sentence); BatchNorm is 'far more fragile' only when more than 10 points below the reference at ε = 0.1,
+    and that sentence ends with its citation."""
+    plain = {0.0: 0.993, 0.1: 0.766, 0.2: 0.005, 0.3: 0.0}
+    assert R.robustness_sentence({"batchnorm": False}, plain) == (
+        "99.3% on clean digits, yet PGD at ε = 0.2 (51/255 per pixel; the digits stay perfectly readable) leaves 0.5%: "
+        "accuracy is not robustness.")
+    adv = {0.0: 0.991, 0.1: 0.972, 0.2: 0.931, 0.3: 0.226}
+    assert R.robustness_sentence({"adversarial": "fgsm", "adv_epsilon": 0.1}, adv) == (
+        "trained on FGSM examples at ε = 0.1: 99.1% clean (the price of robustness), but 97.2% under PGD at its training "
+        "budget; beyond it, at ε = 0.3, 22.6%.")
+    unmeasured = R.robustness_sentence({"adversarial": "pgd", "adv_epsilon": 0.12}, adv)
+    assert unmeasured.startswith("trained on PGD examples at ε = 0.12: 99.1% clean") and unmeasured.endswith("22.6%.")
+    bn = {0.0: 0.996, 0.1: 0.70, 0.2: 0.0, 0.3: 0.0}
+    assert R.robustness_sentence({"batchnorm": True}, bn, plain) == (
+        "BatchNorm changes clean accuracy (99.6%) but buys no robustness (ε = 0.1: 70.0%).")
+    assert R.robustness_sentence({"batchnorm": True}, {**bn, 0.1: 0.4}, {0.1: 0.5}).startswith("BatchNorm changes")
+    fragile = {0.0: 0.996, 0.1: 0.029, 0.2: 0.0, 0.3: 0.0}
+    assert R.robustness_sentence({"batchnorm": True, "adversarial": "none"}, fragile, plain) == (
+        "a little more clean accuracy (99.6%) but far more fragile: PGD at ε = 0.1 leaves 2.9% (without BatchNorm "
+        "76.6%). BatchNorm is known to make networks more sensitive to small input changes (Galloway et al., 2019).")
