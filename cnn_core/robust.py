@@ -309,11 +309,15 @@ def defence_verdict(res: dict, threshold_defence: bool) -> str:
     a gain partly taken back (adaptive more than 3 points below), or one that held — for a threshold defence
     (``bit_depth``) with MNIST's reason why."""
     on, adaptive, plain = res["PGD, defence on"], res["adaptive attacker"], res["PGD"]
-    if on - plain < 0.02:
-        return f"the defence does not help here ({100 * (on - plain):+.1f} points under attack)."
-    if adaptive <= plain + 0.1:
+
+    def points(a: float, b: float) -> float:  # a − b in percentage points, rounded: float32 means of 500 digits
+        return round(100 * (a - b), 1)          # put exactly 2 points at 1.9999…, which read "does not help"
+
+    if points(on, plain) < 2:
+        return f"the defence does not help here ({points(on, plain):+.1f} points under attack)."
+    if points(adaptive, plain) <= 10:
         return "the defence only worked against an attacker who did not know about it."
-    if adaptive < on - 0.03:
+    if points(on, adaptive) > 3:
         return "the adaptive attack takes back part of what the defence gained."
     if threshold_defence:
         return ("the threshold holds at this ε: MNIST pixels are nearly all 0 or 1, and a small change cannot push "
@@ -331,10 +335,12 @@ def robustness_sentence(config: dict, pgd: dict[float, float], reference: dict[f
 
     if config.get("adversarial", "none") != "none":
         eps = float(config["adv_epsilon"])
-        trained = pgd.get(eps, pgd[0.2])
+        # At its training budget when that was measured, else at the nearest measured budget, named.
+        near = min(pgd, key=lambda e: (abs(e - eps), e))
+        at = "at its training budget" if abs(near - eps) < 1e-9 else f"at ε = {near:g} (its budget {eps:g} was not measured)"
+        beyond = f"; beyond it, at ε = 0.3, {pct(pgd[0.3])}" if eps < 0.3 - 1e-9 else ""
         return (f"trained on {config['adversarial'].upper()} examples at ε = {eps:g}: {pct(pgd[0.0])} clean (the price "
-                f"of robustness), but {pct(trained)} under PGD at its training budget; beyond it, at ε = 0.3, "
-                f"{pct(pgd[0.3])}.")
+                f"of robustness), but {pct(pgd[near])} under PGD {at}{beyond}.")
     if config.get("batchnorm"):
         base = (reference or {}).get(0.1)
         if base is not None and pgd[0.1] < base - 0.1:

@@ -559,3 +559,21 @@ def test_the_robustness_sentence_for_other_configs_and_budgets():
     assert R.robustness_sentence({"batchnorm": True, "adversarial": "none"}, fragile, plain) == (
         "a little more clean accuracy (99.6%) but far more fragile: PGD at ε = 0.1 leaves 2.9% (without BatchNorm "
         "76.6%). BatchNorm is known to make networks more sensitive to small input changes (Galloway et al., 2019).")
+
+
+def test_verdicts_count_whole_points_and_name_the_budget_they_quote():
+    """Exactly 2 points gained (10 of 500 digits, float32 means: 0.12 − 0.10 = 0.0199…) is a gain, not "does not help
+    (+2.0 points)"; exactly 3 points taken back is not "more than 3". An adversarially trained run whose budget was not
+    measured is quoted at the nearest measured ε, named, not silently at 0.2."""
+    import numpy as np
+
+    f = np.float32
+    gain = R.defence_verdict({"PGD": f(0.10), "PGD, defence on": f(0.12), "adaptive attacker": f(0.12)}, False)
+    assert not gain.startswith("the defence does not help")
+    held = R.defence_verdict({"PGD": f(0.10), "PGD, defence on": f(0.93), "adaptive attacker": f(0.90)}, False)
+    assert held.startswith("this adaptive attack did not break it")  # 3 points back: not "more than 3"
+    pgd = {0.0: 0.991, 0.05: 0.98, 0.1: 0.972, 0.2: 0.931, 0.3: 0.226}
+    assert "but 97.2% under PGD at ε = 0.1 (its budget 0.12 was not measured); beyond it, at ε = 0.3, 22.6%." in \
+        R.robustness_sentence({"adversarial": "pgd", "adv_epsilon": 0.12}, pgd)
+    assert R.robustness_sentence({"adversarial": "pgd", "adv_epsilon": 0.3}, pgd).endswith(
+        "but 22.6% under PGD at its training budget.")  # no "beyond it" at its own budget
