@@ -8,7 +8,7 @@ import streamlit as st
 st.set_page_config(page_title="CNN Lab", page_icon=str(Path(__file__).parent / "assets" / "icon.png"), layout="wide",
                    initial_sidebar_state="collapsed" if st.query_params.get("present") == "1" else "auto")  # common.PRESENT
 
-from app_pages.common import sidebar  # noqa: E402  (after set_page_config)
+from app_pages.common import scene_link, sidebar  # noqa: E402  (after set_page_config)
 
 nav = st.navigation(
     [
@@ -24,3 +24,4 @@ nav = st.navigation(
 )
 sidebar()
 nav.run()
+scene_link()

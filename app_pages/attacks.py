@@ -7,7 +7,7 @@ import torch
 
 from app_pages import live
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import chart, explain
+from app_pages.common import SCENE, chart, explain
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data
 from cnn_core import attacks as A
@@ -18,7 +18,7 @@ st.title("Attack playground")
 data = require_data()
 
 SECTIONS = ["Fooling images", "Targeted + prior", "Adversarial noise", "Class models", "Maximize a unit"]
-section = st.segmented_control("Show", SECTIONS, default=SECTIONS[0], key="atk_section") or SECTIONS[0]
+section = st.segmented_control("Show", SECTIONS, default=SECTIONS[0], key="atk_section", bind=SCENE) or SECTIONS[0]
 chosen = choose_models("atk_model", st.columns([3, 2])[0])
 st.caption("**Scale:** images and noise are on the assignment's 0–255 pixel scale (the model sees x / 255), so noise "
            "'around 128' and β are as in the text. A gradient is in logits per grey level — about 0.0005 — so plain "
@@ -39,12 +39,12 @@ def fmt(v: float) -> str:
 def ascent_controls(key: str, steps: int = 200, step: float = 1000.0, step_range=(-1, 6)) -> dict:
     """Steps, step size, sign and clamp: the knobs every gradient-ascent section shares."""
     a, b, c = st.columns([3, 3, 2])
-    sign = c.toggle("Sign of gradient", key=f"{key}_sign", help="x ← x + step · sign(∂C/∂x): the step is in grey levels")
-    clamp = c.toggle("Clamp to valid pixels [0, 255]", True, key=f"{key}_clamp")
+    sign = c.toggle("Sign of gradient", key=f"{key}_sign", bind=SCENE, help="x ← x + step · sign(∂C/∂x): the step is in grey levels")
+    clamp = c.toggle("Clamp to valid pixels [0, 255]", True, key=f"{key}_clamp", bind=SCENE)
     options = log_options(-1, 2) if sign else log_options(*step_range)
     default = 1.0 if sign else step
-    return dict(steps=a.slider("Steps", 1, 1000, steps, key=f"{key}_steps"),
-                step_size=b.select_slider("Step size", options, default, format_func=fmt, key=f"{key}_step{'_s' * sign}"),
+    return dict(steps=a.slider("Steps", 1, 1000, steps, key=f"{key}_steps", bind=SCENE),
+                step_size=b.select_slider("Step size", options, default, format_func=fmt, key=f"{key}_step{'_s' * sign}", bind=SCENE),
                 sign=sign, clamp=clamp)
 
 
@@ -91,9 +91,9 @@ if section == "Fooling images":
     st.markdown("**a) Fooling images.** Start from one noise image and push it up the score of each class t by gradient "
                 "ascent on **C = logits[t]** — all 10 targets in one batch.")
     a, b, c = st.columns(3)
-    mean = a.slider("Noise mean (grey level)", 0, 255, 128, key="fool_mean")
-    std = b.slider("Noise std (grey levels)", 0, 128, 40, key="fool_std")
-    seed = c.number_input("Seed", 0, 10_000, 0, key="fool_seed")
+    mean = a.slider("Noise mean (grey level)", 0, 255, 128, key="fool_mean", bind=SCENE)
+    std = b.slider("Noise std (grey levels)", 0, 128, 40, key="fool_std", bind=SCENE)
+    seed = c.number_input("Seed", 0, 10_000, 0, key="fool_seed", bind=SCENE)
     kw = ascent_controls("fool")
 
     def render(c, r):
@@ -121,10 +121,10 @@ elif section == "Targeted + prior":
     if digits is None:
         st.stop()
     a, b, c = st.columns([3, 2, 2])
-    beta = a.select_slider("β (log scale)", log_options(-6, 1), 1e-2, format_func=fmt, key="beta")
-    start = b.radio("Start from", ["noise", "image"], horizontal=True, key="like_start",
+    beta = a.select_slider("β (log scale)", log_options(-6, 1), 1e-2, format_func=fmt, key="beta", bind=SCENE)
+    start = b.radio("Start from", ["noise", "image"], horizontal=True, key="like_start", bind=SCENE,
                     format_func=lambda s: {"noise": "noise (as in a)", "image": "the image itself"}[s])
-    grid = c.toggle("Full 10×10 grid", key="like_grid", help="every test class as the image to look like × every target")
+    grid = c.toggle("Full 10×10 grid", key="like_grid", bind=SCENE, help="every test class as the image to look like × every target")
     kw = ascent_controls("like")
     like = (digits.images * 255).astype(np.float32)
     st.image(digits.images[0], caption=f"image to look like: {digits.names[0]}", width=120, clamp=True)
@@ -168,12 +168,12 @@ elif section == "Adversarial noise":
     if digits is None:
         st.stop()
     a, b, c, d = st.columns(4)
-    steps = a.slider("Max steps", 1, 1000, 200, key="noise_steps")
-    auto = b.radio("α", ["1/(std(d) + 1e-8)", "fixed"], key="noise_alpha_mode") != "fixed"
-    alpha = None if auto else b.select_slider("fixed α", log_options(0, 6), 1000.0, format_func=fmt, key="noise_alpha")
-    bounded = c.toggle("Bound the noise (L∞)", key="noise_bounded")
-    linf = c.slider("max |noise| (grey levels)", 1, 255, 64, key="noise_linf") if bounded else None
-    clamp = d.toggle("Clamp x + noise to [0, 255]", True, key="noise_clamp")
+    steps = a.slider("Max steps", 1, 1000, 200, key="noise_steps", bind=SCENE)
+    auto = b.radio("α", ["1/(std(d) + 1e-8)", "fixed"], key="noise_alpha_mode", bind=SCENE) != "fixed"
+    alpha = None if auto else b.select_slider("fixed α", log_options(0, 6), 1000.0, format_func=fmt, key="noise_alpha", bind=SCENE)
+    bounded = c.toggle("Bound the noise (L∞)", key="noise_bounded", bind=SCENE)
+    linf = c.slider("max |noise| (grey levels)", 1, 255, 64, key="noise_linf", bind=SCENE) if bounded else None
+    clamp = d.toggle("Clamp x + noise to [0, 255]", True, key="noise_clamp", bind=SCENE)
     image = (digits.images[0] * 255).astype(np.float32)
     examples = data.test_images[A.one_per_class(data.test_images, data.test_labels, torch.from_numpy(image))].float().numpy()
 
@@ -207,7 +207,7 @@ elif section == "Adversarial noise":
 elif section == "Class models":
     st.markdown("**Class models (optional part).** Start from the zero (black) image and ascend "
                 "**J(I) = S_c(I) − λ‖I‖²** for each class c: the image each class's score likes most, kept dark by λ.")
-    lam = st.select_slider("λ (log scale)", log_options(-9, -3), 1e-6, format_func=fmt, key="cls_lam")
+    lam = st.select_slider("λ (log scale)", log_options(-9, -3), 1e-6, format_func=fmt, key="cls_lam", bind=SCENE)
     kw = ascent_controls("cls")
 
     def render(c, r):
@@ -225,10 +225,10 @@ else:
                 "from the zero image. For conv1 and conv2 it is the unit at the centre of a channel's map: only its "
                 "receptive field can change, so that is what is shown.")
     a, b, c = st.columns(3)
-    layer = a.radio("Layer", list(A.UNIT_LAYERS), index=1, horizontal=True, key="unit_layer")
+    layer = a.radio("Layer", list(A.UNIT_LAYERS), index=1, horizontal=True, key="unit_layer", bind=SCENE)
     first = b.number_input(f"First of 16 units (0–{A.UNIT_LAYERS[layer] - 16})", 0, A.UNIT_LAYERS[layer] - 16, 0,
-                           key=f"unit_first_{layer}")
-    lam = c.select_slider("λ (log scale)", log_options(-9, -3), 1e-6, format_func=fmt, key="unit_lam")
+                           key=f"unit_first_{layer}", bind=SCENE)
+    lam = c.select_slider("λ (log scale)", log_options(-9, -3), 1e-6, format_func=fmt, key="unit_lam", bind=SCENE)
     kw = ascent_controls("unit", step=1e4, step_range=(1, 7))
     units = tuple(range(int(first), int(first) + 16))
     field = A.receptive_field(layer)

@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models
-from app_pages.common import chart, explaining
+from app_pages.common import SCENE, chart, explaining
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data
 from cnn_core.conv_plots import maps_figure, matrix_figure, window_figure
@@ -20,10 +20,10 @@ image = torch.from_numpy(digits.images[0])
 # ----- (a) output size and the sliding window ----------------------------------------------------------------
 st.header("Output size and the sliding window")
 a, b, c, d, e = st.columns(5)
-size = a.selectbox("Input width W", [28, 14, 7], key="conv_w", help="28: the digit; 14 and 7: its size after pool1, pool2")
-k = b.slider("Kernel K", 1, 7, 3, key="conv_k")
-p = c.slider("Padding P", 0, 3, 1, key="conv_p")
-s = d.slider("Stride S", 1, 3, 1, key="conv_s")
+size = a.selectbox("Input width W", [28, 14, 7], key="conv_w", bind=SCENE, help="28: the digit; 14 and 7: its size after pool1, pool2")
+k = b.slider("Kernel K", 1, 7, 3, key="conv_k", bind=SCENE)
+p = c.slider("Padding P", 0, 3, 1, key="conv_p", bind=SCENE)
+s = d.slider("Stride S", 1, 3, 1, key="conv_s", bind=SCENE)
 pool = e.selectbox("Then max-pool", [0, 2, 3], index=1, key="conv_pool",
                    format_func=lambda v: f"{v}×{v}, stride {v}" if v else "none")
 try:
@@ -45,7 +45,7 @@ if steps:
         st.session_state.conv_pos = (n_out // 2) * n_out + n_out // 2
     elif st.session_state.conv_pos >= n_out**2:  # the settings shrank the output: stay inside it
         st.session_state.conv_pos = n_out**2 - 1
-    position = st.slider("Window position (row by row over the output; arrow keys step it)", 0, n_out**2 - 1, key="conv_pos")
+    position = st.slider("Window position (row by row over the output; arrow keys step it)", 0, n_out**2 - 1, key="conv_pos", bind=SCENE)
     win = sliding_window(digit_at(image, size), k, p, s, position)
     chart(window_figure(digit_at(image, size).numpy(), k, p, win.top_left, win.output.numpy(), win.cell),
           key="conv_window")
@@ -63,7 +63,7 @@ st.header("im2col: conv1 as one matrix product")
 a, b = st.columns([2, 3])
 model = choose_models("conv_model", a, two=False)[0].model
 row = b.slider("Highlighted patch row = output pixel (row-major: row r is pixel (r ÷ 28, r mod 28))", 0, 783, 29,
-               key="conv_row")
+               key="conv_row", bind=SCENE)
 demo = im2col_demo(model, image)
 st.metric("Largest |im2col product − the model's own conv1 output|", f"{demo.max_difference:.1e}",
           help="Over all 32 × 28 × 28 values; float32 rounding only.")

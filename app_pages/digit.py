@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from app_pages.chooser import choose_models
-from app_pages.common import chart, explain
+from app_pages.common import SCENE, chart, explain
 from cnn_core.digit import DigitError, decode_image, mnist_style, rgba_to_gray
 from cnn_core.model import predict_proba
 from cnn_core.plots import probability_bars
@@ -21,7 +21,7 @@ st.session_state.setdefault("canvas_version", 0)
 
 left, mid, right = st.columns([4, 2, 5])
 with left:
-    source = st.radio("Input", ["draw", "upload"], horizontal=True, key="digit_source")
+    source = st.radio("Input", ["draw", "upload"], horizontal=True, key="digit_source", bind=SCENE)
     gray = None
     if source == "draw":
         from streamlit_drawable_canvas import st_canvas  # needs a running Streamlit server (Components v2)

@@ -6,7 +6,7 @@ import torch
 
 from app_pages import live
 from app_pages.chooser import choose_models, side_by_side
-from app_pages.common import chart, explain, layer_dataframe
+from app_pages.common import SCENE, chart, explain, layer_dataframe
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data, run_store
 from cnn_core.inside import (
@@ -29,7 +29,7 @@ st.title("Inside the network")
 data = require_data()
 chosen = choose_models("inside_model", st.columns([3, 2])[0])
 section = st.segmented_control("Show", ["Architecture", "Filters", "Activations", "Occlusion", "Attributions"],
-                               default="Occlusion", key="inside_section") or "Occlusion"
+                               default="Occlusion", key="inside_section", bind=SCENE) or "Occlusion"
 
 
 NO_SNAPSHOTS = ("The shipped models have no filters over training time: their weights are the verified reference every "
@@ -62,15 +62,15 @@ def filters_over_training(shown: list[str]) -> None:
     a, b = st.columns([2, 3])
     names = [r["name"] for r in runs]
     name = a.selectbox("Run with filter snapshots", names, index=names.index(shown[0]) if shown[0] in names else 0,
-                       key=f"filters_time_run_{shown[0]}")
+                       key=f"filters_time_run_{shown[0]}", bind=SCENE)
     history = filter_history(str(store.root), name, store.mtime(name))
     snapshots, per_epoch = history["snapshots"], history["steps_per_epoch"]
-    step = b.select_slider("Training time", list(snapshots), value=0, key=f"filters_time_step_{name}",
+    step = b.select_slider("Training time", list(snapshots), value=0, key=f"filters_time_step_{name}", bind=SCENE,
                            format_func=lambda s: snapshot_label(s, per_epoch))
     label = snapshot_label(step, per_epoch)
     c, d, _ = st.columns([2, 1, 2])
-    change = c.radio("Show", ["weights", "change since step 0"], horizontal=True, key="filters_time_show") != "weights"
-    k = d.number_input("conv2 filter", 0, 31, 0, key="time_conv2_filter")
+    change = c.radio("Show", ["weights", "change since step 0"], horizontal=True, key="filters_time_show", bind=SCENE) != "weights"
+    k = d.number_input("conv2 filter", 0, 31, 0, key="time_conv2_filter", bind=SCENE)
     conv1, zmax1 = filters_over_time(snapshots, "conv1.weight", change)
     conv2, zmax2 = filters_over_time(snapshots, "conv2.weight", change)
     what, bar = ("change of ", "W − W₀") if change else ("", "weight")
@@ -106,13 +106,13 @@ elif section == "Filters":
         filters_figure(conv1[c.slot], "conv1: 32 filters, 3×3 (one shared scale)", zmax=shared), key=f"f1_{c.slot}"))
     conv2 = {c.slot: c.model.conv2.weight.detach().numpy() for c in chosen}  # filter × input channel × 3 × 3
     shared2 = max(float(np.abs(w).max()) for w in conv2.values())
-    if st.toggle("conv2: overview of all 32×32 kernels", key="conv2_overview"):
+    if st.toggle("conv2: overview of all 32×32 kernels", key="conv2_overview", bind=SCENE):
         side_by_side(chosen, lambda c: chart(filters_figure(
             conv2[c.slot].reshape(-1, 3, 3), "conv2: row = filter, column = input channel", cols=32, zmax=shared2,
             what="filter·32 + channel"),
             key=f"f2all_{c.slot}"))
     else:
-        k = st.slider("conv2 filter", 0, 31, 0, key="conv2_filter")
+        k = st.slider("conv2 filter", 0, 31, 0, key="conv2_filter", bind=SCENE)
         side_by_side(chosen, lambda c: chart(filters_figure(
             conv2[c.slot][k], f"conv2 filter {k}: its 32 input-channel kernels", zmax=shared2, what="input channel"),
             key=f"f2_{c.slot}"))
@@ -128,9 +128,9 @@ elif section == "Filters":
 elif section == "Activations":
     digits = pick_digits(data, 1, "act") or st.stop()
     a, b, c = st.columns(3)
-    layer = a.radio("Layer", ["conv1", "conv2"], horizontal=True, key="act_layer")
-    stage = b.radio("Stage", ["pre-ReLU", "post-ReLU", "post-pool"], index=1, horizontal=True, key="act_stage")
-    per_map = c.radio("Scale", ["per map", "shared"], horizontal=True, key="act_scale") == "per map"
+    layer = a.radio("Layer", ["conv1", "conv2"], horizontal=True, key="act_layer", bind=SCENE)
+    stage = b.radio("Stage", ["pre-ReLU", "post-ReLU", "post-pool"], index=1, horizontal=True, key="act_stage", bind=SCENE)
+    per_map = c.radio("Scale", ["per map", "shared"], horizontal=True, key="act_scale", bind=SCENE) == "per map"
     x = digits.tensor()
     st.image(digits.images[0], caption=digits.names[0], width=140, clamp=True)
     maps = {c.slot: feature_maps(c.model, x, layer, stage)[0].numpy() for c in chosen}
@@ -148,10 +148,10 @@ elif section == "Occlusion":
                 "network was using that part of the image.")
     digits = pick_digits(data, 10, "occ") or st.stop()
     a, b, c, d = st.columns(4)
-    patch = a.slider("Patch size", 1, 16, 10, key="occ_patch")
-    stride = b.slider("Stride", 1, 4, 2, key="occ_stride")
-    fill_name = c.selectbox("Fill", list(FILLS), key="occ_fill")
-    interest = d.selectbox("Class of interest", INTERESTS, key="occ_interest")
+    patch = a.slider("Patch size", 1, 16, 10, key="occ_patch", bind=SCENE)
+    stride = b.slider("Stride", 1, 4, 2, key="occ_stride", bind=SCENE)
+    fill_name = c.selectbox("Fill", list(FILLS), key="occ_fill", bind=SCENE)
+    interest = d.selectbox("Class of interest", INTERESTS, key="occ_interest", bind=SCENE)
 
     def occlude(model, images: np.ndarray, labels: tuple, patch: int, stride: int, fill: str, interest: str):
         x = torch.from_numpy(images)[:, None]
@@ -196,8 +196,8 @@ elif section == "Attributions":
                 "supports the class, blue = against it (Captum).")
     digits = pick_digits(data, 4, "attr") or st.stop()
     a, b = st.columns([3, 1])
-    methods = a.multiselect("Methods", ATTRIBUTIONS, default=list(ATTRIBUTIONS), key="attr_methods")
-    interest = b.selectbox("Class of interest", INTERESTS, index=1, key="attr_interest")
+    methods = a.multiselect("Methods", ATTRIBUTIONS, default=list(ATTRIBUTIONS), key="attr_methods", bind=SCENE)
+    interest = b.selectbox("Class of interest", INTERESTS, index=1, key="attr_interest", bind=SCENE)
 
     @st.cache_data(max_entries=32, show_spinner="Computing attributions…")
     def cached_attributions(model_key: str, _model, images: np.ndarray, labels: tuple, methods: tuple, interest: str):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import chart, comparison_dataframe, explain
+from app_pages.common import SCENE, chart, comparison_dataframe, explain
 from app_pages.digits import pick_digits, prediction_grid
 from app_pages.loaders import require_data, run_store, saved_model
 from cnn_core.compare import misclassified
@@ -50,7 +50,7 @@ st.header("One run")
 first = st.session_state.get("model_a")  # the model chooser's A, when it is a saved run
 name = st.selectbox("Run", names, index=names.index(first) if first in names else names.index("baseline") if "baseline" in names
                     else 0, format_func=label.get,
-                    key="results_run")
+                    key="results_run", bind=SCENE)
 try:
     model, info = saved_model(name, store.mtime(name))
 except (CheckpointError, OSError) as exc:

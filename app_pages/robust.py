@@ -10,7 +10,7 @@ import torch
 
 from app_pages import live
 from app_pages.chooser import LABELS, choose_models
-from app_pages.common import chart, explain, explaining
+from app_pages.common import SCENE, chart, explain, explaining
 from app_pages.digits import pick_digits
 from app_pages.loaders import ADV_TRAINED, require_data, run_store, saved_model
 from cnn_core import robust as R
@@ -25,13 +25,13 @@ chosen = choose_models("rob_model", st.columns([3, 2])[0])
 SHIPPED_RUNS = ("baseline", "batchnorm", ADV_TRAINED)  # the defences table's rows (their robustness.json is shipped)
 COLORS = {"baseline": "#1f77b4", "batchnorm": "#d62728", ADV_TRAINED: "#2ca02c"}
 section = st.segmented_control("Show", ["Attacks", "Smallest ε", "Robustness curves", "Universal perturbation", "Defences"],
-                               default="Attacks", key="rob_section") or "Attacks"
+                               default="Attacks", key="rob_section", bind=SCENE) or "Attacks"
 st.caption("Pixels are in [0, 1] here; a budget ε allows every pixel to move by at most ε (L∞), e.g. ε = 0.1 is 26 of "
            "255 grey levels. Adversarial images are clipped to [0, 1]. Model weights never change.")
 
 
 def eps_slider(label: str, default: float, key: str) -> float:
-    eps = st.slider(label, 0.0, 0.5, default, 0.01, key=key, format="%.2f")
+    eps = st.slider(label, 0.0, 0.5, default, 0.01, key=key, bind=SCENE, format="%.2f")
     st.caption(f"ε = {eps:.2f} = {255 * eps:.0f}/255 grey levels")
     return eps
 
@@ -103,16 +103,16 @@ if section == "Attacks":
         st.stop()
     a, b, c = st.columns(3)
     with a:
-        method = st.radio("Attack", ["fgsm", "pgd"], format_func=str.upper, horizontal=True, key="rob_method")
+        method = st.radio("Attack", ["fgsm", "pgd"], format_func=str.upper, horizontal=True, key="rob_method", bind=SCENE)
         eps = eps_slider("ε", 0.2, "rob_eps")  # at 0.1 FGSM flipped none of the 6 digits of the baseline
     with b:
-        steps = st.slider("PGD steps", 1, 100, 20, key="rob_steps", disabled=method == "fgsm")
-        auto = st.toggle("η = 2.5·ε / steps", True, key="rob_auto_eta", disabled=method == "fgsm")
-        eta = None if auto else st.slider("η (step size)", 0.001, 0.1, 0.01, 0.001, format="%.3f", key="rob_eta")
-        random_start = st.toggle("Random start", True, key="rob_random", disabled=method == "fgsm")
+        steps = st.slider("PGD steps", 1, 100, 20, key="rob_steps", bind=SCENE, disabled=method == "fgsm")
+        auto = st.toggle("η = 2.5·ε / steps", True, key="rob_auto_eta", bind=SCENE, disabled=method == "fgsm")
+        eta = None if auto else st.slider("η (step size)", 0.001, 0.1, 0.01, 0.001, format="%.3f", key="rob_eta", bind=SCENE)
+        random_start = st.toggle("Random start", True, key="rob_random", bind=SCENE, disabled=method == "fgsm")
     with c:
-        targeted = st.toggle("Targeted", key="rob_targeted")
-        target = st.selectbox("Target class", list(range(10)), key="rob_target") if targeted else None
+        targeted = st.toggle("Targeted", key="rob_targeted", bind=SCENE)
+        target = st.selectbox("Target class", list(range(10)), key="rob_target", bind=SCENE) if targeted else None
     attacked = {}
     for c in chosen:  # one block per model, stacked: six digits need the page's width
         if len(chosen) > 1:
@@ -173,8 +173,8 @@ elif section == "Smallest ε":
     if digits is None:
         st.stop()
     c, d = st.columns(2)
-    steps = c.slider("PGD steps", 2, 40, 10, key="flip_steps")
-    top = d.select_slider("Search ε up to", [26, 51, 77, 102, 128, 153], 128, key="flip_max",
+    steps = c.slider("PGD steps", 2, 40, 10, key="flip_steps", bind=SCENE)
+    top = d.select_slider("Search ε up to", [26, 51, 77, 102, 128, 153], 128, key="flip_max", bind=SCENE,
                           format_func=lambda k: f"{k / 255:.2f} ({k}/255)")
     max_eps = top / 255
     limit = R.flip_search_limit(max_eps)
@@ -223,7 +223,7 @@ elif section == "Robustness curves":
     runs = [r["name"] for r in run_store().list_runs() if "error" not in r]
     picked = st.multiselect("Runs (shipped, and any you trained — e.g. with adversarial training on the Train page)",
                             runs, default=[n for n in dict.fromkeys([*SHIPPED_RUNS, *(c.name for c in chosen)]) if n in runs],
-                            key="rob_runs")
+                            key="rob_runs", bind=SCENE)
     curves, missing = {}, []
     for n in picked:
         stored = stored_curves(n)
@@ -233,8 +233,8 @@ elif section == "Robustness curves":
             missing.append(n)
     with st.expander("Compute live (other runs or settings)", expanded=bool(missing)):
         a, b = st.columns(2)
-        n_digits = a.select_slider("Test digits", [100, 200, 500, 1000], 200, key="rob_live_n")
-        pgd_steps = b.slider("PGD steps", 1, 50, 10, key="rob_live_steps")
+        n_digits = a.select_slider("Test digits", [100, 200, 500, 1000], 200, key="rob_live_n", bind=SCENE)
+        pgd_steps = b.slider("PGD steps", 1, 50, 10, key="rob_live_steps", bind=SCENE)
         todo = missing or picked
         if st.button(f"Compute for {', '.join(todo) or '—'}", key="rob_live_go", disabled=not todo):
             st.session_state.rob_live = (tuple(todo), n_digits, pgd_steps)
@@ -267,8 +267,8 @@ elif section == "Universal perturbation":
     a, b, c = st.columns(3)
     with a:
         eps = eps_slider("ε", 0.3, "uni_eps")
-    steps = b.slider("Steps (one batch of 256 training digits each)", 5, 200, V.UNIVERSAL_STEPS, key="uni_steps")
-    target = c.selectbox("Target", ["none (untargeted)", *range(10)], key="uni_target")
+    steps = b.slider("Steps (one batch of 256 training digits each)", 5, 200, V.UNIVERSAL_STEPS, key="uni_steps", bind=SCENE)
+    target = c.selectbox("Target", ["none (untargeted)", *range(10)], key="uni_target", bind=SCENE)
     target = None if isinstance(target, str) else int(target)
 
     def draw(partial):
@@ -338,9 +338,9 @@ else:
     st.subheader("An input defence, and an attacker who knows it")
     a, b, c = st.columns(3)
     slot = a.radio("Model", [m.slot for m in chosen], format_func=lambda s: f"{s.upper()}: " + next(
-        m.label for m in chosen if m.slot == s), key="def_model")
+        m.label for m in chosen if m.slot == s), key="def_model", bind=SCENE)
     model = next(m for m in chosen if m.slot == slot)
-    defence_name = b.selectbox("Defence", list(R.DEFENCES), key="def_kind")
+    defence_name = b.selectbox("Defence", list(R.DEFENCES), key="def_kind", bind=SCENE)
     with c:
         eps = eps_slider("ε", 0.2, "def_eps")
 

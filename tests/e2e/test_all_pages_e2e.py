@@ -61,3 +61,25 @@ def test_the_assignment_report_downloads_from_results(server, page):
     assert download.value.suggested_filename == "cnn-lab-report-baseline-batchnorm.html"
     html = Path(download.value.path()).read_text(encoding="utf-8")
     assert re.findall(r"<h2>(.*?)</h2>", html) == list(SECTIONS) and html.count('class="plotly-graph-div"') == 17
+
+
+def test_a_view_lives_in_the_url_and_opening_the_link_restores_it(server, page):
+    """Scenes: every control is bound to the URL; the sidebar shows the link; a reload or a shared link is the view."""
+    import re
+
+    page.goto(f"{server}/inside?b=none")
+    expect(page.get_by_text(re.compile(r"^1,010 images through the model"))).to_be_visible()
+    slider = page.get_by_role("slider", name="Patch size")
+    slider.focus()
+    slider.press("ArrowRight")
+    expect(page.get_by_text(re.compile(r"^820 images through the model"))).to_be_visible()  # 10 × 9×9 + 10
+    page.wait_for_url(re.compile(r"occ_patch=11"))
+    expect(page.get_by_test_id("stSidebar").locator("code")).to_contain_text("occ_patch=11")
+    page.reload()
+    expect(page.get_by_text(re.compile(r"^820 images through the model"))).to_be_visible()
+    page.goto(f"{server}/robust?b=none&rob_section=Defences&def_eps=0.3")
+    expect(page.get_by_text("ε = 0.30 = 76/255 grey levels")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"An adaptive attacker also runs PGD through the defence"))).to_be_visible()
+    page.goto(f"{server}/attacks?b=none&atk_section=Class+models&cls_steps=50")
+    expect(page.get_by_text(re.compile(r"^\d+ of 10 classified as their target · 50 steps"))).to_be_visible()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
