@@ -74,6 +74,7 @@ def test_attributions_under_attack_show_the_predictions_before_and_after(at):
     at.selectbox(key="rob_model_b").set_value("none").run()  # model A alone: the baseline
     at.radio(key="rob_mode").set_value("by index").run()
     at.text_input(key="rob_idx").set_value("0, 1").run()
+    at.toggle(key="rob_targeted").set_value(False)  # an earlier test turned it on: bound to the URL, it stays on
     at.radio(key="rob_method").set_value("pgd")
     at.slider(key="rob_eps").set_value(0.3).run()
     assert not at.exception
