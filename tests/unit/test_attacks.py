@@ -196,3 +196,18 @@ def test_progress_shows_the_ascent_as_it_goes_and_can_stop_it(shipped):
 
     with pytest.raises(Moved):
         A.fooling_images(model, steps=50, progress=stop)
+
+
+def test_the_prior_divergence_threshold_is_step_times_beta_above_784():
+    """The warning's threshold is step·β·2/784 > 2, i.e. step·β > 784 (784 pixels), not 785."""
+    assert A.prior_diverges(78_450.0, 1e-2) is True  # step·β = 784.5
+    assert A.prior_diverges(78_350.0, 1e-2) is False  # step·β = 783.5
+
+
+def test_transfer_summary_counts_noise_found_in_a_single_step():
+    """A target reached after one step (steps = 1) has real noise: its row counts; only steps = 0 rows are left out."""
+    pred = np.tile(np.arange(10), (10, 1))
+    pred[2, 4] = 2
+    steps = np.ones(10, dtype=int)
+    steps[7] = 0
+    assert A.transfer_summary(pred, list(range(10)), steps) == {"cells": 81, "won": 1, "kept": 80}

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnn_core.digit import DigitError, center_of_mass, decode_image, mnist_style, rgba_to_gray
+from cnn_core.digit import DigitError, center_by_mass, center_of_mass, decode_image, mnist_style, rgba_to_gray
 from cnn_core.model import predict_proba
 from cnn_core.store import RunStore
 
@@ -77,3 +77,15 @@ def test_rgba_composite():
     rgba = np.array([[[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]])
     assert rgba_to_gray(rgba, background=0.0).tolist() == [[0.0, 0.0]]
     assert rgba_to_gray(rgba, background=1.0)[0].tolist() == pytest.approx([1.0, 0.0])
+
+
+@pytest.mark.parametrize("row, top", [(19, 0), (0, 8)])
+def test_a_digit_heavy_at_one_end_is_pasted_as_far_as_the_field_allows(row, top):
+    """A 20×20 crop whose ink is all in its bottom (top) row cannot bring its centre of mass to row 14: it is pasted
+    flush with the field's top (bottom) edge, whole, instead of shifted outside the 28×28 field."""
+    img = np.zeros((20, 20), dtype=np.float32)
+    img[row] = 1.0
+    out = center_by_mass(img)
+    expected = np.zeros((28, 28), dtype=np.float32)
+    expected[top : top + 20, 4:24] = img  # columns: centre 9.5 → shift round(4.5) = 4
+    assert np.array_equal(out, expected)

@@ -187,3 +187,15 @@ def test_the_shipped_test_probabilities_are_those_of_the_weights_and_match_run_j
     fresh = predict_proba(model, to_float(mnist.test_images)).numpy()
     stored = store.test_probabilities("baseline", lambda: None)
     assert (fresh.argmax(1) == stored.argmax(1)).all() and abs(fresh - stored).max() < 1e-5  # rounding of another CPU
+
+
+def test_deleting_a_run_that_is_a_symlink_unlists_it_and_keeps_the_linked_files(tmp_path, tiny_run):
+    """A run linked in from elsewhere: delete succeeds, the run leaves the listing, and the files it pointed to
+    (another folder's run) are left alone — the removal of the renamed link fails quietly, not with an error."""
+    kept = RunStore(tmp_path / "archive").save(tiny_run, "kept")
+    store = RunStore(tmp_path / "runs")
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    os.symlink(kept, tmp_path / "runs" / "linked", target_is_directory=True)
+    assert len(store.list_runs()) == 1
+    store.delete("linked")
+    assert store.list_runs() == [] and (kept / "model.pt").is_file()

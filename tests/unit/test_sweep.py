@@ -196,3 +196,9 @@ def test_a_lead_of_exactly_ten_test_digits_is_a_lead():
     """99.10% over 99.00% is 0.0999… in floats but 10 test digits: the threshold, so a lead and not 'about the same'."""
     runs = [_run("adam", 0.991, 4400), _run("sgd", 0.990, 5000)]
     assert "adam is best, 0.10 points ahead of sgd" in sweep_verdict(runs, "optimizer")
+
+
+def test_a_sweep_of_exactly_eight_values_is_accepted():
+    """MAX_VALUES is inclusive: eight learning rates are a sweep; nine are refused (test_bad_sweeps_say_what_is_wrong)."""
+    text = ",".join(str(k / 100) for k in range(1, 9))
+    assert parse_values("lr", text) == [k / 100 for k in range(1, 9)]

@@ -155,3 +155,38 @@ def test_sliding_window_positions_and_output():
     assert first.top_left == (-1, -1) and first.output[0, 0] == img[0:2, 0:2].sum() / 9  # the padding counts as 0
     with pytest.raises(ValueError, match=r"position must be in \[0, 8\]"):
         sliding_window(img, 3, 1, 2, position=9)
+
+
+def test_functional_form_defaults_to_stride_1_padding_0_and_adds_the_bias():
+    """``unfold_conv2d(x, w[, b])`` is ``F.conv2d(x, w[, b])``: stride 1 and no padding by default, bias added."""
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.rand(2, 3, 6, 5, generator=g), torch.rand(4, 3, 3, 3, generator=g), torch.rand(4, generator=g)
+    plain = unfold_conv2d(x, w)
+    assert plain.shape == (2, 4, 4, 3)
+    torch.testing.assert_close(plain, F.conv2d(x, w), rtol=0, atol=1e-5)
+    torch.testing.assert_close(unfold_conv2d(x, w, b), F.conv2d(x, w, b), rtol=0, atol=1e-5)
+
+
+def test_functional_form_names_the_kernel_size_it_refuses():
+    """The refusal names the kernel's height × width, not the channel count too."""
+    with pytest.raises(ValueError) as err:
+        unfold_conv2d(torch.rand(1, 1, 5, 5), torch.rand(1, 1, 3, 2))
+    assert str(err.value) == "only square kernels are supported, got (3, 2)"
+
+
+def test_size_steps_at_the_edges_of_fitting():
+    """The Convolution page's size formula for a 1×1 kernel, a window that fits only thanks to the padding, one that
+    exactly fills the input, and the error text when padding is not enough."""
+    assert size_steps(5, 1, 0, 1) == [{"name": "conv", "w": 5, "k": 1, "p": 0, "s": 1, "out": 5, "exact": True}]
+    assert size_steps(2, 3, 1, 1) == [{"name": "conv", "w": 2, "k": 3, "p": 1, "s": 1, "out": 2, "exact": True}]
+    assert size_steps(7, 7, 0, 1) == [{"name": "conv", "w": 7, "k": 7, "p": 0, "s": 1, "out": 1, "exact": True}]
+    with pytest.raises(ValueError) as err:
+        size_steps(3, 6, 1, 1)  # 3 + 2·1 = 5 < 6
+    assert str(err.value) == "a 6×6 conv window does not fit in 3×3 with padding 1"
+
+
+def test_digit_at_says_which_sizes_it_takes():
+    """A size other than 28, 14 or 7 is refused with a message naming the allowed sizes and the one given."""
+    with pytest.raises(ValueError) as err:
+        digit_at(torch.zeros(28, 28), 10)
+    assert str(err.value) == "size must be 28, 14 or 7, got 10"
