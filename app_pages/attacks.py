@@ -11,7 +11,7 @@ from app_pages.common import SCENE, chart, explain
 from app_pages.digits import pick_digits
 from app_pages.loaders import require_data
 from cnn_core import attacks as A
-from cnn_core.attack_plots import cost_curves_figure, images_figure, perturbation_figure, transfer_figure
+from cnn_core.attack_plots import ascent_titles, cost_curves_figure, images_figure, perturbation_figure, transfer_figure
 from cnn_core.plots import digit_strip
 
 st.title("Attack playground")
@@ -50,9 +50,8 @@ def ascent_controls(key: str, steps: int = 200, step: float = 1000.0, step_range
 
 def show_ascent(r: A.Ascent, slot: str, cols: int, notes: list[str] | None = None) -> None:
     """The optimized images titled 'target t', '→ predicted, confidence' (red where the target did not win)."""
-    titles = [f"target {t}<br>→ {p}, {100 * c:.0f}%" for t, p, c in zip(CLASSES, r.predicted, r.confidence, strict=True)]
+    titles, wrong = ascent_titles(r.predicted, r.confidence)
     titles = [f"{t}<br>{n}" for t, n in zip(titles, notes, strict=True)] if notes else titles
-    wrong = [int(p) != t for p, t in zip(r.predicted, CLASSES, strict=True)]
     chart(images_figure(r.images, titles, wrong, cols=cols), key=f"img_{slot}")
     st.caption(f"{10 - sum(wrong)} of 10 classified as their target · {len(r.costs) - 1} steps "
                f"in {r.milliseconds:,.0f} ms, all targets in one batch")

@@ -30,6 +30,13 @@ def images_figure(images: np.ndarray, titles: list[str], wrong: list[bool] | Non
                       frame="#999999")
 
 
+def ascent_titles(predicted, confidence) -> tuple[list[str], list[bool]]:
+    """Titles 'target t / → predicted, confidence' of an ascent's 10 images (image t was pushed towards class t) and
+    which did not reach their target (drawn red): the Attack playground and the report show them alike."""
+    titles = [f"target {t}<br>→ {p}, {100 * c:.0f}%" for t, (p, c) in enumerate(zip(predicted, confidence, strict=True))]
+    return titles, [int(p) != t for t, p in enumerate(predicted)]
+
+
 def cost_curves_figure(costs: np.ndarray, labels: list[str], title: str, yaxis: str = "cost C") -> go.Figure:
     """One line per column of ``costs`` ((steps + 1)×B), coloured by class when there are 10."""
     fig = go.Figure()
@@ -182,8 +189,9 @@ def stacked_rows(figures: list[go.Figure], titles: list[str], title_px: int = 30
             return 1 - (top + (1 - v) * h) / total
 
         names = sorted(int(k[5:] or 1) for k in spec["layout"] if k.startswith("xaxis"))
-        rename = {n: n + offset for n in names}
-        ref = lambda r, rename=rename: r[0] + axis_suffix(rename[int(r[1:] or 1)] - 1)  # noqa: E731 ("x3" → "x13")
+
+        def ref(r: str, offset=offset) -> str:  # this row's axis reference → the stack's ("x3" → "x13")
+            return r[0] + axis_suffix(int(r[1:] or 1) + offset - 1)
         for trace in spec["data"]:
             trace["xaxis"], trace["yaxis"] = ref(trace.get("xaxis", "x")), ref(trace.get("yaxis", "y"))
             if "colorbar" in trace:
@@ -198,7 +206,7 @@ def stacked_rows(figures: list[go.Figure], titles: list[str], title_px: int = 30
                 for key in ("anchor", "scaleanchor"):
                     if key in axis:
                         axis[key] = ref(axis[key])
-                layout[f"{a}axis{axis_suffix(rename[n] - 1)}"] = axis
+                layout[f"{a}axis{axis_suffix(n + offset - 1)}"] = axis
         notes += [{**a, "y": y(a["y"])} for a in spec["layout"].get("annotations", [])]
         notes.append(title_note(title, 0, y(1), xanchor="left", yshift=4, size=15))
         offset += len(names)

@@ -16,7 +16,14 @@ import torch
 
 from . import attacks as A
 from . import views as V
-from .attack_plots import cost_curves_figure, images_figure, perturbation_figure, robustness_figure, transfer_figure
+from .attack_plots import (
+    ascent_titles,
+    cost_curves_figure,
+    images_figure,
+    perturbation_figure,
+    robustness_figure,
+    transfer_figure,
+)
 from .compare import bn_verdict, comparison_table
 from .data import Mnist, to_float
 from .inside import class_of_interest, feature_maps, occlusion
@@ -173,9 +180,7 @@ def _attacks(doc, store, data, runs, infos, models, best, attacked) -> None:
     classes = [f"target {t}" for t in range(10)]
 
     def ascent(r: A.Ascent, cost_title: str, yaxis: str = "cost C") -> None:
-        titles = [f"target {t}<br>→ {p}, {100 * c:.0f}%" for t, (p, c) in
-                  enumerate(zip(r.predicted, r.confidence, strict=True))]
-        wrong = [int(p) != t for t, p in enumerate(r.predicted)]
+        titles, wrong = ascent_titles(r.predicted, r.confidence)
         doc.figure(images_figure(r.images, titles, wrong, cols=10, cell_px=90))
         doc.figure(cost_curves_figure(r.costs, classes, cost_title, yaxis))
         rising = (np.diff(r.costs, axis=0) >= 0).mean()
@@ -217,7 +222,7 @@ def _defences(doc, store, data, runs, infos, models, best, attacked) -> None:
         doc.para("Accuracy on the first test digits under FGSM and PGD at each L∞ budget ε (pixels in [0, 1]). "
                  "Adversarial training (PGD examples in every batch) is the defence that holds, up to its budget.")
     for d, fn in DEFENCES.items():
-        res = V.stored_defence(store, best, d, 0.2) or V.defence_view(for_inference(models[best]), data, d, 0.2)
+        res = V.stored_defence(store, best, d, 0.2) or V.defence_view(attacked, data, d, 0.2)
         doc.para(f"Input defence <b>{html.escape(d)}</b> on {best} at ε = 0.2: PGD that ignores it leaves "
                  f"{100 * res['PGD, defence on']:.1f}% (without the defence {100 * res['PGD']:.1f}%); an adaptive "
                  f"attacker who attacks through it: {100 * res['adaptive attacker']:.1f}% — "

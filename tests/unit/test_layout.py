@@ -203,3 +203,10 @@ def test_stacked_rows_keep_each_row_its_axes_notes_and_colour_bars_one_below_the
     assert [a.text for a in titles] == ["<b>#0</b>", "<b>#1</b>", "<b>#2</b>"] and all(a.x == 0 for a in titles)
     bars = [d.colorbar for d in fig.data if d.showscale]
     assert len(bars) == 3 and all(abs(b.len - rows[0].data[3].colorbar.len * 200 / 690) < 1e-9 for b in bars)
+
+
+def test_ascent_titles_name_target_prediction_confidence_and_mark_misses():
+    from cnn_core.attack_plots import ascent_titles
+
+    titles, wrong = ascent_titles(np.array([0, 1, 7]), np.array([0.994, 0.5, 0.81]))
+    assert titles == ["target 0<br>→ 0, 99%", "target 1<br>→ 1, 50%", "target 2<br>→ 7, 81%"] and wrong == [False, False, True]
