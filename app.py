@@ -8,20 +8,14 @@ import streamlit as st
 st.set_page_config(page_title="CNN Lab", page_icon=str(Path(__file__).parent / "assets" / "icon.png"), layout="wide",
                    initial_sidebar_state="collapsed" if st.query_params.get("present") == "1" else "auto")  # common.PRESENT
 
-from app_pages.common import scene_link, sidebar  # noqa: E402  (after set_page_config)
+from app_pages.common import sidebar  # noqa: E402  (after set_page_config)
+from app_pages.scenes import PAGES, lecture_bar, scene_link  # noqa: E402
 
-nav = st.navigation(
-    [
-        st.Page("app_pages/overview.py", title="Overview", icon=":material/home:", default=True),
-        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("app_pages/results.py", title="Results", icon=":material/analytics:"),
-        st.Page("app_pages/inside.py", title="Inside the network", icon=":material/visibility:"),
-        st.Page("app_pages/convolution.py", title="Convolution by hand", icon=":material/grid_on:"),
-        st.Page("app_pages/digit.py", title="Your digit", icon=":material/draw:"),
-        st.Page("app_pages/attacks.py", title="Attack playground", icon=":material/bolt:"),
-        st.Page("app_pages/robust.py", title="Robustness lab", icon=":material/shield:"),
-    ]
-)
+pages = {name: st.Page(f"app_pages/{name}.py", title=title, icon=icon, default=name == "overview")
+         for name, (title, icon) in PAGES.items()}
+nav = st.navigation(list(pages.values()))
+page = next(name for name, p in pages.items() if p is nav)
 sidebar()
+lecture_bar(page)
 nav.run()
-scene_link()
+scene_link(page)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -96,16 +95,6 @@ def layer_dataframe(model) -> None:
     rows = layer_table(model)
     st.dataframe(rows, hide_index=True, width="stretch", height="content",
                  column_config={c: st.column_config.NumberColumn(format="localized") for c in rows.select_dtypes("number")})
-
-
-def scene_link() -> None:
-    """At the foot of the sidebar, after the page ran: the link to this exact view (page, models, digits, every
-    control bound to the URL, presenter mode), with the code block's own copy button."""
-    if st.context.url:
-        query = urlencode([(k, v) for k in st.query_params for v in st.query_params.get_all(k)])
-        with st.sidebar:
-            st.caption("Link to this view (copy it with the button on the right; opening it restores the view)")
-            st.code(st.context.url + (f"?{query}" if query else ""), language=None, wrap_lines=True)
 
 
 def comparison_dataframe(runs: list[dict], field: str | None = None) -> None:

@@ -36,7 +36,8 @@ def start_server(runs_dir: Path, log_path: Path, timeout: float = 90.0) -> tuple
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "CNN_LAB_RUNS_DIR": str(runs_dir)},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "CNN_LAB_RUNS_DIR": str(runs_dir),
+             "CNN_LAB_LECTURES_DIR": str(runs_dir.parent / f"{runs_dir.name}-lectures")},
     )
     proc.log = log  # closed by stop_server
     url = f"http://127.0.0.1:{port}"

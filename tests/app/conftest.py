@@ -16,6 +16,7 @@ def runs_dir(tmp_path_factory):
         if (REPO / "checkpoints" / name).is_dir():
             shutil.copytree(REPO / "checkpoints" / name, d / name)
     os.environ["CNN_LAB_RUNS_DIR"] = str(d)
+    os.environ["CNN_LAB_LECTURES_DIR"] = str(tmp_path_factory.mktemp("lectures"))  # lectures saved by the Lecture page
     import app_pages.loaders
 
     app_pages.loaders.RUNS_DIR = d

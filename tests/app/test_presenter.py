@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages.common import PRESENTER_FONTS
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = ["overview.py", "train.py", "results.py", "inside.py", "convolution.py", "digit.py", "attacks.py", "robust.py"]
+PAGES = ["overview.py", "train.py", "results.py", "inside.py", "convolution.py", "digit.py", "attacks.py", "robust.py", "lecture.py"]
 
 
 def _fonts(at) -> list[float]:

@@ -12,6 +12,7 @@ PAGES = {
     "digit": "Your own digit",
     "attacks": "Attack playground",
     "robust": "Robustness lab",
+    "lecture": "Lecture",
 }
 
 
@@ -39,7 +40,7 @@ def test_every_page_renders_offline_with_no_failed_request(server, browser):
     page.on("response", lambda r: r.status >= 400 and failed.append((r.url, r.status)))
     page.goto(server)
     links = ["Overview", "Train", "Results", "Inside the network", "Convolution by hand", "Your digit",
-             "Attack playground", "Robustness lab"]  # in PAGES' order
+             "Attack playground", "Robustness lab", "Lecture"]  # in PAGES' order
     for link, heading in zip(links, PAGES.values(), strict=True):
         page.get_by_test_id("stSidebar").get_by_role("link", name=link, exact=True).click()
         expect(page.get_by_role("heading", name=heading)).to_be_visible()
