@@ -8,7 +8,9 @@ import plotly.graph_objects as go
 from cnn_core.plots import (
     CLASS_PALETTE,
     FONT,
+    TICKS,
     axis_suffix,
+    colorbar,
     column_centre,
     digit_grid,
     digit_mosaic,
@@ -46,7 +48,7 @@ def cost_curves_figure(costs: np.ndarray, labels: list[str], title: str, yaxis: 
         fig.add_trace(go.Scatter(x=steps[keep], y=costs[keep, i], name=label, mode="lines",
                                  line=dict(color=CLASS_PALETTE[i % 10], width=2.5)))
     fig.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=50, b=10), font=FONT,
-                      xaxis=dict(title="step"), yaxis=dict(title=yaxis), legend=dict(font=dict(size=13)))
+                      xaxis=dict(title="step", **TICKS), yaxis=dict(title=yaxis, **TICKS), legend=dict(font=FONT))
     return fig
 
 
@@ -66,15 +68,15 @@ def perturbation_figure(rows: list[tuple[str, np.ndarray, bool]], titles: list[s
             trace = dict(type="heatmap", z=arrays[j], xaxis=f"x{axis_suffix(i * n + j)}", yaxis=f"y{axis_suffix(i * n + j)}")
             if signed:
                 trace.update(zmin=-zmax, zmax=zmax, zmid=0, colorscale="RdBu_r", showscale=j == 0,
-                             colorbar=dict(title=unit, x=1.005, xanchor="left", y=middle, yanchor="middle",
-                                           len=cell_px / height, thickness=12, tickfont=dict(size=12)),
+                             colorbar=colorbar(unit, x=1.005, xanchor="left", y=middle, yanchor="middle",
+                                               len=cell_px / height, thickness=12, nticks=3),  # 3 fit one cell at 16 px
                              hovertemplate="%{z:.3g}<extra></extra>")
             else:
                 trace.update(zmin=0, zmax=pixel_max, colorscale="gray", showscale=False,
                              hovertemplate="pixel %{z:.3g}<extra></extra>")
             data.append(trace)
-        notes.append(title_note(label, 0, middle, xanchor="right", yanchor="middle", xshift=-8, size=15))
-    notes += [title_note(t, column_centre(layout, j), tops[0], size=14) for j, t in enumerate(titles)]
+        notes.append(title_note(label, 0, middle, xanchor="right", yanchor="middle", xshift=-8))
+    notes += [title_note(t, column_centre(layout, j), tops[0]) for j, t in enumerate(titles)]
     layout.update(annotations=notes, height=height + 20, margin=dict(l=100, r=80, t=10, b=10), font=FONT,
                   plot_bgcolor="white")
     return go.Figure(dict(data=data, layout=layout))
@@ -90,11 +92,11 @@ def robustness_figure(curves: dict[str, dict], colors: dict[str, str]) -> go.Fig
                                      mode="lines+markers", line=dict(color=colors[name], dash=dash, width=3),
                                      hovertemplate="ε = %{x}: %{y:.1f}%<extra></extra>"))
     ticks = sorted({e for c in curves.values() for e in c["epsilons"]})
-    fig.update_layout(height=450, margin=dict(l=10, r=10, t=50, b=10), font=FONT, legend=dict(font=dict(size=13)),
+    fig.update_layout(height=450, margin=dict(l=10, r=10, t=50, b=10), font=FONT, legend=dict(font=FONT),
                       title="Accuracy under attack (PGD solid, FGSM dashed)",
                       xaxis=dict(title="ε (pixels in [0, 1]; in grey levels /255 below)", tickvals=ticks,
-                                 ticktext=[f"{e:g}<br>{round(255 * e)}/255" for e in ticks]),
-                      yaxis=dict(title="accuracy (%)", range=[0, 101]))
+                                 ticktext=[f"{e:g}<br>{round(255 * e)}/255" for e in ticks], **TICKS),
+                      yaxis=dict(title="accuracy (%)", range=[0, 101], **TICKS))
     return fig
 
 
@@ -116,10 +118,9 @@ def transfer_figure(pred: np.ndarray, targets: list[int], example_labels: list[i
     fig.update_layout(shapes=[dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(width=3))
                               for i, t in enumerate(targets) for j, c in enumerate(example_labels) if t == c])
     fig.update_yaxes(autorange="reversed", title="noise made for target", tickvals=list(range(len(targets))),
-                     ticktext=[str(t) for t in targets], tickfont=dict(size=16))
+                     ticktext=[str(t) for t in targets], **TICKS)
     fig.update_xaxes(title="added to a test digit of class (framed: already the target)", side="top",
-                     tickvals=list(range(len(example_labels))), ticktext=[str(c) for c in example_labels],
-                     tickfont=dict(size=16))
+                     tickvals=list(range(len(example_labels))), ticktext=[str(c) for c in example_labels], **TICKS)
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=80, b=10), font=FONT)
     return fig
 
@@ -157,17 +158,17 @@ def attack_attribution_figure(clean: np.ndarray, adv: np.ndarray, maps: dict[str
             data.append(dict(type="heatmap", z=maps[m][j % 2], zmin=0, zmax=float(peaks[m]) or 1.0,
                              colorscale=_ATTRIBUTION_OVERLAY, showscale=j % 2 == 1, xaxis=f"x{axis}", yaxis=f"y{axis}",
                              colorbar=dict(x=domains[j][1] + 0.004, xanchor="left", y=bottom, yanchor="bottom",
-                                           len=top - bottom, thickness=12, tickformat=".2g", tickfont=dict(size=12)),
+                                           len=top - bottom, thickness=12, tickformat=".2g", tickfont=FONT),
                              hovertemplate="%{z:.3g}<extra></extra>"))
         layout[f"xaxis{axis}"] = dict(domain=domains[j], visible=False, constrain="domain")
         layout[f"yaxis{axis}"] = dict(domain=[bottom, top], visible=False, scaleanchor=f"x{axis}", autorange="reversed",
                                       constrain="domain")
         middle = sum(domains[j]) / 2
-        notes += [title_note(("clean", "adversarial")[j % 2], middle, top, size=13, color="#444", yshift=2),
-                  title_note(below, middle, bottom, size=14, yanchor="top", yshift=-2)]
+        notes += [title_note(("clean", "adversarial")[j % 2], middle, top, color="#444", yshift=2),
+                  title_note(below, middle, bottom, yanchor="top", yshift=-2)]
         if j % 2 == 0:
             notes.append(title_note(f"<b>{'image' if j == 0 else methods[(j - 2) // 2]}</b>",
-                                    (domains[j][0] + domains[j + 1][1]) / 2, 1, size=15, yanchor="top"))
+                                    (domains[j][0] + domains[j + 1][1]) / 2, 1, yanchor="top"))
     layout.update(annotations=notes, height=height, margin=dict(l=4, r=4, t=4, b=4), font=FONT, plot_bgcolor="white")
     return go.Figure(dict(data=data, layout=layout))
 
@@ -208,7 +209,7 @@ def stacked_rows(figures: list[go.Figure], titles: list[str], title_px: int = 30
                         axis[key] = ref(axis[key])
                 layout[f"{a}axis{axis_suffix(n + offset - 1)}"] = axis
         notes += [{**a, "y": y(a["y"])} for a in spec["layout"].get("annotations", [])]
-        notes.append(title_note(title, 0, y(1), xanchor="left", yshift=4, size=15))
+        notes.append(title_note(title, 0, y(1), xanchor="left", yshift=4))
         offset += len(names)
         top += h
     layout.update(annotations=notes, height=total + 8, margin=dict(l=4, r=4, t=4, b=4), font=FONT, plot_bgcolor="white")

@@ -165,8 +165,9 @@ def seeds_verdict(runs: list[dict]) -> str:
 
 
 def misclassified(probs: np.ndarray, labels: np.ndarray, limit: int = 24) -> tuple[np.ndarray, list[str]]:
-    """Indices of wrongly classified digits, most confident mistakes first, with their titles."""
+    """Indices of wrongly classified digits, most confident mistakes first, with their titles (on two lines: at 16 px
+    one line was wider than a digit's cell, six across at 1280 px)."""
     pred, conf = probs.argmax(1), probs.max(1)
     wrong = np.flatnonzero(pred != labels)
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:limit]
-    return wrong, [f"#{i}: true {labels[i]} → {pred[i]} ({100 * conf[i]:.0f}%)" for i in wrong]
+    return wrong, [f"#{i}<br>true {labels[i]} → {pred[i]} ({100 * conf[i]:.0f}%)" for i in wrong]

@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cnn_core.plots import FONT, feature_maps_figure
+from cnn_core.plots import FONT, colorbar, feature_maps_figure
 
 HIGHLIGHT = "#d62728"
 TITLE = dict(size=18, color="black")
@@ -57,7 +57,7 @@ def matrix_figure(z: np.ndarray, title: str, xaxis: str, yaxis: str, diverging: 
     ``highlight_row`` is framed in red."""
     z = np.asarray(z, dtype=np.float64)
     scale = dict(colorscale="RdBu_r", zmid=0) if diverging else dict(colorscale="gray")
-    fig = go.Figure(go.Heatmap(z=z, **scale, colorbar=dict(thickness=14),
+    fig = go.Figure(go.Heatmap(z=z, **scale, colorbar=colorbar(thickness=14),
                                hovertemplate=f"{yaxis} %{{y}}, {xaxis} %{{x}}: %{{z:.3f}}<extra></extra>"))
     if highlight_row is not None:
         fig.add_shape(type="rect", x0=-0.5, x1=z.shape[1] - 0.5, y0=highlight_row - 0.5, y1=highlight_row + 0.5,
@@ -70,6 +70,4 @@ def matrix_figure(z: np.ndarray, title: str, xaxis: str, yaxis: str, diverging: 
 
 def maps_figure(maps: np.ndarray, title: str) -> go.Figure:
     """32 maps on one shared scale (``plots.feature_maps_figure``) with projector-sized text."""
-    fig = _readable(feature_maps_figure(maps, title, per_map=False, width=900))
-    fig.update_traces(colorbar=dict(tickfont=FONT, title_font=FONT))
-    return fig
+    return _readable(feature_maps_figure(maps, title, per_map=False, width=900))

@@ -205,7 +205,7 @@ def architecture_dot(model: MnistCNN) -> str:
             boxes.append(([row["layer"], *params], row["output shape"]))
     newline = "\\n"
     # Top to bottom: left to right, seven boxes and their shapes were ~2,000 px wide, scaled to ~8-px text on a page.
-    lines = ["digraph cnn {", "  rankdir=TB; node [shape=box, style=rounded, fontsize=16]; edge [fontsize=14];"]
+    lines = ["digraph cnn {", "  rankdir=TB; node [shape=box, style=rounded, fontsize=16]; edge [fontsize=16];"]
     lines += [f'  n{i} [label="{newline.join(label)}"];' for i, (label, _) in enumerate(boxes)]
     lines += [f'  n{i} -> n{i + 1} [label=" {boxes[i][1]}"];' for i in range(len(boxes) - 1)]
     return "\n".join([*lines, "}"])

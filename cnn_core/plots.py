@@ -15,7 +15,15 @@ from .compare import validation_points
 # BatchNorm and no-BatchNorm keep these two colours everywhere in the app.
 COLORS = {"no-BN": "#1f77b4", "BN": "#d62728"}
 WRONG = "#d62728"
-FONT = dict(size=16)
+FONT = dict(size=16)  # every chart text is at least this (issue 14: legible on a projector at 1920 px)
+# Streamlit's chart theme draws what a figure does not size at 12 px (ticks) or 14 px (axis titles): visible axes and
+# colour bars size theirs with these.
+TICKS = dict(tickfont=FONT, title_font=FONT)
+
+
+def colorbar(title: str = "", **kw) -> dict:
+    """A trace's colour bar with its ticks and title at FONT."""
+    return dict(tickfont=FONT, title=dict(text=title, font=FONT), **kw)
 
 
 def digit_grid(
@@ -96,16 +104,16 @@ def digit_mosaic(images: np.ndarray, titles: list[str], wrong: list[bool] | None
         tile = (np.clip(img, 0, 1) * 255).round().astype(np.uint8).repeat(scale, 0).repeat(scale, 1)
         mosaic[y + pad:y + pad + 28 * scale, x + pad:x + pad + 28 * scale] = tile[..., None]
         annotations.append(dict(text=titles[i], x=x + cell / 2, y=y - 2, xref="x", yref="y", showarrow=False,
-                                yanchor="bottom", font=dict(size=FONT["size"] - 2, color=WRONG if bad else "black")))
+                                yanchor="bottom", font=dict(size=FONT["size"], color=WRONG if bad else "black")))
     png = io.BytesIO()
     Image.fromarray(mosaic).save(png, format="PNG")  # as a PNG: the same pixels as a list of numbers were 10 MB of JSON
     fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(png.getvalue()).decode(), hoverinfo="skip"))
     for r, label in enumerate(row_labels or []):
         annotations.append(dict(text=f"<b>{label}</b>", x=0, xref="paper", xanchor="right", xshift=-6, showarrow=False,
-                                y=r * step_y + band + cell / 2, yref="y", font=dict(size=FONT["size"] - 1)))
+                                y=r * step_y + band + cell / 2, yref="y", font=FONT))
     for c, label in enumerate(col_labels or []):
         annotations.append(dict(text=f"<b>{label}</b>", x=c * step_x + cell / 2, xref="x", y=1, yref="paper",
-                                yanchor="bottom", yshift=4, showarrow=False, font=dict(size=FONT["size"] - 1)))
+                                yanchor="bottom", yshift=4, showarrow=False, font=FONT))
     width_px = cols * (cell_px + 8)
     fig.update_layout(annotations=annotations, height=int(width_px * mosaic.shape[0] / mosaic.shape[1]) + 20 +
                       (30 if col_labels else 0), xaxis=dict(visible=False), yaxis=dict(visible=False),
@@ -198,7 +206,8 @@ def training_curves_figure(runs: list[dict], colors: dict[str, str] | None = Non
         fig.add_annotation(text="first validation soon", showarrow=False, font=dict(size=20, color="#555"),
                            xref="x2 domain", yref="y2 domain", x=0.5, y=0.5)
         fig.update_yaxes(showticklabels=False, row=1, col=2)
-    fig.update_xaxes(title_text="optimisation step")
+    fig.update_xaxes(title_text="optimisation step", **TICKS)
+    fig.update_yaxes(**TICKS)
     fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # a label at each decade only: 0.01, 0.1, 1
     fig.update_annotations(font=dict(size=20, color="#222"))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), font=FONT,
@@ -213,14 +222,14 @@ def confusion_figure(confusion: list[list[int]], title: str = "Confusion matrix 
     off = z.copy()
     np.fill_diagonal(off, np.nan)
     fig = go.Figure(go.Heatmap(z=off, x=list(range(10)), y=list(range(10)), colorscale=[[0, "#fff5f0"], [1, "#f4a582"]], showscale=True,
-                               colorbar=dict(title="errors"), hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+                               colorbar=colorbar("errors"), hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
     fig.add_trace(go.Heatmap(z=np.where(np.eye(10, dtype=bool), z, np.nan), x=list(range(10)), y=list(range(10)),
                              colorscale=[[0, "#e8f4e8"], [1, "#e8f4e8"]], showscale=False,
                              hovertemplate="true %{y}, predicted %{x}: %{z} correct<extra></extra>"))
     text = [[f"{int(v)}" if v else "" for v in row] for row in z]
-    fig.update_traces(text=text, texttemplate="%{text}", textfont=dict(size=13))
-    fig.update_xaxes(title_text="predicted", dtick=1, side="top")
-    fig.update_yaxes(title_text="true", dtick=1, autorange="reversed")
+    fig.update_traces(text=text, texttemplate="%{text}", textfont=FONT)
+    fig.update_xaxes(title_text="predicted", dtick=1, side="top", **TICKS)
+    fig.update_yaxes(title_text="true", dtick=1, autorange="reversed", **TICKS)
     fig.update_layout(title=title, height=520, margin=dict(l=10, r=10, t=90, b=10), font=FONT)
     return fig
 
@@ -238,26 +247,27 @@ def tile(maps: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
 
 
 def _grid_heatmap(maps: np.ndarray, cols: int, what: str, colorscale, zmin, zmax, title: str, width: int, zmid=None,
-                  colorbar: str = "") -> go.Figure:
-    """K maps tiled ``cols`` across as one heatmap, each numbered at its top-left corner (up to 64 of them; more
-    would hide the maps) and named in the hover ('filter 3: 0.120')."""
+                  scale_label: str = "") -> go.Figure:
+    """K maps tiled ``cols`` across as one heatmap, numbered by the axes (row label + column label, at 16 px: numbers
+    on the tiles covered a 3×3 filter's corner at that size) and named in the hover ('filter 3: 0.120')."""
     tiled = tile(maps, cols)
     k, h, w = maps.shape
+    rows = -(-k // cols)
     index = tile(np.broadcast_to(np.arange(k, dtype=np.float32)[:, None, None], maps.shape), cols)
     # float32: half the bytes of float64 in the figure sent to the browser (32 maps of 28×28: 106 KB instead of 212 KB
     # before base64, on every 2 s poll of the Train page's live view), far more precision than a colour shows.
     fig = go.Figure(go.Heatmap(z=np.asarray(tiled, dtype=np.float32), customdata=index, colorscale=colorscale, zmin=zmin,
-                               zmax=zmax, zmid=zmid, hoverongaps=False, colorbar=dict(title=colorbar),
+                               zmax=zmax, zmid=zmid, hoverongaps=False, colorbar=colorbar(scale_label),
                                hovertemplate=f"{what} %{{customdata:.0f}}: %{{z:.3f}}<extra></extra>"))
-    if k <= 64:
-        fig.update_layout(annotations=[
-            dict(text=str(i), x=(i % cols) * (w + 1) - 0.5, y=(i // cols) * (h + 1) - 0.5, xanchor="left", yanchor="top",
-                 showarrow=False, font=dict(size=11, color="black"), bgcolor="rgba(255,255,255,0.75)", borderpad=1)
-            for i in range(k)])
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    numbered = k <= 64  # more would crowd the axes: the hover names each one
+    fig.update_xaxes(visible=numbered, showgrid=False, zeroline=False, ticks="", side="top", tickvals=[
+        c * (w + 1) + (w - 1) / 2 for c in range(cols)], ticktext=[f"+{c}" if rows > 1 else str(c) for c in range(cols)],
+        **TICKS)
+    fig.update_yaxes(visible=numbered, showgrid=False, zeroline=False, ticks="", autorange="reversed", scaleanchor="x",
+                     tickvals=[r * (h + 1) + (h - 1) / 2 for r in range(rows)], ticktext=[str(r * cols) for r in range(rows)],
+                     **TICKS)
     fig.update_layout(title=title, height=110 + int(width * tiled.shape[0] / tiled.shape[1]),
-                      margin=dict(l=10, r=10, t=50, b=10), font=FONT, plot_bgcolor="white")
+                      margin=dict(l=10, r=10, t=70, b=10), font=FONT, plot_bgcolor="white")
     return fig
 
 
@@ -266,7 +276,7 @@ def filters_figure(kernels: np.ndarray, title: str, cols: int = 8, zmax: float |
     """K×k×k kernels in a grid on one diverging scale centred on 0 (blue −, red +), ``label`` on the colour bar, each
     numbered as ``what``. Pass ``zmax`` to share the scale with another figure."""
     zmax = float(np.abs(kernels).max()) if zmax is None else zmax
-    return _grid_heatmap(np.asarray(kernels), cols, what, "RdBu_r", -zmax, zmax, title, width, zmid=0, colorbar=label)
+    return _grid_heatmap(np.asarray(kernels), cols, what, "RdBu_r", -zmax, zmax, title, width, zmid=0, scale_label=label)
 
 
 def feature_maps_figure(maps: np.ndarray, title: str, per_map: bool, zmax: float | None = None, cols: int = 8,
@@ -283,7 +293,7 @@ def feature_maps_figure(maps: np.ndarray, title: str, per_map: bool, zmax: float
         zmin = min(0.0, float(maps.min()))
         zmax = float(maps.max()) if zmax is None else zmax
         label = "activation"
-    return _grid_heatmap(maps, cols, "map", "Viridis", zmin, zmax, title, width, colorbar=label)
+    return _grid_heatmap(maps, cols, "map", "Viridis", zmin, zmax, title, width, scale_label=label)
 
 
 def image_cells(rows: int, cols: int, cell_px: int, band_px: list[int], gap: float = 0.02) -> tuple[dict, int, list]:
@@ -334,7 +344,7 @@ def occlusion_figure(images: np.ndarray, prob: np.ndarray, pred: np.ndarray, lab
     cells = (np.arange(prob.shape[1]) * stride).tolist()
     width = layout["xaxis"]["domain"][1]  # of a column
     bar = dict(orientation="h", x=column_centre(layout, 1), xanchor="center", len=width, thickness=12, y=1 + 8 / height,
-               yanchor="bottom", tickfont=dict(size=12))
+               yanchor="bottom", tickfont=FONT)
     data, notes = [], []
     for i in range(n):
         a = [axis_suffix(3 * i + j) for j in range(3)]
@@ -347,7 +357,7 @@ def occlusion_figure(images: np.ndarray, prob: np.ndarray, pred: np.ndarray, lab
                       hovertemplate="patch at row %{y}, col %{x}: predicted %{z}<extra></extra>")]
         for trace, s in zip(data[-3:], a, strict=True):
             trace.update(xaxis=f"x{s}", yaxis=f"y{s}")
-        notes.append(title_note(labels[i], 0, tops[i], xanchor="left", size=FONT["size"] - 1, yshift=3))
+        notes.append(title_note(labels[i], 0, tops[i], xanchor="left", yshift=3))
     notes += [title_note(t, column_centre(layout, j), 1 + 48 / height) for j, t in
               enumerate(("digit", "P(class of interest)", "predicted class"))]
     # The figure's title as a note (left, two short lines): a layout title sat partly outside Streamlit's chart frame.
@@ -376,7 +386,7 @@ def attribution_figure(images: np.ndarray, maps: dict[str, np.ndarray], labels: 
     layout, height, tops = image_cells(n, cols, cell_px, [26] * n, gap=0.03)
     right = layout[f"xaxis{axis_suffix(cols - 1)}"]["domain"][1]
     bar = dict(orientation="h", x=(layout["xaxis2"]["domain"][0] + right) / 2 if cols > 1 else 0.5, xanchor="center",
-               len=0.5, thickness=12, y=1 + 8 / height, yanchor="bottom", tickfont=dict(size=13),
+               len=0.5, thickness=12, y=1 + 8 / height, yanchor="bottom", tickfont=FONT,
                tickvals=[-1, 0, 1], ticktext=["−max (against)", "0", "+max (for)"])
     data, notes = [], []
     for i in range(n):
@@ -390,7 +400,7 @@ def attribution_figure(images: np.ndarray, maps: dict[str, np.ndarray], labels: 
                      dict(type="heatmap", z=(a / (float(np.abs(a).max()) or 1.0)).astype(np.float32), zmin=-1, zmax=1, colorscale=_SIGNED_OVERLAY,
                           showscale=i == 0 and j == 0, colorbar=bar, hovertemplate="%{z:.2f} of max<extra></extra>",
                           xaxis=f"x{s}", yaxis=f"y{s}")]
-        notes.append(title_note(labels[i], 0, tops[i], xanchor="left", size=FONT["size"] - 1))
+        notes.append(title_note(labels[i], 0, tops[i], xanchor="left"))
     notes += [title_note(t, column_centre(layout, j), 1 + 50 / height) for j, t in enumerate(("digit", *short))]
     layout.update(annotations=notes, height=height + 90, margin=dict(l=10, r=10, t=80, b=10), font=FONT,
                   plot_bgcolor="white")
@@ -403,7 +413,7 @@ def occlusion_strip_figure(maps: dict[int, np.ndarray], stride: int, title: str,
     layout, height, tops = image_cells(1, len(sizes), cell_px, [26], gap=0.02)
     data = [dict(type="heatmap", z=maps[p], x=(np.arange(maps[p].shape[0]) * stride).tolist(),
                  y=(np.arange(maps[p].shape[0]) * stride).tolist(), zmin=0, zmax=1, colorscale="Viridis",
-                 showscale=j == 0, colorbar=dict(thickness=12, len=1, tickformat=".1f"),
+                 showscale=j == 0, colorbar=colorbar(thickness=12, len=1, tickformat=".1f"),
                  hovertemplate=f"patch {p}: top-left row %{{y}}, col %{{x}}: P = %{{z:.3f}}<extra></extra>",
                  xaxis=f"x{axis_suffix(j)}", yaxis=f"y{axis_suffix(j)}") for j, p in enumerate(sizes)]
     layout.update(annotations=[title_note(f"patch {p}×{p}", column_centre(layout, j), tops[0]) for j, p in enumerate(sizes)],
@@ -421,27 +431,67 @@ def probability_bars(probs: dict[str, np.ndarray]) -> go.Figure:
                              textangle=-90 if len(probs) > 1 else 0,  # side by side, level labels ran together
                              hovertemplate="class %{x}: %{y:.1f}%<extra></extra>"))
     fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10), font=FONT,
-                      xaxis=dict(title="class", dtick=1),
-                      yaxis=dict(title="probability (%)", range=[0, 125 if len(probs) > 1 else 110], tickvals=[0, 25, 50, 75, 100]),
+                      xaxis=dict(title="class", dtick=1, **TICKS),
+                      yaxis=dict(title="probability (%)", range=[0, 125 if len(probs) > 1 else 110], tickvals=[0, 25, 50, 75, 100],
+                                 **TICKS),
                       legend=dict(orientation="h", y=1.08, x=0))
     return fig
+
+
+MIN_FONT_PX = 16  # the smallest chart text a projector at 1920 px still shows legibly (issue 14)
+# Text a figure does not size is drawn by Streamlit's chart theme at 12 px (ticks) or 14 px (axis and colour-bar
+# titles), whatever the figure's own default font: builders size these with TICKS and COLORBAR.
+THEMED_PX = {"tickfont": 12, "font": 14}
+TICKS = dict(tickfont=FONT, title_font=FONT)  # for a visible axis: update_xaxes(**TICKS) or dict(..., **TICKS)
+COLORBAR = dict(tickfont=FONT, title_font=FONT)  # inside a trace's colorbar=dict(...)
+
+
+def _fonts(spec: dict):
+    """(path, font dict, px the theme draws it at when its size is unset, else None) for every font of a figure's
+    dict: explicit fonts anywhere, and the ticks and titles of visible axes and shown colour bars (added empty)."""
+    layout, themed = spec["layout"], {}
+    for t in spec["data"]:  # the axes a trace draws on exist even when the layout does not name them
+        for ref in (t.get("xaxis", "x"), t.get("yaxis", "y")):
+            layout.setdefault(f"{ref[0]}axis{ref[1:]}", {})
+    shown = [v for k, v in layout.items() if k.startswith(("xaxis", "yaxis")) and v.get("visible", True)]
+    shown += [t.setdefault("colorbar", {}) for t in spec["data"] if t.get("type") == "heatmap" and t.get("showscale", True)]
+    for node in shown:
+        if node.get("showticklabels", True):
+            themed[id(node.setdefault("tickfont", {}))] = THEMED_PX["tickfont"]
+        if node.get("title", {}).get("text"):
+            themed[id(node["title"].setdefault("font", {}))] = THEMED_PX["font"]
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.endswith("font") and isinstance(value, dict):
+                    yield f"{path}.{key}", value, themed.get(id(value))
+                else:
+                    yield from walk(value, f"{path}.{key}")
+        elif isinstance(node, list | tuple):
+            for i, item in enumerate(node):
+                yield from walk(item, f"{path}[{i}]")
+
+    yield from walk({k: v for k, v in layout.items() if k != "template"}, "layout")
+    yield from walk(spec["data"], "data")
 
 
 def scaled_fonts(fig: go.Figure, k: float) -> go.Figure:
     """A copy of ``fig`` with every font ``k``× larger (presenter mode): the default font (plotly's 12 where unset) and
     every explicit size below it — titles, annotations, ticks, colour bars, legends, trace text."""
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key.endswith("font") and isinstance(value, dict) and "size" in value:
-                    value["size"] = round(value["size"] * k, 1)
-                walk(value)
-        elif isinstance(node, list | tuple):
-            for item in node:
-                walk(item)
-
     spec = fig.to_dict()
+    for _, font, _ in _fonts(spec):
+        if "size" in font:
+            font["size"] = round(font["size"] * k, 1)
     spec["layout"].pop("template", None)  # the template's sizes stay (the app's theme sets its own)
-    walk(spec)
     spec["layout"].setdefault("font", {}).setdefault("size", round(12 * k, 1))
     return go.Figure(spec)
+
+
+def small_fonts(fig: go.Figure, px: float = MIN_FONT_PX) -> list[str]:
+    """Where ``fig`` shows text smaller than ``px``: explicit sizes, and unsized ticks and titles of visible axes and
+    colour bars (which the theme draws at 12–14 px). Empty for a figure fit for a projector."""
+    spec = fig.to_dict()
+    default = spec["layout"].get("font", {}).get("size", 12)
+    return [f"{path}: {size}" for path, font, themed in _fonts(spec)
+            if (size := font.get("size", themed or default)) < px]

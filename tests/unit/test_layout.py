@@ -2,6 +2,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -167,7 +168,7 @@ def test_scaled_fonts_grows_every_explicit_size_once_and_the_default():
     big = scaled_fonts(fig, 1.5)
     assert big.layout.font.size == 24 and [a.font.size for a in big.layout.annotations] == \
         [1.5 * a.font.size for a in fig.layout.annotations]
-    assert big.data[1].colorbar.tickfont.size == 18 and fig.data[1].colorbar.tickfont.size == 12  # a copy
+    assert big.data[1].colorbar.tickfont.size == 24 and fig.data[1].colorbar.tickfont.size == 16  # a copy
     assert scaled_fonts(go.Figure(), 2).layout.font.size == 24  # plotly's default 12 where none is set
 
 
@@ -175,12 +176,12 @@ def test_filter_and_map_grids_number_each_tile_and_name_it_in_the_hover():
     from cnn_core.plots import feature_maps_figure, filters_figure
 
     fig = filters_figure(np.random.randn(32, 3, 3), "conv1", cols=8)
-    notes = fig.layout.annotations
-    assert [a.text for a in notes] == [str(i) for i in range(32)]
-    assert (notes[9].x, notes[9].y) == (1 * 4 - 0.5, 1 * 4 - 0.5)  # row 1, column 1 of 3×3 tiles with 1-px gaps
+    x, y = fig.layout.xaxis, fig.layout.yaxis
+    assert list(x.ticktext) == [f"+{c}" for c in range(8)] and list(y.ticktext) == ["0", "8", "16", "24"]
+    assert (x.tickvals[1], y.tickvals[1]) == (5, 5)  # the middle of filter 9 (row 8, column +1): 3×3 tiles, 1-px gaps
     index = np.asarray(fig.data[0].customdata, dtype=float)
     assert index[4, 4] == 9 and np.isnan(index[3, 3]) and fig.data[0].hovertemplate.startswith("filter %{customdata")
-    assert not filters_figure(np.random.randn(1024, 3, 3), "all", cols=32).layout.annotations  # too many to number
+    assert filters_figure(np.random.randn(1024, 3, 3), "all", cols=32).layout.xaxis.visible is False  # too many to number
     assert feature_maps_figure(np.random.rand(32, 14, 14), "maps", per_map=True).data[0].hovertemplate.startswith("map ")
 
 
@@ -210,3 +211,59 @@ def test_ascent_titles_name_target_prediction_confidence_and_mark_misses():
 
     titles, wrong = ascent_titles(np.array([0, 1, 7]), np.array([0.994, 0.5, 0.81]))
     assert titles == ["target 0<br>→ 0, 99%", "target 1<br>→ 1, 50%", "target 2<br>→ 7, 81%"] and wrong == [False, False, True]
+
+
+def _every_figure():
+    """One of each figure the app draws, built from small inputs."""
+    from cnn_core import attack_plots as A
+    from cnn_core import conv_plots as C
+    from cnn_core import plots as P
+
+    rng = np.random.default_rng(0)
+    im = rng.random((3, 28, 28)).astype(np.float32)
+    run = {"name": "r", "config": {"batchnorm": True}, "steps": [{"step": s, "loss": 1 / s} for s in range(1, 50)],
+           "epochs": [], "vals": [{"step": 49, "val_loss": 0.1, "val_accuracy": 0.98, "train_accuracy": 0.97}]}
+    yield "training curves", P.training_curves_figure([run])
+    yield "confusion", P.confusion_figure(rng.integers(0, 1000, (10, 10)).tolist())
+    yield "filters", P.filters_figure(rng.standard_normal((32, 3, 3)), "f")
+    yield "feature maps", P.feature_maps_figure(rng.random((32, 28, 28)), "m", per_map=True)
+    yield "digit grid", P.digit_grid(im, ["a", "b", "c"], [True, False, False])
+    yield "mosaic", P.digit_mosaic(rng.random((100, 28, 28)), [f"t{i}" for i in range(100)], cols=10,
+                                   row_labels=[str(i) for i in range(10)], col_labels=[str(i) for i in range(10)])
+    yield "occlusion", P.occlusion_figure(im, rng.random((3, 10, 10)), np.zeros((3, 10, 10), int), ["a", "b", "c"], 10, 2)
+    yield "attribution", P.attribution_figure(im, {"Saliency": im, "Integrated Gradients": im}, ["a", "b", "c"])
+    yield "occlusion strip", P.occlusion_strip_figure({4: rng.random((13, 13)), 8: rng.random((11, 11))}, 2, "s")
+    yield "probabilities", P.probability_bars({"a": np.full(10, 0.1), "b": np.full(10, 0.1)})
+    yield "cost curves", A.cost_curves_figure(rng.random((20, 10)), [f"target {t}" for t in range(10)], "c")
+    yield "perturbation", A.perturbation_figure([("x", im, False), ("δ", im - 0.5, True)], ["1", "2", "3"])
+    yield "robustness", A.robustness_figure({"m": {"epsilons": [0, 0.1, 0.2], "pgd": [1, 0.5, 0.1], "fgsm": [1, 0.6, 0.3]}},
+                                            {"m": "#1f77b4"})
+    yield "transfer", A.transfer_figure(rng.integers(0, 10, (10, 10)), list(range(10)), list(range(10)))
+    maps = {"Saliency": (im[0], im[1])}
+    row = A.attack_attribution_figure(im[0], im[1], maps, {"Saliency": 1.0}, ("→ 1", "→ 2"), (1, 2))
+    yield "attack attribution", row
+    yield "stacked rows", A.stacked_rows([row, row], ["#1", "#2"])
+    yield "window", C.window_figure(im[0], 3, 1, (0, 0), im[0], (0, 0))
+    yield "matrix", C.matrix_figure(rng.random((9, 32)), "m", "x", "y", True, 300)
+
+
+@pytest.mark.parametrize("name, fig", list(_every_figure()), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_chart_text_is_at_least_16_px_for_a_projector(name, fig):
+    from cnn_core.plots import MIN_FONT_PX, small_fonts
+
+    assert MIN_FONT_PX == 16 and small_fonts(fig) == []
+
+
+def test_small_fonts_finds_explicit_sizes_and_the_themes_unsized_ticks_and_titles():
+    import plotly.graph_objects as go
+
+    from cnn_core.plots import FONT, TICKS, colorbar, small_fonts
+
+    fig = go.Figure(go.Heatmap(z=[[1]], colorbar=dict(title="c")), layout=dict(font=FONT, xaxis_title="x"))
+    assert sorted(small_fonts(fig)) == ["data[0].colorbar.tickfont: 12", "data[0].colorbar.title.font: 14",
+                                        "layout.xaxis.tickfont: 12", "layout.xaxis.title.font: 14",
+                                        "layout.yaxis.tickfont: 12"]
+    fig.update_xaxes(**TICKS).update_yaxes(visible=False).update_traces(colorbar=colorbar("c"))
+    assert small_fonts(fig) == []
+    fig.add_annotation(text="n", font=dict(size=15))
+    assert small_fonts(fig) == ["layout.annotations[0].font: 15"]

@@ -113,7 +113,7 @@ def test_architecture_diagram_is_exactly_this_dot():
     """The Overview page renders this text as is: every box, label and edge."""
     assert architecture_dot(MnistCNN()) == "\n".join([
         "digraph cnn {",
-        "  rankdir=TB; node [shape=box, style=rounded, fontsize=16]; edge [fontsize=14];",
+        "  rankdir=TB; node [shape=box, style=rounded, fontsize=16]; edge [fontsize=16];",
         '  n0 [label="input"];',
         '  n1 [label="conv1\\n320 params\\n+ ReLU"];',
         '  n2 [label="pool1"];',

@@ -267,7 +267,7 @@ def test_misclassified_orders_confident_mistakes_first():
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]])
     labels = np.array([0, 0, 0, 1])
     idx, titles = misclassified(probs, labels)
-    assert idx.tolist() == [1, 2] and titles[0] == "#1: true 0 → 1 (80%)"
+    assert idx.tolist() == [1, 2] and titles[0] == "#1<br>true 0 → 1 (80%)"
 
 
 def test_misclassified_ties_keep_test_set_order():
@@ -275,7 +275,7 @@ def test_misclassified_ties_keep_test_set_order():
     probs = np.array([[0.1, 0.9], [0.4, 0.6]] * 20)  # 40 digits, all wrong (label 0), confidences 90%, 60%, 90%, ...
     idx, titles = misclassified(probs, np.zeros(40, dtype=int), limit=18)
     assert idx.tolist() == list(range(0, 36, 2))  # the 90% ones (even indices) in order; none of the 60% ones fit
-    assert titles[:2] == ["#0: true 0 → 1 (90%)", "#2: true 0 → 1 (90%)"]
+    assert titles[:2] == ["#0<br>true 0 → 1 (90%)", "#2<br>true 0 → 1 (90%)"]
     idx, _ = misclassified(probs, np.zeros(40, dtype=int), limit=40)
     assert idx.tolist() == list(range(0, 40, 2)) + list(range(1, 40, 2))
 
