@@ -11,7 +11,7 @@ import streamlit as st
 from app_pages.loaders import SHIPPED, adv_trained_model, registry, shipped_models
 from cnn_core.compare import comparison_table
 from cnn_core.model import layer_table
-from cnn_core.plots import scaled_fonts
+from cnn_core.plots import figure_csv, scaled_fonts
 from cnn_core.sweep import sweep_table
 
 SCENE = "query-params"  # a page's controls take bind=SCENE: their values live in the URL, so a link restores the view
@@ -29,18 +29,24 @@ html { font-size: 130%; }
 
 
 PRESENTER_FONTS = 1.3  # chart fonts in presenter mode (st.html's CSS scales the page's own text)
-# Every chart's camera button: a PNG at 3× its size on screen, for slides.
-CHART_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 3}}
+CHART_FORMAT = "chart_format"  # the sidebar's choice of what a chart's camera button saves
+# The camera button of every chart, for slides: a PNG at 3× its size on screen, or an SVG (plotly draws both in the
+# browser; a server-side SVG would need kaleido and a second Chromium).
+CHART_FORMATS = {"PNG (3×)": {"format": "png", "scale": 3}, "SVG": {"format": "svg", "scale": 1}}
 
 
 def presenting() -> bool:
     return bool(st.session_state.get(PRESENT))
 
 
-def chart(fig, **kwargs) -> None:
-    """Every page's st.plotly_chart: the export settings, and larger fonts in presenter mode."""
-    config = {**CHART_CONFIG, **kwargs.pop("config", {})}
-    st.plotly_chart(scaled_fonts(fig, PRESENTER_FONTS) if presenting() else fig, config=config, **kwargs)
+def chart(fig, *, key: str, **kwargs) -> None:
+    """Every page's st.plotly_chart: larger fonts in presenter mode, the camera button saving the sidebar's format,
+    and the figure's numbers as a CSV download below it (made only when clicked)."""
+    image = CHART_FORMATS[st.session_state.get(CHART_FORMAT) or next(iter(CHART_FORMATS))]
+    config = {"toImageButtonOptions": {**image, "filename": f"cnn-lab-{key}"}, **kwargs.pop("config", {})}
+    st.plotly_chart(scaled_fonts(fig, PRESENTER_FONTS) if presenting() else fig, config=config, key=key, **kwargs)
+    st.download_button("Data (CSV)", lambda: figure_csv(fig), file_name=f"cnn-lab-{key}.csv", mime="text/csv",
+                       key=f"{key}_csv", on_click="ignore", type="tertiary", icon=":material/download:")
 
 
 def explain(text: str) -> None:
@@ -63,6 +69,10 @@ def sidebar() -> None:
     with st.sidebar:
         st.toggle("Presenter mode", key=PRESENT, help="Larger type and figures for a projector; the sidebar starts "
                   "collapsed and each view's explanation open. Shareable: the link carries ?present=1.")
+        st.segmented_control("Charts' camera icon saves", list(CHART_FORMATS), default=next(iter(CHART_FORMATS)),
+                             key=CHART_FORMAT, help="The camera icon at a chart's top right downloads the chart as it "
+                             "is drawn, legend included: a PNG at 3× its size, or an SVG for slides. Below each chart, "
+                             "**Data (CSV)** downloads its numbers.")
         st.markdown("### CNN Lab")
         st.caption("The assignment CNN on MNIST: conv 32 → pool → conv 32 → pool → FC 500 → FC 10.")
         models = shipped_models()

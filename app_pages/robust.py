@@ -150,7 +150,7 @@ if section == "Attacks":
                 digits.images[i], xa[i], {ATTRIBUTED[m]: (clean[i], adv[i]) for m, (clean, adv) in att["maps"].items()},
                 {ATTRIBUTED[m]: v[i] for m, v in att["peaks"].items()}, (before_txt, after_txt),
                 (int(att["pred_clean"][i]), int(att["pred_adv"][i]))))
-        chart(stacked_rows(rows, titles), key=f"rob_attr_{c.slot}", config={"displayModeBar": False})
+        chart(stacked_rows(rows, titles), key=f"rob_attr_{c.slot}")
     with explaining():
         st.markdown(
             "Each row is one attacked digit. The two maps of a method share one colour scale (its bar, after the pair, "
@@ -203,7 +203,7 @@ elif section == "Smallest ε":
             flipped.append(bool(r["pred"][i] != r["reference"][i]))
         grid = digit_grid(np.stack(images), titles, flipped, cols=1 + len(pair), cell_px=170)
         grid.update_annotations(yshift=8)  # titles clear of the red frame (one row, so no row above to run into)
-        chart(grid, key=f"flip_images_{i}", config={"displayModeBar": False})
+        chart(grid, key=f"flip_images_{i}")
     st.caption(f"PGD-{steps} with η = 2.5·ε/steps and one seeded random start; tolerance 1/255; " + " · ".join(
         f"{m.name}: {len(digits.names)} digit(s) in {res[m.slot]['seconds']:.2f} s" for m in pair) + " (then cached).")
     with explaining():

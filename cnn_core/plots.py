@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import io
 
 import numpy as np
@@ -15,7 +16,11 @@ from .compare import validation_points
 # BatchNorm and no-BatchNorm keep these two colours everywhere in the app.
 COLORS = {"no-BN": "#1f77b4", "BN": "#d62728"}
 WRONG = "#d62728"
-FONT = dict(size=16)  # every chart text is at least this (issue 14: legible on a projector at 1920 px)
+# Every chart text is at least 16 px (issue 14: legible on a projector at 1920 px), in a font installed on the machine
+# that draws it: in the app's own web font ("Source Sans"), a chart saved as SVG or PNG (which plotly draws from an
+# SVG, without the page's fonts) fell back to a wider font, and its legend ran out of the picture ("FGSl").
+# Liberation Sans (Debian, with Chromium) has Arial's metrics, so both draw the same widths.
+FONT = dict(size=16, family="Arial, 'Liberation Sans', Helvetica, sans-serif")
 # Streamlit's chart theme draws what a figure does not size at 12 px (ticks) or 14 px (axis titles): visible axes and
 # colour bars size theirs with these.
 TICKS = dict(tickfont=FONT, title_font=FONT)
@@ -495,3 +500,29 @@ def small_fonts(fig: go.Figure, px: float = MIN_FONT_PX) -> list[str]:
     default = spec["layout"].get("font", {}).get("size", 12)
     return [f"{path}: {size}" for path, font, themed in _fonts(spec)
             if (size := font.get("size", themed or default)) < px]
+
+
+def _number(v) -> str:
+    return "" if v is None or v != v else f"{float(v):.6g}"  # v != v: NaN
+
+
+def figure_csv(fig: go.Figure) -> str:
+    """The numbers a figure draws, as one long CSV table (for slides and spreadsheets): a row per point of a line or
+    bar (x, y), a row per cell of a heatmap (row, column, its x and y labels when it has them, value; gaps left out).
+    Raster images (the 10×10 mosaic) have no numbers here: their pixels are in the PNG."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["trace", "name", "type", "row", "col", "x", "y", "value"])
+    for i, t in enumerate(fig.data):
+        name = t.name or ""
+        if t.type == "heatmap" and t.z is not None:
+            z = np.asarray(t.z, dtype=float)
+            xs = t.x if t.x is not None else range(z.shape[1])
+            ys = t.y if t.y is not None else range(z.shape[0])
+            for (r, c), v in np.ndenumerate(z):
+                if not np.isnan(v):
+                    w.writerow([i, name, t.type, r, c, xs[c], ys[r], _number(v)])
+        elif t.type in ("scatter", "bar"):
+            for j, (x, y) in enumerate(zip(t.x if t.x is not None else range(len(t.y)), t.y, strict=True)):
+                w.writerow([i, name, t.type, j, "", x, _number(y), ""])
+    return out.getvalue()

@@ -202,7 +202,9 @@ def test_results_page_shows_a_run_compares_and_deletes(runs_dir, tiny_run):
     assert n_wrong == round((1 - float(metrics["Test accuracy"].rstrip("%")) / 100) * 10000)
     compare = at.dataframe[1].value
     assert list(compare["run"]) == ["baseline", "batchnorm"]
-    (report,) = at.get("download_button")  # the assignment report of the pair compared, without and with BatchNorm
+    downloads = at.get("download_button")
+    (report,) = [d for d in downloads if d.proto.label != "Data (CSV)"]  # the assignment report of the pair compared
+    assert len(downloads) - 1 == len(at.get("plotly_chart"))  # and each chart's numbers
     assert report.proto.label == "Assignment report: baseline and batchnorm (HTML)" and not report.proto.disabled
     assert "baseline" not in at.selectbox(key="delete_run").options  # shipped runs are protected
     at.selectbox(key="delete_run").set_value("to-delete").run()

@@ -267,3 +267,18 @@ def test_small_fonts_finds_explicit_sizes_and_the_themes_unsized_ticks_and_title
     assert small_fonts(fig) == []
     fig.add_annotation(text="n", font=dict(size=15))
     assert small_fonts(fig) == ["layout.annotations[0].font: 15"]
+
+
+def test_figure_csv_lists_every_point_and_heatmap_cell_with_its_labels():
+    import plotly.graph_objects as go
+
+    from cnn_core.plots import figure_csv
+
+    fig = go.Figure([go.Heatmap(z=[[1, None], [0.5, 2]], x=[0, 4], y=["a", "b"], name="map"),
+                     go.Scatter(x=[1, 2], y=[0.25, None], name="line"), go.Bar(y=[3]),
+                     go.Image(z=np.zeros((2, 2, 3)))])
+    assert figure_csv(fig).splitlines() == [
+        "trace,name,type,row,col,x,y,value",
+        "0,map,heatmap,0,0,0,a,1", "0,map,heatmap,1,0,0,b,0.5", "0,map,heatmap,1,1,4,b,2",  # the gap left out
+        "1,line,scatter,0,,1,0.25,", "1,line,scatter,1,,2,,",
+        "2,,bar,0,,0,3,"]  # the image has no numbers here
