@@ -271,8 +271,8 @@ def _grid_heatmap(maps: np.ndarray, cols: int, what: str, colorscale, zmin, zmax
     fig.update_yaxes(visible=numbered, showgrid=False, zeroline=False, ticks="", autorange="reversed", scaleanchor="x",
                      tickvals=[r * (h + 1) + (h - 1) / 2 for r in range(rows)], ticktext=[str(r * cols) for r in range(rows)],
                      **TICKS)
-    fig.update_layout(title=title, height=110 + int(width * tiled.shape[0] / tiled.shape[1]),
-                      margin=dict(l=10, r=10, t=70, b=10), font=FONT, plot_bgcolor="white")
+    fig.update_layout(title=title, height=126 + int(width * tiled.shape[0] / tiled.shape[1]),
+                      margin=dict(l=10, r=10, t=86, b=10), font=FONT, plot_bgcolor="white")
     return fig
 
 
@@ -363,12 +363,12 @@ def occlusion_figure(images: np.ndarray, prob: np.ndarray, pred: np.ndarray, lab
         for trace, s in zip(data[-3:], a, strict=True):
             trace.update(xaxis=f"x{s}", yaxis=f"y{s}")
         notes.append(title_note(labels[i], 0, tops[i], xanchor="left", yshift=3))
-    notes += [title_note(t, column_centre(layout, j), 1 + 48 / height) for j, t in
+    notes += [title_note(t, column_centre(layout, j), 1 + 56 / height) for j, t in
               enumerate(("digit", "P(class of interest)", "predicted class"))]
     # The figure's title as a note (left, two short lines): a layout title sat partly outside Streamlit's chart frame.
     notes.append(title_note(f"<b>{patch}×{patch} patch, stride {stride}</b><br>each map cell: where the patch's top-left "
-                            "corner was", 0, 1 + 80 / height, xanchor="left", align="left"))
-    layout.update(annotations=notes, height=height + 150, margin=dict(l=10, r=10, t=140, b=10), font=FONT,
+                            "corner was", 0, 1 + 90 / height, xanchor="left", align="left"))
+    layout.update(annotations=notes, height=height + 160, margin=dict(l=10, r=10, t=150, b=10), font=FONT,
                   plot_bgcolor="white")
     return go.Figure(dict(data=data, layout=layout))
 
@@ -406,8 +406,8 @@ def attribution_figure(images: np.ndarray, maps: dict[str, np.ndarray], labels: 
                           showscale=i == 0 and j == 0, colorbar=bar, hovertemplate="%{z:.2f} of max<extra></extra>",
                           xaxis=f"x{s}", yaxis=f"y{s}")]
         notes.append(title_note(labels[i], 0, tops[i], xanchor="left"))
-    notes += [title_note(t, column_centre(layout, j), 1 + 50 / height) for j, t in enumerate(("digit", *short))]
-    layout.update(annotations=notes, height=height + 90, margin=dict(l=10, r=10, t=80, b=10), font=FONT,
+    notes += [title_note(t, column_centre(layout, j), 1 + 64 / height) for j, t in enumerate(("digit", *short))]
+    layout.update(annotations=notes, height=height + 106, margin=dict(l=10, r=10, t=96, b=10), font=FONT,
                   plot_bgcolor="white")
     return go.Figure(dict(data=data, layout=layout))
 
