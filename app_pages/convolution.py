@@ -24,7 +24,7 @@ size = a.selectbox("Input width W", [28, 14, 7], key="conv_w", bind=SCENE, help=
 k = b.slider("Kernel K", 1, 7, 3, key="conv_k", bind=SCENE)
 p = c.slider("Padding P", 0, 3, 1, key="conv_p", bind=SCENE)
 s = d.slider("Stride S", 1, 3, 1, key="conv_s", bind=SCENE)
-pool = e.selectbox("Then max-pool", [0, 2, 3], index=1, key="conv_pool",
+pool = e.selectbox("Then max-pool", [0, 2, 3], index=1, key="conv_pool", bind=SCENE,
                    format_func=lambda v: f"{v}×{v}, stride {v}" if v else "none")
 try:
     steps = size_steps(size, k, p, s, pool)

@@ -100,7 +100,8 @@ if len(idx):
 
 st.header("Compare runs")
 default = [n for n in ("baseline", "batchnorm") if n in names]
-chosen = st.multiselect("Runs to compare", names, default=default, format_func=label.get)
+chosen = st.multiselect("Runs to compare", names, default=default, format_func=label.get, key="results_compare",
+                        bind=SCENE)
 info = {r["name"]: r for r in runs}
 tested = [n for n in chosen if info[n]["results"]]
 pair = (tuple(sorted(tested, key=lambda n: info[n]["config"]["batchnorm"]))  # (without, with) BatchNorm

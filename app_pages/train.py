@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app_pages.common import chart, comparison_dataframe, explain
+from app_pages.common import SCENE, chart, comparison_dataframe, explain
 from app_pages.loaders import MAX_ACTIVE_RUNS, browser_session, registry, require_data, shared_speeds
 from cnn_core.compare import across_seeds, bn_verdict, outcome, seeds_verdict
 from cnn_core.data import to_float
@@ -57,46 +57,46 @@ followed = [i for i in st.session_state.followed if reg.get(i)]
 
 with st.form("train_form"):
     c1, c2, c3, c4 = st.columns(4)
-    subset = c1.selectbox("Training set", list(SIZES), index=2, key="cfg_subset", format_func=SIZES.get,
+    subset = c1.selectbox("Training set", list(SIZES), index=2, key="cfg_subset", bind=SCENE, format_func=SIZES.get,
                           help="A random subset of the 54,000 training digits, for fast demos")
-    epochs = c2.number_input("Epochs", min_value=0, max_value=200, value=2, key="cfg_epochs")
-    batch_size = c3.selectbox("Batch size", [32, 64, 100, 128, 256, 512], index=3, key="cfg_batch")
-    optimizer = c4.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index("adam"), key="cfg_optimizer")
-    lr = c1.number_input("Learning rate", min_value=0.0, max_value=10.0, value=1e-3, step=1e-4, format="%g", key="cfg_lr")
-    schedule = c2.selectbox("Learning-rate schedule", SCHEDULES, key="cfg_schedule")
-    momentum = c3.number_input("Momentum (momentum optimizer)", min_value=0.0, max_value=0.999, value=0.9, key="cfg_momentum")
-    weight_decay = c4.number_input("Weight decay", min_value=0.0, max_value=1.0, value=0.0, step=1e-4, format="%g", key="cfg_wd")
-    seed = c1.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="cfg_seed")
-    val_fraction = c2.number_input("Validation fraction", min_value=0.0, max_value=0.5, value=0.1, step=0.05, key="cfg_val",
+    epochs = c2.number_input("Epochs", min_value=0, max_value=200, value=2, key="cfg_epochs", bind=SCENE)
+    batch_size = c3.selectbox("Batch size", [32, 64, 100, 128, 256, 512], index=3, key="cfg_batch", bind=SCENE)
+    optimizer = c4.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index("adam"), key="cfg_optimizer", bind=SCENE)
+    lr = c1.number_input("Learning rate", min_value=0.0, max_value=10.0, value=1e-3, step=1e-4, format="%g", key="cfg_lr", bind=SCENE)
+    schedule = c2.selectbox("Learning-rate schedule", SCHEDULES, key="cfg_schedule", bind=SCENE)
+    momentum = c3.number_input("Momentum (momentum optimizer)", min_value=0.0, max_value=0.999, value=0.9, key="cfg_momentum", bind=SCENE)
+    weight_decay = c4.number_input("Weight decay", min_value=0.0, max_value=1.0, value=0.0, step=1e-4, format="%g", key="cfg_wd", bind=SCENE)
+    seed = c1.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="cfg_seed", bind=SCENE)
+    val_fraction = c2.number_input("Validation fraction", min_value=0.0, max_value=0.5, value=0.1, step=0.05, key="cfg_val", bind=SCENE,
                                    help="Stratified share of the 60,000 training digits held out for validation")
-    device = c3.selectbox("Device", DEVICES, key="cfg_device")
-    precision = c4.selectbox("Precision", PRECISIONS, key="cfg_precision",
+    device = c3.selectbox("Device", DEVICES, key="cfg_device", bind=SCENE)
+    precision = c4.selectbox("Precision", PRECISIONS, key="cfg_precision", bind=SCENE,
                              help="bf16: convolutions and matrix products in bfloat16, weights in float32 — about 2× "
                                   "faster on CPUs with AMX/AVX512-BF16 and on GPUs, same accuracy. auto uses it where the "
                                   "hardware has it. The test set is always evaluated in float32.")
     a1, a2, a3, a4 = st.columns(4)
-    adversarial = a1.selectbox("Adversarial training", ADVERSARIAL, key="cfg_adv",
+    adversarial = a1.selectbox("Adversarial training", ADVERSARIAL, key="cfg_adv", bind=SCENE,
                                help="Mix FGSM or PGD examples of every batch into its loss (Robustness lab); PGD costs "
                                     "about (steps + 2)× the time of plain training")
     adv_epsilon = a2.number_input("ε (pixels in [0, 1])", min_value=0.01, max_value=1.0, value=0.1, step=0.05,
-                                  key="cfg_adv_eps")
-    adv_steps = a3.number_input("PGD steps", min_value=1, max_value=100, value=5, key="cfg_adv_steps")
+                                  key="cfg_adv_eps", bind=SCENE)
+    adv_steps = a3.number_input("PGD steps", min_value=1, max_value=100, value=5, key="cfg_adv_steps", bind=SCENE)
     adv_mix = a4.number_input("Adversarial share of the loss", min_value=0.05, max_value=1.0, value=0.5, step=0.05,
-                              key="cfg_adv_mix")
+                              key="cfg_adv_mix", bind=SCENE)
     o1, o2, o3, o4 = st.columns(4)
-    batchnorm = o1.checkbox("BatchNorm (single run)", value=False, key="cfg_bn")
-    augment = o2.checkbox("Augment (shifts)", value=False, key="cfg_augment",
+    batchnorm = o1.checkbox("BatchNorm (single run)", value=False, key="cfg_bn", bind=SCENE)
+    augment = o2.checkbox("Augment (shifts)", value=False, key="cfg_augment", bind=SCENE,
                           help="Each training digit is moved by up to 2 pixels every time it is seen: less overfitting")
-    keep_stopped = o3.checkbox("Keep a run I stop", value=True, key="cfg_keep_stopped",
+    keep_stopped = o3.checkbox("Keep a run I stop", value=True, key="cfg_keep_stopped", bind=SCENE,
                                help="Save a stopped run as stopped (its curves and best weights so far) so it can be "
                                     "opened on Results; unticked, a stopped run is discarded")
-    conv = o4.selectbox("Convolution", CONVS, key="cfg_conv",
+    conv = o4.selectbox("Convolution", CONVS, key="cfg_conv", bind=SCENE,
                         help="builtin: PyTorch's convolution. unfold: the same layer computed by hand as a matrix product "
                              "of unfolded patches (Convolution by hand page) — same numbers, slower, more memory")
     s1, s2 = st.columns([1, 3])
-    field = s1.selectbox("Compare one setting…", list(SWEEPS), format_func=lambda f: SWEEPS[f][0], key="cfg_sweep_field")
+    field = s1.selectbox("Compare one setting…", list(SWEEPS), format_func=lambda f: SWEEPS[f][0], key="cfg_sweep_field", bind=SCENE)
     sweep_text = s2.text_input(
-        "…over these values (comma-separated; empty: the usual ones)", key="cfg_sweep_values",
+        "…over these values (comma-separated; empty: the usual ones)", key="cfg_sweep_values", bind=SCENE,
         placeholder="e.g. sgd, momentum, rmsprop, adam  ·  1e-4, 1e-3, 1e-2  ·  32, 128, 512  ·  off, on",
         help="Empty compares: " + "; ".join(f"{label} {', '.join(value_label(f, v) for v in values)}"
                                             for f, (label, values) in SWEEPS.items())

@@ -63,7 +63,7 @@ ASSIGNMENT = (
           "convolutions very few.", inside_section="Architecture"),
     scene("Train with and without BatchNorm", "train", "Start 'Train BN vs no-BN' on 5,000 digits: the two runs share "
           "seed, data order and settings, so the curves differ only by BatchNorm. Ask: does it reach 98% sooner? "
-          "Does it cost time per epoch?"),
+          "Does it cost time per epoch?", cfg_subset="5,000"),  # a select is in the URL by its label
     scene("Curves, test accuracy and random predictions", "results", "Training error, validation error and accuracy "
           "as training went, then the accuracy on all 10,000 test digits. The random test digits show the true and "
           "the predicted label; the most confident mistakes are often digits a person would misread too."),

@@ -84,3 +84,25 @@ def test_a_view_lives_in_the_url_and_opening_the_link_restores_it(server, page):
     page.goto(f"{server}/attacks?b=none&atk_section=Class+models&cls_steps=50")
     expect(page.get_by_text(re.compile(r"^\d+ of 10 classified as their target · 50 steps"))).to_be_visible()
     expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_links_restore_the_train_form_the_compared_runs_and_the_convolution_settings(server, page):
+    """Scenes on the other pages: the Train form (a lecture's "train BN vs no-BN on 5,000 digits"), Results' run and
+    runs compared, and every control of Convolution by hand come back from the link."""
+    page.goto(f"{server}/train?cfg_subset=5%2C000&cfg_epochs=3&cfg_bn=true&cfg_optimizer=sgd")  # a select: its label
+    form = page.get_by_test_id("stForm")
+    expect(form.get_by_role("combobox", name="Training set")).to_have_value("5,000")
+    expect(form.get_by_label("Epochs")).to_have_value("3")
+    expect(form.get_by_role("checkbox", name="BatchNorm (single run)")).to_be_checked()
+    expect(form.get_by_role("combobox", name="Optimizer")).to_have_value("sgd")
+    page.goto(f"{server}/results?results_run=batchnorm+(shipped)&results_compare=baseline+(shipped)"
+              "&results_compare=adv-trained+(shipped)")  # selects are in the URL by their labels
+    expect(page.get_by_test_id("stMetricValue").first).to_have_text("99.53%")
+    compare = page.get_by_test_id("stMultiSelect")
+    expect(compare.get_by_text("adv-trained")).to_be_visible()
+    expect(compare.get_by_text("batchnorm")).to_have_count(0)
+    page.goto(f"{server}/convolution?conv_k=5&conv_p=0&conv_pool=none")
+    expect(page.get_by_role("slider", name="Kernel K")).to_have_value("5")
+    expect(page.get_by_role("slider", name="Padding P")).to_have_value("0")
+    expect(page.get_by_role("combobox", name="Then max-pool")).to_have_value("none")
+    expect(page.get_by_test_id("stException")).to_have_count(0)

@@ -1,4 +1,6 @@
+import inspect
 import math
+import threading
 import time
 
 import pytest
@@ -6,6 +8,7 @@ import torch
 
 from cnn_core.data import stratified_split
 from cnn_core.model import MnistCNN
+from cnn_core.robust import fgsm, pgd
 from cnn_core.training import (
     SNAPSHOT_PARAMS,
     Run,
@@ -383,3 +386,189 @@ def test_snapshot_hands_out_the_filter_history_without_copying_it(tiny_run):
     assert first["filters"]["snapshots"][16]["conv1.weight"] is tiny_run.filters[16]["conv1.weight"]  # no tensor copy
     first["filters"]["snapshots"].clear()
     assert list(tiny_run.filters) == [0, 1, 5, 8, 16]
+
+
+def test_estimate_seconds_counts_every_training_image_validation_point_and_the_test_set():
+    speed = {"train": 1000.0, "eval": 4000.0}
+    # The whole training split for 15 epochs: 422 steps an epoch (54,000 / 128, rounded up), 6,330 in all; 10 even
+    # points (every 633 steps) and 15 epoch ends, 5 of them shared (multiples of 1,266): 20 validations, each on the
+    # whole default validation split (54,000 · 15 / 40 = 20,250 > 6,000).
+    cfg = TrainConfig(epochs=15, val_points=10)
+    assert estimate_seconds(cfg, speed, 54000) == pytest.approx(810000 / 1000 + (20 * 6000 + 10000) / 4000)
+    # 3 steps of 100 (300 digits, 1 epoch): validation points are steps, so 3 of them, not 10, on 300 digits each.
+    cfg = TrainConfig(batch_size=100, epochs=1, val_points=10)
+    assert estimate_seconds(cfg, {"train": 100.0, "eval": 1000.0}, 300) == pytest.approx(300 / 100 + (3 * 300 + 10000) / 1000)
+
+
+@pytest.mark.parametrize("adversarial, adv_steps, passes", [("fgsm", 5, 3), ("pgd", 5, 7), ("pgd", 10, 12)])
+def test_adversarial_training_multiplies_the_training_time_only(adversarial, adv_steps, passes):
+    """FGSM: clean pass, attack pass, adversarial pass (3×); PGD: one pass per attack step + 2. Evaluation unchanged."""
+    cfg = TrainConfig(train_subset=10000, epochs=2, adversarial=adversarial, adv_steps=adv_steps)
+    # 20,000 training images at 2,000/s a pass; 10 validations of 500 digits and the 10,000 test digits at 7,500/s.
+    expected = passes * 20000 / 2000 + 15000 / 7500
+    assert estimate_seconds(cfg, {"train": 2000.0, "eval": 7500.0}, 10000) == pytest.approx(expected)
+
+
+def test_a_queued_run_cancels_once(mnist, tiny_config):
+    run = Run(tiny_config(), mnist)
+    assert run.cancel() is True
+    assert (run.status, run.total_seconds, run.done) == ("cancelled", 0.0, True)
+    assert run.cancel() is False and run.status == "cancelled"  # it has ended: nothing more to cancel
+
+
+def test_a_started_or_finished_run_is_not_cancelled(mnist, tiny_config, tiny_run):
+    before = (tiny_run.status, tiny_run.total_seconds)
+    assert tiny_run.cancel() is False and (tiny_run.status, tiny_run.total_seconds) == before
+    run = Run(tiny_config(epochs=50), mnist).start()
+    try:
+        assert run.cancel() is False and run.status != "cancelled"
+    finally:
+        run.stop()
+    assert run.wait(timeout=30) and run.status == "stopped", run.error
+
+
+def test_best_weights_are_none_before_any_validation_then_the_best_step_and_its_state(mnist, tiny_config, tiny_run):
+    assert Run(tiny_config(), mnist).best_weights() is None
+    step, state = tiny_run.best_weights()
+    best = max(tiny_run.vals, key=lambda v: v["val_accuracy"])  # the first of equals
+    assert step == best["step"] == tiny_run.best["step"]
+    assert state is tiny_run.best_state  # the run's own copy, replaced (never changed) at each new best
+    assert all(torch.equal(v, state[k]) for k, v in tiny_run.model.state_dict().items())  # the weights it finished with
+
+
+class _StepClock:
+    """time.perf_counter for the calling thread (others get the real one): the k-th timed interval (calls 2k and 2k + 1)
+    starts at 100·k and lasts k + 1 seconds."""
+
+    def __init__(self):
+        self.real, self.thread, self.calls = time.perf_counter, threading.get_ident(), 0
+
+    def __call__(self) -> float:
+        if threading.get_ident() != self.thread:
+            return self.real()
+        k, end = divmod(self.calls, 2)
+        self.calls += 1
+        return 100.0 * k + end * (k + 1)
+
+
+def test_measure_speed_is_the_median_of_the_steps_after_the_warm_up_and_one_evaluation(monkeypatch):
+    monkeypatch.setattr("cnn_core.training.time.perf_counter", _StepClock())
+    speed = measure_speed(False, "fp32", torch.device("cpu"), threads=1)
+    # Defaults, 6 steps of 128 digits: 7 steps take 1 … 7 s, the first (1 s) warms up, median of 2 … 7 = 4.5 s;
+    # the evaluation is the 8th interval (8 s).
+    assert speed == {"train": 128 / 4.5, "eval": 128 / 8}
+    monkeypatch.setattr("cnn_core.training.time.perf_counter", _StepClock())
+    # 3 steps of 32: 4 steps of 1 … 4 s, median of 2 … 4 = 3 s; evaluation 5 s.
+    assert measure_speed(False, "fp32", torch.device("cpu"), threads=1, batch_size=32, steps=3) == {"train": 32 / 3, "eval": 32 / 5}
+
+
+def _recording_model(calls: list, models: list, fail: bool = False) -> type:
+    """An MnistCNN that records, for every forward, what measure_speed runs it on (and raises there if ``fail``)."""
+
+    class Recording(MnistCNN):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            models.append(self)
+
+        def forward(self, x):
+            calls.append({"shape": tuple(x.shape), "training": self.training, "inference": torch.is_inference_mode_enabled(),
+                          "autocast": torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"),
+                          "threads": torch.get_num_threads()})
+            if fail:
+                raise RuntimeError("boom in forward")
+            return super().forward(x)
+
+    return Recording
+
+
+@pytest.mark.parametrize("batchnorm, precision", [(False, "fp32"), (True, "bf16")])
+def test_measure_speed_computes_what_a_run_computes(monkeypatch, batchnorm, precision):
+    """The run's network (BatchNorm or not) in channels_last, steps+1 training steps then two evaluations (a warm-up and
+    the timed one) on batches of MNIST-sized digits, in bfloat16 autocast for bf16 only. The CPU's autocast default is
+    switched to float16 here: bf16 must mean bfloat16 whatever the default is (CUDA's is float16)."""
+    calls, models = [], []
+    monkeypatch.setattr("cnn_core.training.MnistCNN", _recording_model(calls, models))
+    default = torch.get_autocast_dtype("cpu")
+    torch.set_autocast_dtype("cpu", torch.float16)
+    try:
+        measure_speed(batchnorm, precision, torch.device("cpu"), threads=1, batch_size=4, steps=2)
+    finally:
+        torch.set_autocast_dtype("cpu", default)
+    autocast = torch.bfloat16 if precision == "bf16" else False
+    step = {"shape": (4, 1, 28, 28), "training": True, "inference": False, "autocast": autocast, "threads": 1}
+    evaluation = {**step, "training": False, "inference": True}
+    assert calls == [step] * 3 + [evaluation] * 2
+    [model] = models
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == batchnorm
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+
+
+def test_measure_speed_restores_torch_threads_also_when_it_fails(monkeypatch):
+    previous = torch.get_num_threads()
+    calls, models = [], []
+    measure_speed(False, "fp32", torch.device("cpu"), threads=previous + 1, batch_size=4, steps=1)
+    assert torch.get_num_threads() == previous
+    monkeypatch.setattr("cnn_core.training.MnistCNN", _recording_model(calls, models, fail=True))
+    with pytest.raises(RuntimeError, match="boom in forward"):
+        measure_speed(False, "fp32", torch.device("cpu"), threads=previous + 1, batch_size=4, steps=1)
+    assert [c["threads"] for c in calls] == [previous + 1] and torch.get_num_threads() == previous
+
+
+def test_measure_speed_draws_its_digits_from_a_generator_of_its_own():
+    """Measuring the machine must not change what a caller's seeded torch.rand draws next beyond what building the
+    network does (nn.Conv2d and nn.Linear draw their default initialisation from the global RNG before MnistCNN
+    re-draws the weights from its generator; nothing at all once MnistCNN stops doing that)."""
+    saved = torch.get_rng_state()
+    try:
+        torch.manual_seed(5)
+        MnistCNN(False, generator=torch.Generator().manual_seed(0))
+        expected = torch.rand(4)
+        torch.manual_seed(5)
+        measure_speed(False, "fp32", torch.device("cpu"), threads=1, batch_size=4, steps=1)
+        assert torch.equal(torch.rand(4), expected)
+    finally:
+        torch.set_rng_state(saved)
+
+
+@pytest.mark.parametrize("cpus, runs, threads", [(8, 2, 4), (7, 2, 3), (2, 2, 1), (1, 2, 1), (None, 1, 1), (None, 2, 1)])
+def test_measure_speeds_shares_the_cores_out_and_measures_every_run_at_once(monkeypatch, cpus, runs, threads):
+    """cpu_count // runs threads each (at least 1; an unknown count is 1 core), all runs measuring at the same time,
+    each result in its run's place."""
+    batchnorms = [False, True][:runs]
+    together = threading.Barrier(runs, timeout=10)  # every measurement has started before any returns
+
+    def fake_speed(batchnorm, precision, device, threads):
+        together.wait()
+        return {"batchnorm": batchnorm, "precision": precision, "device": device, "threads": threads}
+
+    monkeypatch.setattr("cnn_core.training.os.cpu_count", lambda: cpus)
+    monkeypatch.setattr("cnn_core.training.measure_speed", fake_speed)
+    results = measure_speeds(batchnorms, "bf16", torch.device("cpu"))
+    assert results == [{"batchnorm": b, "precision": "bf16", "device": torch.device("cpu"), "threads": threads}
+                       for b in batchnorms]
+    assert all(type(r["threads"]) is int for r in results)
+
+
+def test_adversarial_training_attacks_with_the_configured_method(mnist, tiny_config, monkeypatch):
+    """FGSM at ε, or PGD at ε with adv_steps steps and a seed of its own per step ((seed · 100,003 + step) mod 2⁶³),
+    made in eval mode. A run stopped at its first recorded steps attacks three batches: the probe's (step 0, on a
+    copy), then steps 0 and 1 (the tiny run's first validation point is step 2)."""
+    calls = []
+
+    def spy(real):
+        def attack(model, x, y, eps, *args, **kwargs):
+            bound = inspect.signature(real).bind(model, x, y, eps, *args, **kwargs)
+            bound.apply_defaults()
+            given = bound.arguments
+            calls.append((real.__name__, model.training, given["eps"], given.get("steps"), given.get("seed")))
+            return real(*bound.args, **bound.kwargs)
+
+        return attack
+
+    monkeypatch.setattr("cnn_core.training.fgsm", spy(fgsm))
+    monkeypatch.setattr("cnn_core.training.pgd", spy(pgd))
+    _first_step_loss(mnist, tiny_config(adversarial="fgsm", adv_epsilon=0.2))
+    assert calls == [("fgsm", False, 0.2, None, None)] * 3
+    calls.clear()
+    _first_step_loss(mnist, tiny_config(adversarial="pgd", adv_epsilon=0.1, adv_steps=3, seed=1))
+    assert calls == [("pgd", False, 0.1, 3, 100_003), ("pgd", False, 0.1, 3, 100_003), ("pgd", False, 0.1, 3, 100_004)]
