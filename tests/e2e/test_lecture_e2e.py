@@ -27,6 +27,8 @@ def test_the_lecture_walks_scene_by_scene_with_each_section_and_the_chosen_model
         for key, (value,) in scene.params().items():
             if key.endswith("section"):  # the page's section control shows the scene's section
                 expect(page.get_by_role("radiogroup", name="Show").get_by_role("radio", name=value)).to_be_checked()
+        if scene.page == "train":  # the form opens on the scene's training set
+            expect(page.get_by_role("combobox", name="Training set")).to_have_value("5,000")
         assert "b=none" in page.url  # model B stays off, as chosen on the Lecture page
         expect(page.get_by_test_id("stException")).to_have_count(0)
         if k < len(ASSIGNMENT):
