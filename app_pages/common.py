@@ -21,7 +21,7 @@ PRESENT = "present"  # the sidebar's presenter-mode toggle, mirrored in the URL 
 # tried: plotly and the dataframes measure their containers unzoomed, and cut or overflowed.)
 PRESENTER_CSS = """<style>
 html { font-size: 130%; }
-[data-testid="stMainBlockContainer"] { padding-top: 3rem; }
+[data-testid="stMainBlockContainer"] { padding-top: 4.5rem; }
 [data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] { gap: 0.5rem; }
 [data-testid="stMainBlockContainer"] h1 { padding: 0 0 0.5rem 0; }
 [data-testid="stExpanderDetails"] p { font-size: 1.3rem; line-height: 1.5; }

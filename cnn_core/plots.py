@@ -265,10 +265,11 @@ def _grid_heatmap(maps: np.ndarray, cols: int, what: str, colorscale, zmin, zmax
                                zmax=zmax, zmid=zmid, hoverongaps=False, colorbar=colorbar(scale_label),
                                hovertemplate=f"{what} %{{customdata:.0f}}: %{{z:.3f}}<extra></extra>"))
     numbered = k <= 64  # more would crowd the axes: the hover names each one
-    fig.update_xaxes(visible=numbered, showgrid=False, zeroline=False, ticks="", side="top", tickvals=[
+    fig.update_xaxes(visible=numbered, showgrid=False, zeroline=False, ticks="", side="top", constrain="domain", tickvals=[
         c * (w + 1) + (w - 1) / 2 for c in range(cols)], ticktext=[f"+{c}" if rows > 1 else str(c) for c in range(cols)],
         **TICKS)
     fig.update_yaxes(visible=numbered, showgrid=False, zeroline=False, ticks="", autorange="reversed", scaleanchor="x",
+                     constrain="domain",  # the plot area shrinks to the tiles, so the numbers stay beside them
                      tickvals=[r * (h + 1) + (h - 1) / 2 for r in range(rows)], ticktext=[str(r * cols) for r in range(rows)],
                      **TICKS)
     fig.update_layout(title=title, height=126 + int(width * tiled.shape[0] / tiled.shape[1]),
