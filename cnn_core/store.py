@@ -81,6 +81,7 @@ class RunStore:
                 info = self.load_info(p.name)
             except CheckpointError as exc:
                 info = {"name": p.name, "error": str(exc)}
+            info["name"] = p.name  # the folder names the run: a copied or renamed folder is not listed as its origin
             info["shipped"] = p.name in SHIPPED_RUNS
             runs.append(info)
         return runs
@@ -264,7 +265,10 @@ class RunStore:
             raise CheckpointError(f"{target} does not exist")
         trash = self.root / f".del-{name}-{uuid.uuid4().hex[:8]}"
         os.replace(target, trash)  # disappears from the listing atomically
-        shutil.rmtree(trash, ignore_errors=True)
+        if trash.is_symlink():  # a run linked in from elsewhere: the link goes, what it points to stays
+            trash.unlink()
+        else:
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 def train_command(cfg: TrainConfig, name: str) -> str:

@@ -190,8 +190,8 @@ def test_the_shipped_test_probabilities_are_those_of_the_weights_and_match_run_j
 
 
 def test_deleting_a_run_that_is_a_symlink_unlists_it_and_keeps_the_linked_files(tmp_path, tiny_run):
-    """A run linked in from elsewhere: delete succeeds, the run leaves the listing, and the files it pointed to
-    (another folder's run) are left alone — the removal of the renamed link fails quietly, not with an error."""
+    """A run linked in from elsewhere: delete succeeds, the run leaves the listing, the link itself is gone (no hidden
+    '.del-…' link left behind), and the files it pointed to (another folder's run) are left alone."""
     kept = RunStore(tmp_path / "archive").save(tiny_run, "kept")
     store = RunStore(tmp_path / "runs")
     (tmp_path / "runs").mkdir(exist_ok=True)
@@ -199,3 +199,15 @@ def test_deleting_a_run_that_is_a_symlink_unlists_it_and_keeps_the_linked_files(
     assert len(store.list_runs()) == 1
     store.delete("linked")
     assert store.list_runs() == [] and (kept / "model.pt").is_file()
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_copied_run_is_listed_and_loaded_under_its_folders_name(tmp_path, tiny_run):
+    """The folder names a run: a copy (as the bench makes of the baseline) is not listed a second time as the original."""
+    import shutil
+
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "original")
+    shutil.copytree(tmp_path / "original", tmp_path / "copy")
+    assert [r["name"] for r in store.list_runs()] == ["copy", "original"]
+    assert store.load_info("copy")["name"] == "original"  # its run.json still says where it came from
