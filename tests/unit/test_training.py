@@ -551,8 +551,8 @@ def test_measure_speeds_shares_the_cores_out_and_measures_every_run_at_once(monk
 
 def test_adversarial_training_attacks_with_the_configured_method(mnist, tiny_config, monkeypatch):
     """FGSM at ε, or PGD at ε with adv_steps steps and a seed of its own per step ((seed · 100,003 + step) mod 2⁶³),
-    made in eval mode. A run stopped at its first recorded steps attacks three batches: the probe's (step 0, on a
-    copy), then steps 0 and 1 (the tiny run's first validation point is step 2)."""
+    made in eval mode. 64 digits in batches of 16, validated at steps 2 and 4: a run stopped at its first recorded
+    steps attacks three batches, the probe's (step 0, on a copy), then those of steps 0 and 1."""
     calls = []
 
     def spy(real):
@@ -567,8 +567,19 @@ def test_adversarial_training_attacks_with_the_configured_method(mnist, tiny_con
 
     monkeypatch.setattr("cnn_core.training.fgsm", spy(fgsm))
     monkeypatch.setattr("cnn_core.training.pgd", spy(pgd))
-    _first_step_loss(mnist, tiny_config(adversarial="fgsm", adv_epsilon=0.2))
+
+    def attacks_of_first_steps(**overrides) -> None:
+        # A worker thread with one intra-op thread: fast on a busy machine, and this thread's torch settings untouched.
+        cfg = tiny_config(train_subset=64, batch_size=16, epochs=1, val_points=2, **overrides)
+        run = Run(cfg, mnist, threads=1, callback=lambda event, info: run.stop()).start()
+        assert run.wait(timeout=60) and run.status == "stopped" and run.steps[0]["step"] == 1, run.error
+
+    attacks_of_first_steps(adversarial="fgsm", adv_epsilon=0.2)
     assert calls == [("fgsm", False, 0.2, None, None)] * 3
     calls.clear()
-    _first_step_loss(mnist, tiny_config(adversarial="pgd", adv_epsilon=0.1, adv_steps=3, seed=1))
+    attacks_of_first_steps(adversarial="pgd", adv_epsilon=0.1, adv_steps=3, seed=1)
     assert calls == [("pgd", False, 0.1, 3, 100_003), ("pgd", False, 0.1, 3, 100_003), ("pgd", False, 0.1, 3, 100_004)]
+    calls.clear()
+    # A large seed stays a valid one: 2⁶² · 100,003 = 50,001 · 2⁶³ + 2⁶² ≡ 2⁶² (mod 2⁶³).
+    attacks_of_first_steps(adversarial="pgd", adv_epsilon=0.1, adv_steps=3, seed=2**62)
+    assert [c[4] for c in calls] == [2**62, 2**62, 2**62 + 1]
