@@ -26,8 +26,10 @@ def conv_output_size(w: int, k: int, p: int, s: int) -> int:
 
 class MnistCNN(nn.Module):
     def __init__(self, batchnorm: bool = False, generator: torch.Generator | None = None, conv: str = "builtin"):
-        """``generator`` seeds the initial weights without touching the global RNG (thread-safe). ``conv``: "builtin"
-        (nn.Conv2d) or "unfold" (UnfoldConv2d, the same parameters computed as W·unfold(X) + b)."""
+        """``generator`` seeds the initial weights: they come from it alone, whatever other threads draw meanwhile.
+        (The layers' default initialisation still draws from the global RNG before it is overwritten, so building a
+        model advances a caller's seeded stream.) ``conv``: "builtin" (nn.Conv2d) or "unfold" (UnfoldConv2d, the same
+        parameters computed as W·unfold(X) + b)."""
         super().__init__()
         self.batchnorm = batchnorm
         # Constants, not learned: kept out of the state_dict so checkpoints hold weights only.

@@ -255,16 +255,22 @@ def measure_speeds(batchnorms: list[bool], precision: str, device: torch.device)
     registry does: what each run of a pair really gets (on 2 cores, two runs at once each train ~30% slower than
     one alone, README)."""
     threads = max(1, (os.cpu_count() or 1) // len(batchnorms))
-    results: list[dict] = [{}] * len(batchnorms)
+    results: list[dict | BaseException] = [{}] * len(batchnorms)
 
     def measure(i: int) -> None:
-        results[i] = measure_speed(batchnorms[i], precision, device, threads)
+        try:
+            results[i] = measure_speed(batchnorms[i], precision, device, threads)
+        except BaseException as exc:  # raised in the caller below: a thread would only print it
+            results[i] = exc
 
     workers = [threading.Thread(target=measure, args=(i,)) for i in range(len(batchnorms))]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
     return results
 
 

@@ -549,6 +549,19 @@ def test_measure_speeds_shares_the_cores_out_and_measures_every_run_at_once(monk
     assert all(type(r["threads"]) is int for r in results)
 
 
+def test_measure_speeds_raises_what_a_measurement_raised(monkeypatch):
+    """A failing measurement (e.g. on a device that is not there) is raised to the caller, not printed by its thread
+    and found later as a missing key."""
+    def fake_speed(batchnorm, precision, device, threads):
+        if batchnorm:
+            raise RuntimeError("no such device")
+        return {"train": 1.0, "eval": 1.0}
+
+    monkeypatch.setattr("cnn_core.training.measure_speed", fake_speed)
+    with pytest.raises(RuntimeError, match="no such device"):
+        measure_speeds([False, True], "fp32", torch.device("cpu"))
+
+
 def test_adversarial_training_attacks_with_the_configured_method(mnist, tiny_config, monkeypatch):
     """FGSM at ε, or PGD at ε with adv_steps steps and a seed of its own per step ((seed · 100,003 + step) mod 2⁶³),
     made in eval mode. 64 digits in batches of 16, validated at steps 2 and 4: a run stopped at its first recorded
