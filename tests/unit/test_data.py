@@ -100,3 +100,14 @@ def test_random_shift_equals_a_naive_per_pixel_shift():
                     expected[i, 0, r, c] = x[i, 0, a, b]
     assert torch.equal(shifted, expected)
     assert len({(int(a), int(b)) for a, b in zip(sy, sx, strict=True)}) > 1  # each image its own shift
+
+
+def test_a_file_that_cannot_be_opened_is_a_data_error_and_leaves_nothing_behind(tmp_path):
+    """Decompressing a shipped file that vanished (or cannot be read) is reported as a DataError naming it, never as
+    a bare FileNotFoundError from cleaning up a temporary file that was never made."""
+    from cnn_core.data import _decompress_verified
+
+    gz = tmp_path / "train-images-idx3-ubyte.gz"
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz is not a readable gzip file"):
+        _decompress_verified(gz, tmp_path / "out", "0" * 32)
+    assert list(tmp_path.iterdir()) == []
