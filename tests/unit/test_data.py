@@ -111,3 +111,64 @@ def test_a_file_that_cannot_be_opened_is_a_data_error_and_leaves_nothing_behind(
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz is not a readable gzip file"):
         _decompress_verified(gz, tmp_path / "out", "0" * 32)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_checksums_and_several_missing_files_are_named(tmp_path):
+    ship = _copy_shipped(tmp_path)
+    (ship / "MD5SUMS").chmod(0o644)
+    (ship / "MD5SUMS").unlink()
+    with pytest.raises(DataError, match=r"MD5SUMS is missing: it holds the checksums that verify MNIST\."):
+        load_mnist(ship, tmp_path / "cache")
+    ship2 = _copy_shipped(tmp_path / "b")
+    for name in ("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
+        (ship2 / name).unlink()
+    with pytest.raises(DataError, match=r"lacks train-labels-idx1-ubyte\.gz, t10k-images-idx3-ubyte\.gz\. Restore"):
+        load_mnist(ship2, tmp_path / "cache2")
+
+
+def test_a_verified_cache_is_used_as_it_is(tmp_path, monkeypatch):
+    """The second load decompresses nothing: every cached file is newer than its shipped one and passes its MD5."""
+    import cnn_core.data as data
+
+    ship, cache = _copy_shipped(tmp_path), tmp_path / "cache"
+    data.prepare_raw(ship, cache)
+    decompressed = []
+    monkeypatch.setattr(data, "_decompress_verified", lambda gz, out, md5: decompressed.append(gz.name))
+    assert data.prepare_raw(ship, cache) == cache and decompressed == []
+
+
+class _FakeMNIST:
+    """torchvision's MNIST as load_mnist calls it: records (root, train, download)."""
+    calls: list = []
+
+    def __init__(self, root, train=True, download=False):
+        type(self).calls.append((root, train, download))
+        n = 3 if train else 2
+        self.data, self.targets = torch.zeros(n, 28, 28, dtype=torch.uint8), torch.arange(n)
+
+
+def test_torchvision_loads_the_verified_files_and_downloads_only_when_none_is_shipped(tmp_path, monkeypatch):
+    import cnn_core.data as data
+
+    monkeypatch.setattr(data, "MNIST", _FakeMNIST)
+    _FakeMNIST.calls = []
+    ship, cache = _copy_shipped(tmp_path), tmp_path / "cache"
+    m = load_mnist(ship, cache)
+    assert _FakeMNIST.calls == [(str(cache), True, False), (str(cache), False, False)]
+    assert (len(m.train_labels), len(m.test_labels)) == (3, 2)
+    _FakeMNIST.calls = []
+    load_mnist(tmp_path / "nothing-shipped", tmp_path / "cache2")
+    assert _FakeMNIST.calls == [(str(tmp_path / "cache2"), True, True), (str(tmp_path / "cache2"), False, True)]
+
+
+def test_a_load_that_fails_says_where_the_files_belong_and_how_to_restore_them(tmp_path, monkeypatch):
+    import cnn_core.data as data
+
+    def broken(root, train=True, download=False):
+        raise RuntimeError("Dataset not found")
+
+    monkeypatch.setattr(data, "MNIST", broken)
+    with pytest.raises(DataError) as e:
+        load_mnist(tmp_path / "nothing-shipped", tmp_path / "cache")
+    assert str(e.value) == (f"MNIST could not be loaded from {tmp_path / 'cache'} (Dataset not found). The shipped files "
+                            f"belong in {tmp_path / 'nothing-shipped'}; restore them with `git checkout -- data/MNIST`.")
