@@ -172,3 +172,17 @@ def test_a_load_that_fails_says_where_the_files_belong_and_how_to_restore_them(t
         load_mnist(tmp_path / "nothing-shipped", tmp_path / "cache")
     assert str(e.value) == (f"MNIST could not be loaded from {tmp_path / 'cache'} (Dataset not found). The shipped files "
                             f"belong in {tmp_path / 'nothing-shipped'}; restore them with `git checkout -- data/MNIST`.")
+
+
+def test_md5sums_in_binary_mode_name_their_files_without_the_star(tmp_path):
+    from cnn_core.data import read_md5sums
+
+    (tmp_path / "MD5SUMS").write_text("0123  train-images-idx3-ubyte\n\n4567 *t10k-labels-idx1-ubyte*\n")
+    assert read_md5sums(tmp_path / "MD5SUMS") == {"train-images-idx3-ubyte": "0123", "t10k-labels-idx1-ubyte*": "4567"}
+
+
+def test_without_a_generator_batches_keep_the_order_given():
+    """Evaluation order: the indices as given, batch by batch (with the global RNG untouched by it)."""
+    images, labels = torch.arange(10, dtype=torch.uint8)[:, None, None].expand(10, 28, 28), torch.arange(10)
+    batches = [y.tolist() for _, y in iterate_batches(images, labels, torch.tensor([7, 2, 9, 0, 4]), 2)]
+    assert batches == [[7, 2], [9, 0], [4]]
