@@ -88,7 +88,7 @@ def test_a_view_lives_in_the_url_and_opening_the_link_restores_it(server, page):
 
 def test_links_restore_the_train_form_the_compared_runs_and_the_convolution_settings(server, page):
     """Scenes on the other pages: the Train form (a lecture's "train BN vs no-BN on 5,000 digits"), Results' run and
-    runs compared, and every control of Convolution by hand come back from the link."""
+    runs compared, every control of Convolution by hand, and Your digit's input come back from the link."""
     page.goto(f"{server}/train?cfg_subset=5%2C000&cfg_epochs=3&cfg_bn=true&cfg_optimizer=sgd")  # a select: its label
     form = page.get_by_test_id("stForm")
     expect(form.get_by_role("combobox", name="Training set")).to_have_value("5,000")
@@ -105,4 +105,7 @@ def test_links_restore_the_train_form_the_compared_runs_and_the_convolution_sett
     expect(page.get_by_role("slider", name="Kernel K")).to_have_value("5")
     expect(page.get_by_role("slider", name="Padding P")).to_have_value("0")
     expect(page.get_by_role("combobox", name="Then max-pool")).to_have_value("none")
+    page.goto(f"{server}/digit?digit_source=upload")
+    expect(page.get_by_role("radio", name="upload")).to_be_checked()
+    expect(page.get_by_test_id("stFileUploaderDropzone")).to_be_visible()
     expect(page.get_by_test_id("stException")).to_have_count(0)
