@@ -77,7 +77,8 @@ def perturbation_figure(rows: list[tuple[str, np.ndarray, bool]], titles: list[s
             data.append(trace)
         notes.append(title_note(label, 0, middle, xanchor="right", yanchor="middle", xshift=-8))
     notes += [title_note(t, column_centre(layout, j), tops[0]) for j, t in enumerate(titles)]
-    layout.update(annotations=notes, height=height + 20, margin=dict(l=100, r=80, t=10, b=10), font=FONT,
+    left = 20 + 11 * max(len(label) for label, _, _ in rows)  # room for the row labels, also at presenter size
+    layout.update(annotations=notes, height=height + 20, margin=dict(l=left, r=80, t=10, b=10), font=FONT,
                   plot_bgcolor="white")
     return go.Figure(dict(data=data, layout=layout))
 
