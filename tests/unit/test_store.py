@@ -211,3 +211,51 @@ def test_a_copied_run_is_listed_and_loaded_under_its_folders_name(tmp_path, tiny
     shutil.copytree(tmp_path / "original", tmp_path / "copy")
     assert [r["name"] for r in store.list_runs()] == ["copy", "original"]
     assert store.load_info("copy")["name"] == "original"  # its run.json still says where it came from
+
+
+def test_a_saved_runs_history_has_the_shape_of_a_live_snapshot(tmp_path, tiny_run):
+    """What Results draws for a saved run: status, no validation points of its own, and every training step with its
+    epoch and loss as the run recorded them."""
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "r")
+    history = store.load_history("r")
+    assert history["status"] == "finished" and history["vals"] == store.load_info("r")["vals"] and history["name"] == "r"
+    shipped = RunStore(Path(__file__).resolve().parents[2] / "checkpoints").load_history("baseline")
+    assert shipped["status"] == "finished" and shipped["vals"] == []  # run.json of older runs has neither
+    live = tiny_run.snapshot()["steps"]
+    assert [(s["step"], s["epoch"]) for s in history["steps"]] == [(s["step"], s["epoch"]) for s in live]
+    assert [s["loss"] for s in history["steps"]] == pytest.approx([s["loss"] for s in live])
+    assert set(history["steps"][0]) == {"step", "epoch", "loss"}
+
+
+def test_filter_snapshots_load_in_step_order_and_nothing_but_tensors(tmp_path, tiny_run):
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "r")
+    f = store.path("r") / "filters.pt"
+    saved = torch.load(f, weights_only=True)
+    saved["snapshots"] = dict(reversed(list(saved["snapshots"].items())))  # written out of order
+    torch.save(saved, f)
+    assert list(store.load_filters("r")["snapshots"]) == sorted(saved["snapshots"])
+    torch.save({"steps_per_epoch": 1, "snapshots": {}, "code": print}, f)  # a pickled callable: refused, not run
+    with pytest.raises(CheckpointError, match="filters.pt is damaged or not a CNN Lab filters file"):
+        store.load_filters("r")
+
+
+def test_delete_says_why_it_refuses(tmp_path):
+    store = RunStore(tmp_path)
+    with pytest.raises(PermissionError, match="'baseline' is a shipped run and cannot be deleted"):
+        store.delete("baseline")
+    with pytest.raises(CheckpointError, match="gone does not exist"):
+        store.delete("gone")
+
+
+def test_stored_test_probabilities_are_float32_and_a_file_of_another_type_is_made_again(tmp_path, tiny_run):
+    import numpy as np
+
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "r")
+    probs = np.full((10000, 10), 0.1)  # float64, as a caller may compute them
+    assert store.test_probabilities("r", lambda: probs).dtype == np.float32
+    assert np.load(store.path("r") / "test_probs.npy").dtype == np.float32
+    np.save(store.path("r") / "test_probs.npy", probs)  # the right shape, the wrong type: not trusted
+    assert store.test_probabilities("r", lambda: probs * 0 + 0.2)[0, 0] == np.float32(0.2)
