@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cnn_core.plots import FONT, colorbar, feature_maps_figure
+from cnn_core.plots import FONT, TICKS, colorbar, feature_maps_figure
 
 HIGHLIGHT = "#d62728"
 TITLE = dict(size=18, color="black")
@@ -15,8 +15,8 @@ TITLE = dict(size=18, color="black")
 def _readable(fig: go.Figure) -> go.Figure:
     """Projector-sized text: the app's plotly theme sets its own smaller tick, axis-title and title fonts, so the
     16 px of FONT is set on each of them."""
-    fig.update_xaxes(tickfont=FONT, title_font=FONT)
-    fig.update_yaxes(tickfont=FONT, title_font=FONT)
+    fig.update_xaxes(**TICKS)
+    fig.update_yaxes(**TICKS)
     fig.update_layout(font=FONT, title_font=TITLE)
     fig.update_annotations(font=TITLE)  # subplot titles
     return fig

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 FORMAT = 1
 MAX_SCENES = 100  # a lecture, not a database: an import with more is refused
@@ -139,13 +139,6 @@ def parse_lecture(text: str | bytes, pages: list[str]) -> list[Scene]:
             raise LectureError(f"scene {i}: expected an object with a title and a page")
         scenes.append(check_scene(Scene(*(row.get(f, "") for f in ("title", "page", "query", "note"))), pages, f"scene {i}"))
     return scenes
-
-
-def scene_from_link(title: str, link: str, note: str, pages: list[str]) -> Scene:
-    """A scene from a copied "Link to this view" (its path names the page; "/" is the Overview)."""
-    parts = urlsplit(link.strip())
-    page = parts.path.strip("/").rsplit("/", 1)[-1] or "overview"
-    return check_scene(Scene(title, page, scene_query(query_params(parts.query)), note), pages)
 
 
 def moved(scenes: list[Scene], i: int, by: int) -> list[Scene]:

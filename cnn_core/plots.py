@@ -23,7 +23,7 @@ WRONG = "#d62728"
 FONT = dict(size=16, family="Arial, 'Liberation Sans', Helvetica, sans-serif")
 # Streamlit's chart theme draws what a figure does not size at 12 px (ticks) or 14 px (axis titles): visible axes and
 # colour bars size theirs with these.
-TICKS = dict(tickfont=FONT, title_font=FONT)
+TICKS = dict(tickfont=FONT, title_font=FONT)  # for a visible axis: update_xaxes(**TICKS) or dict(..., **TICKS)
 
 
 def colorbar(title: str = "", **kw) -> dict:
@@ -445,11 +445,9 @@ def probability_bars(probs: dict[str, np.ndarray]) -> go.Figure:
 
 
 MIN_FONT_PX = 16  # the smallest chart text a projector at 1920 px still shows legibly (issue 14)
-# Text a figure does not size is drawn by Streamlit's chart theme at 12 px (ticks) or 14 px (axis and colour-bar
-# titles), whatever the figure's own default font: builders size these with TICKS and COLORBAR.
+# What Streamlit's chart theme draws a figure's unsized ticks ("tickfont") and axis or colour-bar titles ("font") at;
+# builders size these with TICKS and colorbar().
 THEMED_PX = {"tickfont": 12, "font": 14}
-TICKS = dict(tickfont=FONT, title_font=FONT)  # for a visible axis: update_xaxes(**TICKS) or dict(..., **TICKS)
-COLORBAR = dict(tickfont=FONT, title_font=FONT)  # inside a trace's colorbar=dict(...)
 
 
 def _fonts(spec: dict):

@@ -1,5 +1,5 @@
-"""Lectures: the assignment's order, the file round trip, every way an import can be wrong, reordering, links pasted
-as scenes, and the content-named store a link cannot escape."""
+"""Lectures: the assignment's order, the file round trip, every way an import can be wrong, reordering, a view's query
+as a scene, and the content-named store a link cannot escape."""
 
 import json
 
@@ -14,7 +14,6 @@ from cnn_core.lecture import (
     lecture_json,
     moved,
     parse_lecture,
-    scene_from_link,
     scene_query,
 )
 
@@ -70,13 +69,12 @@ def test_moving_a_scene_keeps_the_others_in_order_and_stays_in_the_list():
     assert s == list("abcd")  # not changed in place
 
 
-def test_a_pasted_link_becomes_a_scene_without_presenter_mode_or_lecture_position():
-    link = "http://host:8501/inside?inside_section=Activations&a=baseline&present=1&lecture=0123456789ab&scene=3&m=x&m=y"
-    assert scene_from_link("T", link, "n", PAGES) == Scene("T", "inside", "inside_section=Activations&a=baseline&m=x&m=y", "n")
-    assert scene_from_link("T", "http://host:8501/", "", PAGES).page == "overview"
-    assert scene_from_link("T", "http://host/base/attacks", "", PAGES).page == "attacks"  # served under a base path
-    with pytest.raises(LectureError, match="page 'nowhere'"):
-        scene_from_link("T", "http://host/nowhere?x=1", "", PAGES)
+def test_a_views_query_becomes_a_scene_without_presenter_mode_or_lecture_position():
+    params = {"inside_section": ["Activations"], "a": ["baseline"], "present": ["1"], "lecture": ["0123456789ab"],
+              "scene": ["3"], "m": ["x", "y"]}
+    assert scene_query(params) == "inside_section=Activations&a=baseline&m=x&m=y"
+    assert Scene("T", "inside", scene_query(params)).params() == {"inside_section": ["Activations"], "a": ["baseline"],
+                                                                   "m": ["x", "y"]}
     assert scene_query({"digits": ["1,2"], "present": ["1"]}) == "digits=1%2C2"
 
 
