@@ -175,8 +175,10 @@ def unit_models(model: nn.Module, layer: str, units: list[int], steps: int = 200
                 lam: float = 1e-6, sign: bool = False, clamp: bool = True, progress: Progress | None = None) -> Ascent:
     """Optional part, a unit instead of a class: from the zero image ascend a(I) − λ‖I‖², a = ``unit_activation``;
     one image per unit. Only the unit's receptive field can change: 3×3 for conv1, 8×8 for conv2."""
-    if layer not in UNIT_LAYERS or not units or any(not 0 <= u < UNIT_LAYERS[layer] for u in units):
-        raise ValueError(f"{layer} has units 0…{UNIT_LAYERS.get(layer, 0) - 1}, got {units}")
+    if layer not in UNIT_LAYERS:
+        raise ValueError(f"{layer} is not one of {', '.join(UNIT_LAYERS)}")
+    if not units or any(not 0 <= u < UNIT_LAYERS[layer] for u in units):
+        raise ValueError(f"{layer} has units 0…{UNIT_LAYERS[layer] - 1}, got {units}")
     idx = torch.tensor(units)
     x0 = torch.zeros(len(units), 1, 28, 28)
     return gradient_ascent(model, x0, lambda x: unit_activation(model, x, layer, idx) - norm_penalty(x, lam),

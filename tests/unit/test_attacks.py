@@ -211,3 +211,135 @@ def test_transfer_summary_counts_noise_found_in_a_single_step():
     steps = np.ones(10, dtype=int)
     steps[7] = 0
     assert A.transfer_summary(pred, list(range(10)), steps) == {"cells": 81, "won": 1, "kept": 80}
+
+
+# What the mutation run (README, "Mutation testing") showed no test noticing: the settings each entry point passes on,
+# the defaults the report uses, and the numbers the page prints.
+
+def test_the_defaults_are_the_settings_the_report_and_the_page_start_from():
+    """The report (cnn_core/report.py) calls these with their defaults, and the Attack page's controls start at the
+    same values: the assignment's noise centred at 128, 200 steps of size 1,000 (10⁵ for a unit), λ = 10⁻⁶."""
+    import inspect
+
+    def defaults(f):
+        return {k: p.default for k, p in inspect.signature(f).parameters.items() if p.default is not p.empty}
+
+    ascent = dict(steps=200, step_size=1000.0, sign=False, clamp=True, progress=None)
+    noise = dict(mean=128.0, std=40.0, seed=0)
+    assert defaults(A.noise_image) == dict(noise, clamp=True)
+    assert defaults(A.fooling_images) == dict(ascent, **noise)
+    assert defaults(A.targeted_images) == dict(ascent, **noise, start="noise")
+    assert defaults(A.class_models) == dict(ascent, lam=1e-6)
+    assert defaults(A.unit_models) == dict(ascent, step_size=1e5, lam=1e-6)
+    assert defaults(A.adversarial_noise) == dict(targets=A.CLASSES, steps=200, alpha=None, linf=None, clamp=True)
+
+
+def test_every_ascent_passes_on_its_start_sign_and_clamp(mnist, shipped):
+    model, seven = shipped["baseline"], _seven(mnist)
+    wide = dict(std=200.0, clamp=False, steps=0)  # noise this wide leaves 0–255 unless clamped
+    raw = A.noise_image(10, std=200.0, clamp=False)[:, 0].numpy()
+    assert raw.min() < 0 and raw.max() > 255
+    assert np.array_equal(A.fooling_images(model, **wide).images, raw)
+    assert np.array_equal(A.targeted_images(model, seven[None], beta=1e-3, **wide).images, raw)
+    clamped = A.targeted_images(model, seven[None], beta=1e-3, std=200.0, steps=0).images
+    assert np.array_equal(clamped, raw.clip(0, 255)) and np.array_equal(A.fooling_images(model, std=200.0, steps=0).images, clamped)
+    start = A.targeted_images(model, seven[None], beta=1e-3, steps=0, start="image").images
+    assert np.array_equal(start, seven.expand(10, 28, 28).numpy())
+    # sign of gradient: every pixel the gradient reaches moves by exactly the step, in grey levels
+    runs = {"fooling": A.fooling_images(model, steps=1, step_size=3.0, sign=True, clamp=False),
+            "targeted": A.targeted_images(model, seven[None], beta=1e-3, steps=1, step_size=3.0, sign=True, clamp=False),
+            "class": A.class_models(model, steps=1, step_size=3.0, sign=True, clamp=False),
+            "unit": A.unit_models(model, "conv2", [0, 1], steps=1, step_size=3.0, sign=True, clamp=False)}
+    noise = A.noise_image(10, clamp=False)[:, 0].numpy()  # clamp=False starts from the unclamped noise too
+    starts = {"fooling": noise, "targeted": noise, "class": np.zeros((10, 28, 28)), "unit": np.zeros((2, 28, 28))}
+    for name, r in runs.items():
+        moved = np.abs(r.images - starts[name])
+        assert set(np.unique(moved[moved > 0]).round(4)) == {3.0}, name
+    # clamp: a huge step leaves 0–255 unless clamped
+    for clamp in (True, False):
+        r = A.targeted_images(model, seven[None], beta=1e-3, steps=2, step_size=1e6, clamp=clamp)
+        c = A.class_models(model, steps=2, step_size=1e6, clamp=clamp)
+        u = A.unit_models(model, "conv1", [0, 1], steps=2, step_size=1e7, clamp=clamp)
+        for images in (r.images, c.images, u.images):
+            assert images.shape[1:] == (28, 28) and bool(images.min() >= 0 and images.max() <= 255) is clamp
+    # progress: the page draws every ascent as it forms, 20 steps at a time
+    runs = {"targeted": lambda p: A.targeted_images(model, seven[None], beta=1e-3, steps=30, progress=p),
+            "class": lambda p: A.class_models(model, steps=30, progress=p),
+            "unit": lambda p: A.unit_models(model, "fc1", [0], steps=30, progress=p)}
+    for name, run in runs.items():
+        seen = []
+        run(lambda k, x, c: seen.append(k))
+        assert seen == [20], name
+
+
+def test_noise_is_one_seeded_gaussian_image_repeated():
+    """Every target starts from the same image, 128 + 40·N(0, 1) from torch's generator seeded with the page's seed."""
+    g = torch.Generator().manual_seed(5)
+    want = (128 + 40 * torch.randn(1, 1, 28, 28, generator=g)).clamp(0, 255)
+    assert torch.equal(A.noise_image(3, seed=5), want.expand(3, 1, 28, 28))
+
+
+def test_mse_is_per_image():
+    x, y = torch.zeros(2, 28, 28), torch.zeros(2, 28, 28)
+    x[0, :14] = 2.0  # half the pixels off by 2: mean square 2
+    assert A.mse(x, y).tolist() == [2.0, 0.0]
+
+
+def test_a_unit_model_ascends_its_activation_minus_the_norm_penalty(shipped):
+    model, lam, units = shipped["batchnorm"], 1e-4, [3, 4]
+    r = A.unit_models(model, "conv2", units, steps=30, step_size=1e4, lam=lam)
+    x = torch.from_numpy(r.images)[:, None]
+    with torch.no_grad():
+        final = A.unit_activation(model, x, "conv2", torch.tensor(units)) - lam * (x ** 2).flatten(1).sum(1)
+    np.testing.assert_allclose(r.costs[-1], final.numpy(), rtol=1e-5)
+    assert (r.images ** 2).sum() < (A.unit_models(model, "conv2", units, steps=30, step_size=1e4, lam=0.0).images ** 2).sum()
+
+
+def test_a_units_receptive_field_is_a_square_of_whole_rows():
+    """The page crops r.images[:, field, field] and prints its size (stop − start); 28 reads "the whole image"."""
+    sizes = {}
+    for layer in A.UNIT_LAYERS:
+        f = A.receptive_field(layer)
+        assert isinstance(f.start, int) and isinstance(f.stop, int) and f.step is None
+        sizes[layer] = (f.start, f.stop)
+    assert sizes == {"conv1": (13, 16), "conv2": (11, 19), "fc1": (0, 28)}
+
+
+def test_an_unknown_layer_is_named_in_the_message(shipped):
+    with pytest.raises(ValueError, match="conv3 is not one of conv1, conv2, fc1"):
+        A.unit_models(shipped["baseline"], "conv3", [0])
+
+
+def test_adversarial_noise_with_a_fixed_step_takes_exactly_that_step(mnist, shipped):
+    model, seven, alpha = shipped["batchnorm"], _seven(mnist), 0.5
+    targets = torch.tensor([1, 7, 8])  # 7 already wins: no step for it
+    r = A.adversarial_noise(model, seven, targets, steps=1, alpha=alpha, clamp=False)
+    noise = torch.zeros(3, 1, 28, 28, requires_grad=True)
+    logits = A.scores(model, seven.expand(3, 1, 28, 28) + noise)
+    (d,) = torch.autograd.grad(A.fooling_cost(logits, targets).sum(), noise)
+    want = alpha * d[:, 0] * torch.tensor([1.0, 0.0, 1.0])[:, None, None]
+    np.testing.assert_allclose(r.noise, want.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(r.costs[0], A.fooling_cost(logits, targets).detach().numpy(), rtol=1e-6)
+    assert r.costs.shape == (2, 3)
+    assert r.steps.tolist() == [1, 0, 1] and r.steps.dtype.kind == "i"  # the page titles read "1 step", not "1.0"
+
+
+def test_an_attack_reports_its_own_wall_time_in_milliseconds(monkeypatch, mnist, shipped):
+    ticks = iter([10.0, 10.25])
+    monkeypatch.setattr(A.time, "perf_counter", lambda: next(ticks))
+    assert A.adversarial_noise(shipped["baseline"], _seven(mnist), steps=1).milliseconds == 250.0
+    ticks = iter([3.0, 3.5])
+    assert A.fooling_images(shipped["baseline"], steps=1).milliseconds == 500.0
+
+
+def test_the_transfer_matrix_clamps_at_zero_not_above():
+    """A model that answers 1 when every pixel is above zero and 0 otherwise: a digit minus noise clamps to 0."""
+    class AllPositive(torch.nn.Module):
+        def forward(self, x):
+            out = torch.zeros(len(x), 10)
+            out[:, 1] = (x.flatten(1).min(1).values > 0).float()
+            return out
+
+    examples = torch.full((2, 28, 28), 100.0)
+    noises = torch.stack([torch.zeros(28, 28), torch.full((28, 28), -300.0)])
+    assert A.transfer_matrix(AllPositive(), examples, noises).tolist() == [[1, 1], [0, 0]]
