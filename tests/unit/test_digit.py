@@ -89,3 +89,105 @@ def test_a_digit_heavy_at_one_end_is_pasted_as_far_as_the_field_allows(row, top)
     expected = np.zeros((28, 28), dtype=np.float32)
     expected[top : top + 20, 4:24] = img  # columns: centre 9.5 → shift round(4.5) = 4
     assert np.array_equal(out, expected)
+
+
+# The recipe step by step, on inputs whose MNIST-style result can be worked out by hand.
+
+def _rectangle(ink=1.0, paper=0.0, rows=10, cols=5):
+    img = np.full((40, 40), paper)
+    img[7 : 7 + rows, 22 : 22 + cols] = ink
+    return img
+
+
+@pytest.mark.parametrize("ink, paper", [(1.0, 0.0), (0.5, 0.1), (0.1, 0.9)])
+def test_a_rectangle_is_cropped_stretched_scaled_to_20_and_centred_exactly(ink, paper):
+    """10×5 of ink → 20×10 of 1.0 (stretched from any contrast, dark ink inverted); centre of mass (9.5, 4.5) goes to
+    (14, 14): top = round(4.5) = 4, left = round(9.5) = 10 (Python rounds halves to even)."""
+    want = np.zeros((28, 28), dtype=np.float32)
+    want[4:24, 10:20] = 1.0
+    assert np.array_equal(mnist_style(_rectangle(ink, paper)), want)
+
+
+def test_a_pixel_exactly_at_the_ink_threshold_is_not_ink():
+    img = _rectangle()
+    img[6, 22] = 0.2  # just above the rectangle, at INK: not part of the crop
+    want = np.zeros((28, 28), dtype=np.float32)
+    want[4:24, 10:20] = 1.0
+    assert np.array_equal(mnist_style(img), want)
+
+
+def test_anything_darker_than_the_first_percentile_is_black():
+    """The stretch maps the 1st percentile to 0 and clips below: the darkest 1% of pixels cannot come out bright."""
+    img = np.full((40, 40), 0.3)
+    img[5, 5] = img[30, 30] = 1.0  # two ink dots: the crop spans rows and columns 5…30
+    dark = img.copy()
+    dark[10, 10] = dark[20, 12] = 0.0  # 2 of 1,600 pixels, inside the crop
+    assert np.percentile(dark, 1) == pytest.approx(0.3)
+    out = mnist_style(dark)
+    assert np.array_equal(out, mnist_style(img)) and out.max() <= 1.0
+
+
+def test_the_digit_is_scaled_with_lanczos():
+    """A 40×40 crop of varied intensities is resized to 20×20 with PIL's Lanczos filter (what MNIST's anti-aliasing
+    resembles most), then centred by mass."""
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0.0, 1.0, (40, 40))
+    img[[0, -1]], img[:, [0, -1]] = img[[0, -1]] * 0.4, img[:, [0, -1]] * 0.4  # darker paper at the border …
+    img[0, 0] = img[-1, -1] = 1.0  # … with ink at two corners: the crop is everything
+    lo = np.percentile(img, 1)
+    g = np.clip((img - lo) / (1.0 - lo), 0.0, 1.0)
+    small = np.asarray(Image.fromarray((g * 255).astype(np.uint8)).resize((20, 20), Image.LANCZOS)) / 255.0
+    assert np.array_equal(mnist_style(img), center_by_mass(small))
+
+
+@pytest.mark.parametrize("shape, want", [((1, 40), (1, 20)), ((40, 1), (20, 1))])
+def test_a_one_pixel_line_stays_one_pixel_thick(shape, want):
+    img = np.zeros((50, 50))
+    img[5 : 5 + shape[0], 5 : 5 + shape[1]] = 1.0
+    rows, cols = np.nonzero(mnist_style(img))
+    assert (np.ptp(rows) + 1, np.ptp(cols) + 1) == want
+
+
+def test_the_outer_ring_alone_decides_the_paper_and_half_light_is_not_light():
+    """The paper is light when the median of the outermost ring exceeds 0.5. Here that ring alternates light and dark
+    (median exactly 0.5, so no inversion) while the ring inside it is all light: looking one ring further in would
+    invert, and the dark middle would become ink."""
+    n = 40
+    img = np.zeros((n, n))
+    img[1:-1, 1:-1] = 1.0
+    img[2:-2, 2:-2] = 0.0  # a light second ring around a dark middle
+    i, j = np.indices((n, n))
+    ring = (i == 0) | (j == 0) | (i == n - 1) | (j == n - 1)
+    img[ring] = ((i + j) % 2 == 0)[ring]
+    out = mnist_style(img)
+    assert out[14, 14] == 0.0 and out.max() > 0.5  # the light rings are the ink; the dark middle stays paper
+
+
+def test_a_faint_digit_of_exactly_10_percent_contrast_is_not_blank():
+    img = np.zeros((20, 20))
+    img[5:15, 8:12] = 0.1
+    assert mnist_style(img).max() == 1.0
+
+
+@pytest.mark.parametrize("gray", [np.zeros(50), np.zeros((1, 50)), np.zeros((20, 20, 3))])
+def test_an_image_that_is_not_two_dimensional_or_too_thin_is_refused(gray):
+    with pytest.raises(DigitError, match="^the image must be two-dimensional and at least 2×2 pixels$"):
+        mnist_style(gray)
+
+
+def test_a_two_by_two_image_is_small_enough():
+    assert mnist_style(np.array([[1.0, 0.0], [0.0, 0.0]])).sum() > 0
+
+
+def test_the_blank_message_says_what_to_do():
+    with pytest.raises(DigitError, match="^the image is blank: draw a digit, or upload a picture of one$"):
+        mnist_style(np.zeros((5, 5)))
+
+
+@pytest.mark.parametrize("col, left", [(19, 0), (0, 8)])
+def test_a_digit_heavy_at_one_side_is_pasted_as_far_as_the_field_allows(col, left):
+    img = np.zeros((20, 20), dtype=np.float32)
+    img[:, col] = 1.0
+    expected = np.zeros((28, 28), dtype=np.float32)
+    expected[4:24, left : left + 20] = img
+    assert np.array_equal(center_by_mass(img), expected)
