@@ -101,7 +101,7 @@ def value_label(field: str, value) -> str:
 def sweep_table(runs: list[dict], field: str) -> pd.DataFrame:
     """One row per run (snapshots or saved runs) in the given order, led by the swept field's value."""
     label = SWEEPS[field][0]
-    rows = [{label: value_label(field, r["config"][field])} | summary_row(r) for r in runs]
+    rows = [summary_row(r) | {label: value_label(field, r["config"][field])} for r in runs]  # "BatchNorm" is both
     columns = [label, "run", "outcome", "test accuracy (%)", "test loss", "seconds / epoch", "images/s (median)",
                "steps to 98% val", "peak MiB / step"]
     return pd.DataFrame(rows)[columns]

@@ -202,3 +202,40 @@ def test_a_sweep_of_exactly_eight_values_is_accepted():
     """MAX_VALUES is inclusive: eight learning rates are a sweep; nine are refused (test_bad_sweeps_say_what_is_wrong)."""
     text = ",".join(str(k / 100) for k in range(1, 9))
     assert parse_values("lr", text) == [k / 100 for k in range(1, 9)]
+
+
+def test_every_kind_of_failure_is_named_and_the_rest_still_ranked():
+    """Each outcome that is not "trained" reads its own way, all of them joined by commas after the ranking."""
+    stalled = _run("rmsprop", 0.15, 4000)  # final loss fine, 15% accuracy: under twice chance
+    empty = _run("momentum", None, 4000) | {"vals": [], "epochs": []}  # no validation yet
+    runs = [_run("adam", 0.99, 4000), _run("sgd", 0.09, 4000, final_loss=9.0), stalled, empty]
+    assert sweep_verdict(runs, "optimizer").startswith(
+        "Only adam trained: test accuracy 99.00%; sgd diverged, rmsprop did not learn, momentum ended before its first "
+        "validation; about the same training speed")
+    assert sweep_verdict([], "optimizer") == "No verdict: no run has finished."
+
+
+@pytest.mark.parametrize("mib, reads", [(22.0, "peak memory per step from 20 MiB (sgd) to 22 MiB (adam)"),
+                                        (21.9, "about the same peak memory per step (20 MiB to 22 MiB)")])
+def test_a_measured_range_is_a_difference_from_10_percent_up(mib, reads):
+    """20 → 22 MiB is exactly 10% more: a difference (the threshold is inclusive), 21.9 is not; speeds likewise."""
+    runs = [_run("sgd", 0.99, 4000, mib=20.0), _run("adam", 0.98, 4400, mib=mib)]
+    verdict = sweep_verdict(runs, "optimizer")
+    assert reads in verdict and "training speed from 4,000 images/s (sgd) to 4,400 images/s (adam)" in verdict
+
+
+def test_a_run_without_a_measured_speed_is_left_out_of_the_range():
+    runs = [_run("rmsprop", 0.97, 5000), _run("sgd", 0.99, 4000), _run("adam", 0.98, 4400)]
+    runs[0]["epochs"][0]["images_per_s_median"] = float("nan")  # first: min() and max() would keep a NaN there
+    assert "training speed from 4,000 images/s (sgd) to 4,400 images/s (adam)" in sweep_verdict(runs, "optimizer")
+
+
+@pytest.mark.parametrize("field, values, labels", [
+    ("batchnorm", [False, True], ["no BatchNorm", "BatchNorm"]),
+    ("augment", [False, True], ["off", "on"]),
+    ("lr", [1e-3, 1e-2], ["1e-3", "1e-2"]),
+    ("batch_size", [32, 512], ["32", "512"]),
+])
+def test_a_sweeps_values_read_as_words_in_its_table(field, values, labels):
+    table = sweep_table([_run(v, 0.99, 4000, field=field) for v in values], field)
+    assert list(table[SWEEPS[field][0]]) == labels
