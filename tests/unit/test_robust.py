@@ -381,6 +381,7 @@ def test_attributions_under_attack_explain_each_images_own_prediction(shipped, t
         clean, adv = model(x).softmax(1), model(x_adv).softmax(1)
     assert torch.equal(out["pred_clean"], clean.argmax(1)) and torch.equal(out["pred_adv"], adv.argmax(1))
     assert torch.equal(out["conf_adv"], adv.max(1).values) and (out["pred_adv"] != y).all()  # PGD at 0.2 flips all 3
+    assert torch.equal(out["conf_clean"], clean.max(1).values)
     for m in ("Saliency", "Grad-CAM (conv2)"):
         c, a = out["maps"][m]
         assert torch.equal(c, attribution(model, x, out["pred_clean"], m))
@@ -526,6 +527,13 @@ def test_the_defence_verdict_at_its_boundaries_and_in_full():
         "the defence only worked against an attacker who did not know about it."
     assert R.defence_verdict({"PGD": 0.30, "PGD, defence on": 0.10, "adaptive attacker": 0.05}, False) == \
         "the defence does not help here (-20.0 points under attack)."
+    # The decision reads the points as the sentence prints them (one decimal): 1.6 is under 2, 1.96 prints as 2.0.
+    assert R.defence_verdict({"PGD": 0.10, "PGD, defence on": 0.116, "adaptive attacker": 0.116}, False) == \
+        "the defence does not help here (+1.6 points under attack)."
+    assert "does not help" not in R.defence_verdict({"PGD": 0.10, "PGD, defence on": 0.1196, "adaptive attacker": 0.0}, False)
+    # 10.2 points above no defence is more than 10: the adaptive attack did not undo it all, yet it took back 3.2 > 3
+    assert R.defence_verdict({"PGD": 0.10, "PGD, defence on": 0.234, "adaptive attacker": 0.202}, False) == \
+        "the adaptive attack takes back part of what the defence gained."
     held = {"PGD": 0.10, "PGD, defence on": 0.93, "adaptive attacker": 0.90}
     assert R.defence_verdict(held, True) == (
         "the threshold holds at this ε: MNIST pixels are nearly all 0 or 1, and a small change cannot push them across "
@@ -577,3 +585,38 @@ def test_verdicts_count_whole_points_and_name_the_budget_they_quote():
         R.robustness_sentence({"adversarial": "pgd", "adv_epsilon": 0.12}, pgd)
     assert R.robustness_sentence({"adversarial": "pgd", "adv_epsilon": 0.3}, pgd).endswith(
         "but 22.6% under PGD at its training budget.")  # no "beyond it" at its own budget
+
+
+class _SumModel(torch.nn.Module):
+    """Two classes, logits (0, (s − c) / 100) with s = the sum of the pixels (small, so the softmax never saturates
+    and the gradient never vanishes): from a black digit of class 0, PGD at budget ε ends at ε on every pixel (each
+    step's gradient sign is +1 everywhere), so it flips the digit exactly when 784·ε > c. A bisection's answer can be
+    worked out by hand."""
+
+    def __init__(self, flips_above: float):
+        super().__init__()
+        self.c = 784 * flips_above
+
+    def forward(self, x):
+        s = x.flatten(1).sum(1)
+        return torch.stack([torch.zeros_like(s), (s - self.c) / 100], 1)
+
+
+@pytest.mark.parametrize("tol, max_eps, want", [(1 / 255, 0.5, 78 / 255), (2 / 255, 0.3, 78 / 255),
+                                                (1 / 255, 0.2, float("inf"))])
+def test_the_bisection_finds_the_first_budget_on_its_grid_that_flips(tol, max_eps, want):
+    """Flips above 77.5/255: on the 1/255 grid that is 78/255; on the 2/255 grid up to 0.3 the search must reach
+    ⌈0.3 / (2/255)⌉ = 39 steps = 78/255 (38 would stop at 76/255 and report 'not flipped'); up to 0.2, nothing."""
+    model, x = _SumModel(77.5 / 255), torch.zeros(3, 1, 28, 28)
+    eps, x_adv = R.smallest_flipping_eps(model, x, torch.tensor([0, 0, 1]), tol=tol, max_eps=max_eps)
+    assert eps[:2].tolist() == pytest.approx([want, want]) and eps[2] == 0  # the third is already "wrong"
+    if want < 1:
+        assert torch.allclose(x_adv[:2], torch.full_like(x_adv[:2], want))
+
+
+def test_the_flip_search_defaults_are_the_pages_start_values():
+    import inspect
+
+    params = inspect.signature(R.smallest_flipping_eps).parameters
+    assert (params["tol"].default, params["max_eps"].default, params["steps"].default, params["seed"].default) == \
+        (1 / 255, 0.5, 10, 0)
