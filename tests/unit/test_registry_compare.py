@@ -222,7 +222,12 @@ def test_across_seeds_mean_and_sample_sd_and_a_verdict_that_weighs_the_spread():
     assert seeds_verdict(runs) == ("Over 3 seeds, BatchNorm improved mean test accuracy by 0.60 points (98.80 ± 0.20% vs "
                                    "98.20 ± 0.20%) — larger than the spread between seeds; seconds per epoch 13.0 ± 1.0 vs 11.0 ± 1.0.")
     close = [_seeded(False, 0, 0.980, 10), _seeded(False, 1, 0.990, 10), _seeded(True, 0, 0.985, 10), _seeded(True, 1, 0.986, 10)]
+    assert seeds_verdict(close).startswith("Over 2 seeds, BatchNorm improved mean test accuracy by 0.05 points (98.55 ± ")
     assert "within the spread between seeds (sd up to 0.71): no clear effect" in seeds_verdict(close)
+    # A third of a test digit apart (means of three seeds): unchanged at the 0.01 points a sentence prints.
+    third = [_seeded(False, s, a, 10) for s, a in enumerate((0.98, 0.99, 0.99))] + \
+            [_seeded(True, s, a, 10) for s, a in enumerate((0.98, 0.99, 0.9901))]
+    assert seeds_verdict(third).startswith("Over 3 seeds, BatchNorm left mean test accuracy unchanged (98.67 ± ")
     assert seeds_verdict(runs[:4]) == "Both arms need at least two seeds that trained."
 
 
