@@ -343,3 +343,13 @@ def test_the_transfer_matrix_clamps_at_zero_not_above():
     examples = torch.full((2, 28, 28), 100.0)
     noises = torch.stack([torch.zeros(28, 28), torch.full((28, 28), -300.0)])
     assert A.transfer_matrix(AllPositive(), examples, noises).tolist() == [[1, 1], [0, 0]]
+
+
+def test_a_negative_step_count_or_size_is_refused_and_zero_or_small_steps_are_not(shipped):
+    model, x0 = shipped["baseline"], A.noise_image(1)
+    cost = lambda x: A.fooling_cost(A.scores(model, x), torch.tensor([3]))  # noqa: E731
+    for steps, size in ((-1, 1.0), (0, -1.0)):
+        with pytest.raises(ValueError, match=f"^steps and step size must be ≥ 0, got {steps} and {size}$"):
+            A.gradient_ascent(model, x0, cost, steps, size)
+    assert np.array_equal(A.gradient_ascent(model, x0, cost, 1, 0.0).images, x0[:, 0].numpy())
+    assert not np.array_equal(A.gradient_ascent(model, x0, cost, 1, 0.5).images, x0[:, 0].numpy())

@@ -191,3 +191,25 @@ def test_a_digit_heavy_at_one_side_is_pasted_as_far_as_the_field_allows(col, lef
     expected = np.zeros((28, 28), dtype=np.float32)
     expected[4:24, left : left + 20] = img
     assert np.array_equal(center_by_mass(img), expected)
+
+
+def test_decoding_reads_grey_levels_and_transparent_paper_as_white():
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., :3], rgba[..., 3] = 51, 255  # opaque grey 51 = 0.2
+    rgba[0, 0, 3] = 0  # one transparent pixel: paper
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    gray = decode_image(buf.getvalue())
+    assert gray[0, 0] == pytest.approx(1.0) and gray[1:, 1:] == pytest.approx(np.full((3, 3), 0.2))
+
+
+def test_the_size_limit_and_the_refusals_word_for_word():
+    with pytest.raises(DigitError, match=r"^that file is not an image this app can read \(try PNG or JPEG\)$"):
+        decode_image(b"not an image")
+    buf = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buf, format="PNG")
+    assert decode_image(buf.getvalue()).shape == (5000, 5000)  # exactly 25 megapixels: allowed
+    buf = io.BytesIO()
+    Image.new("L", (5001, 5000)).save(buf, format="PNG")
+    with pytest.raises(DigitError, match=r"^the image is too large \(5,001×5,000 pixels\); use one under 25 megapixels$"):
+        decode_image(buf.getvalue())

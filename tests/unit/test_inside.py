@@ -165,3 +165,46 @@ def test_filters_over_time_share_one_scale_and_changes_are_relative_to_step_0():
     assert zmax3 == 4.0 and np.all(change[5] == -4) and np.all(change[0] == 0)  # W_5 − W_0 = −3 − 1
     assert relative_change(snapshots, 5, "conv1.weight") == pytest.approx(4.0)  # ‖−3 − 1‖ / ‖1‖
     assert relative_change(snapshots, 0, "conv1.weight") == 0.0
+
+
+def test_a_patch_as_large_as_the_image_or_a_stride_of_one_is_allowed():
+    assert occlusion_positions(28, 28, 1).tolist() == [0]
+    assert occlusion_positions(5, 3, 1).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"^patch must be in \[1, 28\] and stride ≥ 1, got patch=29, stride=1$"):
+        occlusion_positions(28, 29, 1)
+
+
+def test_occlusion_reports_its_positions_defaults_and_wall_time(monkeypatch, mnist, shipped):
+    """The page labels the heat map's axes with rows/cols and prints the milliseconds; stride 1 and a grey (0.5)
+    patch are the defaults."""
+    import inspect
+
+    from cnn_core import inside
+
+    params = inspect.signature(occlusion).parameters
+    assert (params["stride"].default, params["fill"].default) == (1, 0.5)
+    ticks = iter([4.0, 4.125])
+    monkeypatch.setattr(inside.time, "perf_counter", lambda: next(ticks))
+    x, y = to_float(mnist.test_images[:2]), mnist.test_labels[:2]
+    o = occlusion(shipped["baseline"], x, y, patch=20, stride=4)
+    assert o.rows.tolist() == o.cols.tolist() == [0, 4, 8] and o.milliseconds == 125.0
+
+
+def test_each_attribution_is_its_formula(mnist, shipped):
+    """Saliency |∂logit_t/∂x| by autograd; Integrated Gradients from black in 32 steps; Grad-CAM on conv2 upsampled
+    bilinearly (not nearest: the page's maps would turn blocky)."""
+    import torch.nn.functional as F
+    from captum.attr import IntegratedGradients, LayerGradCam
+
+    model = shipped["baseline"]
+    x, y = to_float(mnist.test_images[:2]), mnist.test_labels[:2]
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(xg).gather(1, y[:, None]).sum(), xg)
+    assert torch.allclose(attribution(model, x, y, "Saliency"), grad.abs()[:, 0])
+    ig = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=y.tolist(), n_steps=32)
+    assert torch.allclose(attribution(model, x, y, "Integrated Gradients"), ig[:, 0])
+    cam = LayerGradCam(model, model.conv2).attribute(x, target=y.tolist(), relu_attributions=True)
+    want = F.interpolate(cam, (28, 28), mode="bilinear", align_corners=False)[:, 0]
+    assert torch.allclose(attribution(model, x, y, "Grad-CAM (conv2)"), want.detach(), atol=1e-6)
+    with pytest.raises(ValueError, match=r"^method must be one of Saliency, Integrated Gradients, Grad-CAM \(conv2\), got 'LRP'$"):
+        attribution(model, x, y, "LRP")
