@@ -116,7 +116,7 @@ def test_im2col_product_equals_the_models_conv1(shipped, digit, name):
     h = (digit - model.mean) / model.std
     assert torch.equal(demo.patches[0], torch.cat([torch.zeros(4), h[0, 0:2], torch.zeros(1), h[1, 0:2]]))  # padded corner
     assert torch.equal(demo.patches[29], h[0:3, 0:3].flatten())  # output (1, 1): the window at rows 0–2, cols 0–2
-    assert torch.equal(demo.filters[:, 5], model.conv1.weight[5, 0].flatten())
+    assert torch.equal(demo.filters[:, 5], model.conv1.weight[5, 0].flatten()) and torch.equal(demo.bias, model.conv1.bias)
     expected = F.conv2d(h[None, None], model.conv1.weight, model.conv1.bias, padding=1)[0]
     assert torch.equal(demo.reference, expected)  # conv1 before BatchNorm, not the BN output
     assert demo.max_difference == float((demo.maps - expected).abs().max()) < 1e-5
