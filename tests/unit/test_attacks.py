@@ -268,7 +268,7 @@ def test_every_ascent_passes_on_its_start_sign_and_clamp(mnist, shipped):
             "unit": lambda p: A.unit_models(model, "fc1", [0], steps=30, progress=p)}
     for name, run in runs.items():
         seen = []
-        run(lambda k, x, c: seen.append(k))
+        run(lambda k, x, c, seen=seen: seen.append(k))
         assert seen == [20], name
 
 

@@ -620,3 +620,17 @@ def test_the_flip_search_defaults_are_the_pages_start_values():
     params = inspect.signature(R.smallest_flipping_eps).parameters
     assert (params["tol"].default, params["max_eps"].default, params["steps"].default, params["seed"].default) == \
         (1 / 255, 0.5, 10, 0)
+
+
+def test_attack_dispatches_by_method_and_budget(shipped, test_batch):
+    model, (x, y) = shipped["baseline"], test_batch
+    x, y = x[:7], y[:7]
+    assert R.attack(model, x, y, "clean", 0.3) is x and R.attack(model, x, y, "pgd", 0.0) is x
+    t = torch.full_like(y, 3)
+    assert torch.equal(R.attack(model, x, y, "fgsm", 0.2, target=t), R.fgsm(model, x, y, 0.2, t))
+    assert not torch.equal(R.attack(model, x, y, "fgsm", 0.2, target=t), R.fgsm(model, x, y, 0.2))
+    with pytest.raises(ValueError, match="^method must be clean, fgsm or pgd, got 'cw'$"):
+        R.attack(model, x, y, "cw", 0.1)
+    # in batches of 3 (3 + 3 + 1 digits): the same answers as all at once, one per digit
+    assert torch.equal(R.robust_correct(model, x, y, "fgsm", 0.1, batch=3), R.robust_correct(model, x, y, "fgsm", 0.1))
+    assert len(R.robust_correct(model, x, y, "fgsm", 0.1, batch=3)) == 7
