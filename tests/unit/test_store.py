@@ -259,3 +259,26 @@ def test_stored_test_probabilities_are_float32_and_a_file_of_another_type_is_mad
     assert np.load(store.path("r") / "test_probs.npy").dtype == np.float32
     np.save(store.path("r") / "test_probs.npy", probs)  # the right shape, the wrong type: not trusted
     assert store.test_probabilities("r", lambda: probs * 0 + 0.2)[0, 0] == np.float32(0.2)
+
+
+def test_extra_results_are_added_replaced_and_refused_for_a_folder_that_is_not_a_run(tmp_path, tiny_run):
+    """robustness.json and the stored defence views live beside a run: written whole (no temporary file left),
+    replaced whole, read back; a folder without run.json is not a run to add them to."""
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "r")
+    path = store.write_extra("r", "robustness.json", {"pgd": {"0.1": 0.5}})
+    assert path == tmp_path / "r" / "robustness.json" and store.read_extra("r", "robustness.json") == {"pgd": {"0.1": 0.5}}
+    store.write_extra("r", "robustness.json", {"pgd": {}})
+    assert json.loads(path.read_text()) == {"pgd": {}} and not list((tmp_path / "r").glob(".tmp-*"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="is not a saved run"):
+        store.write_extra("empty", "robustness.json", {})
+
+
+def test_a_runs_mtime_is_its_weights_files_modification_time(tmp_path, tiny_run):
+    """Pages key their caches on it, so a run saved over is never served from the old cache entry."""
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "r")
+    assert store.mtime("r") == (tmp_path / "r" / "model.pt").stat().st_mtime
+    os.utime(tmp_path / "r" / "model.pt", (1_000_000, 1_000_000))
+    assert store.mtime("r") == 1_000_000
