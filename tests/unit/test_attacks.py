@@ -217,8 +217,8 @@ def test_transfer_summary_counts_noise_found_in_a_single_step():
 # the defaults the report uses, and the numbers the page prints.
 
 def test_the_defaults_are_the_settings_the_report_and_the_page_start_from():
-    """The report (cnn_core/report.py) calls these with their defaults, and the Attack page's controls start at the
-    same values: the assignment's noise centred at 128, 200 steps of size 1,000 (10⁵ for a unit), λ = 10⁻⁶."""
+    """The report (cnn_core/report.py) calls these with their defaults: the assignment's noise centred at 128, 200
+    steps of size 1,000, λ = 10⁻⁶; the Attack page's controls start there too (a unit's step, 10⁵ here, at 10⁴)."""
     import inspect
 
     def defaults(f):
