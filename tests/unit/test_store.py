@@ -282,3 +282,15 @@ def test_a_runs_mtime_is_its_weights_files_modification_time(tmp_path, tiny_run)
     assert store.mtime("r") == (tmp_path / "r" / "model.pt").stat().st_mtime
     os.utime(tmp_path / "r" / "model.pt", (1_000_000, 1_000_000))
     assert store.mtime("r") == 1_000_000
+
+
+def test_only_folders_with_weights_are_runs_and_shipped_ones_are_marked(tmp_path, tiny_run):
+    """A folder with run.json but no model.pt (a save cut short by hand, a copy half done) is not listed and does not
+    exist; the shipped names are marked, so the pages lock their delete button."""
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "mine")
+    store.save(tiny_run, SHIPPED_RUNS[0])
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "run.json").write_text("{}")
+    assert not store.exists("half") and store.exists("mine")
+    assert [(r["name"], r["shipped"]) for r in store.list_runs()] == sorted([("mine", False), (SHIPPED_RUNS[0], True)])
