@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -294,3 +295,24 @@ def test_only_folders_with_weights_are_runs_and_shipped_ones_are_marked(tmp_path
     (tmp_path / "half" / "run.json").write_text("{}")
     assert not store.exists("half") and store.exists("mine")
     assert [(r["name"], r["shipped"]) for r in store.list_runs()] == sorted([("mine", False), (SHIPPED_RUNS[0], True)])
+
+
+def test_a_folder_that_cannot_be_written_only_means_computing_again(tmp_path, tiny_run, monkeypatch):
+    """Shipped runs may sit in a read-only install: writing the cache fails before any temporary file exists, and
+    the probabilities still come back (root ignores chmod, so the failing write is simulated)."""
+    from cnn_core import store as store_module
+
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "mine")
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if "w" in mode:
+            raise PermissionError(13, "Read-only file system", str(path))
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "open", read_only, raising=False)
+    probs = np.full((10000, 10), 0.1, dtype=np.float32)
+    assert (store.test_probabilities("mine", lambda: probs) == probs).all()
+    assert not list((tmp_path / "mine").glob(".tmp-*"))
+    with pytest.raises(CheckpointError, match="is not a saved run"):
+        store.write_arrays("nowhere", "views.npz", {"a": probs})
