@@ -23,8 +23,8 @@ from cnn_core.store import RunStore
 from cnn_core.training import estimate_seconds
 
 
-def test_pair_differs_only_in_batchnorm_and_is_saved(mnist, tmp_path, tiny_config):
-    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2)
+def test_pair_differs_only_in_batchnorm_and_is_saved(mnist_1k, tmp_path, tiny_config):
+    reg = RunRegistry(lambda: mnist_1k, RunStore(tmp_path), max_active=2)
     no_bn, bn = reg.start_pair(tiny_config(epochs=1))
     assert no_bn.wait(120) and bn.wait(120)
     a, b = no_bn.snapshot()["config"], bn.snapshot()["config"]
@@ -41,8 +41,8 @@ def _wait_until(condition, timeout=60):
         time.sleep(0.01)
 
 
-def test_beyond_the_cap_groups_queue_in_order_start_whole_and_can_be_cancelled(mnist, tmp_path, tiny_config):
-    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2)
+def test_beyond_the_cap_groups_queue_in_order_start_whole_and_can_be_cancelled(mnist_1k, tmp_path, tiny_config):
+    reg = RunRegistry(lambda: mnist_1k, RunStore(tmp_path), max_active=2)
     (first,) = reg.start([tiny_config(train_subset=0, epochs=50)], keep_stopped=False)
     pair = reg.start_pair(tiny_config(epochs=1))  # needs 2 slots: waits although one is free
     (single,) = reg.start([tiny_config(epochs=1)])  # fits in the free slot, but never jumps ahead of the pair
@@ -62,9 +62,9 @@ def test_beyond_the_cap_groups_queue_in_order_start_whole_and_can_be_cancelled(m
     assert {reg.saved_name(r.id) for r in (*pair, single)} == {r["name"] for r in RunStore(tmp_path).list_runs()}
 
 
-def test_the_estimated_start_plays_the_queue_forward(mnist, tmp_path, tiny_config):
+def test_the_estimated_start_plays_the_queue_forward(mnist_1k, tmp_path, tiny_config):
     speed = {"train": 1000.0, "eval": 10000.0}
-    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2, speed=lambda: speed)
+    reg = RunRegistry(lambda: mnist_1k, RunStore(tmp_path), max_active=2, speed=lambda: speed)
     runs = reg.start([tiny_config(train_subset=0, epochs=50)]) + reg.start([tiny_config(train_subset=0, epochs=50)])
     _wait_until(lambda: all(r.progress.get("eta_s") for r in runs))
     (a,) = reg.start([tiny_config()])
@@ -79,8 +79,8 @@ def test_the_estimated_start_plays_the_queue_forward(mnist, tmp_path, tiny_confi
     assert all(r.wait(30) for r in runs) and a.status == "cancelled"
 
 
-def test_one_browser_session_holds_at_most_its_share_and_a_group_must_fit_the_cap(mnist, tmp_path, tiny_config):
-    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2, max_per_owner=3)
+def test_one_browser_session_holds_at_most_its_share_and_a_group_must_fit_the_cap(mnist_1k, tmp_path, tiny_config):
+    reg = RunRegistry(lambda: mnist_1k, RunStore(tmp_path), max_active=2, max_per_owner=3)
     reg.start_pair(tiny_config(train_subset=0, epochs=50), owner="alice")
     reg.start([tiny_config()], owner="alice")
     with pytest.raises(TooManyRuns, match="you have 3 run\\(s\\) training or queued and asked for 1 more; one browser may hold 3"):
@@ -92,9 +92,9 @@ def test_one_browser_session_holds_at_most_its_share_and_a_group_must_fit_the_ca
     assert all(r.wait(30) for r in reg.runs()) and bobs.status == "cancelled"
 
 
-def test_a_stopped_run_is_saved_as_stopped_with_its_best_weights_so_far(mnist, tmp_path, tiny_config):
+def test_a_stopped_run_is_saved_as_stopped_with_its_best_weights_so_far(mnist_1k, tmp_path, tiny_config):
     store = RunStore(tmp_path)
-    reg = RunRegistry(lambda: mnist, store, max_active=2)
+    reg = RunRegistry(lambda: mnist_1k, store, max_active=2)
     (run,) = reg.start([tiny_config(train_subset=2048, epochs=20)])  # keep_stopped is the default
     while len(run.snapshot()["vals"]) < 2:
         assert not run.done, run.error
@@ -114,9 +114,9 @@ def test_a_stopped_run_is_saved_as_stopped_with_its_best_weights_so_far(mnist, t
     assert [r["kind"] for r in store.load_metrics(name)].count("val") == len(info["vals"])
 
 
-def test_cores_are_shared_out_among_active_runs(mnist, tmp_path, tiny_config, monkeypatch):
+def test_cores_are_shared_out_among_active_runs(mnist_1k, tmp_path, tiny_config, monkeypatch):
     monkeypatch.setattr("cnn_core.registry.os.cpu_count", lambda: 2)
-    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2)
+    reg = RunRegistry(lambda: mnist_1k, RunStore(tmp_path), max_active=2)
 
     def threads_once_running(run):
         while run.snapshot()["progress"].get("step", 0) < 2:
@@ -136,10 +136,10 @@ def test_cores_are_shared_out_among_active_runs(mnist, tmp_path, tiny_config, mo
     assert alone.wait(30) and second.wait(30)
 
 
-def test_names_never_clash_with_saved_runs(mnist, tmp_path, tiny_run, tiny_config):
+def test_names_never_clash_with_saved_runs(mnist_1k, tmp_path, tiny_run, tiny_config):
     store = RunStore(tmp_path)
     store.save(tiny_run, "demo")
-    reg = RunRegistry(lambda: mnist, store)
+    reg = RunRegistry(lambda: mnist_1k, store)
     (run,) = reg.start([tiny_config(epochs=1)], names=["demo"])
     assert run.wait(120)
     assert reg.saved_name(run.id) == "demo-2"

@@ -47,7 +47,7 @@ def test_names_are_sanitized_and_never_escape_the_store(tmp_path):
     assert store.path("../outside").parent == tmp_path
 
 
-def test_saving_twice_needs_overwrite_and_unfinished_runs_cannot_be_saved(tmp_path, tiny_run, mnist, tiny_config):
+def test_saving_twice_needs_overwrite_and_unfinished_runs_cannot_be_saved(tmp_path, tiny_run, mnist_1k, tiny_config):
     store = RunStore(tmp_path)
     store.save(tiny_run, "r")
     with pytest.raises(FileExistsError):
@@ -55,16 +55,18 @@ def test_saving_twice_needs_overwrite_and_unfinished_runs_cannot_be_saved(tmp_pa
     store.save(tiny_run, "r", overwrite=True)
     assert len(store.list_runs()) == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     with pytest.raises(ValueError, match="only finished or stopped runs"):
-        store.save(Run(tiny_config(), mnist), "pending")
+        store.save(Run(tiny_config(), mnist_1k), "pending")
 
 
 _CRASHING_SAVE = """
-import os, sys
+import dataclasses, os, sys
 sys.path.insert(0, {repo!r})
 import cnn_core.store as store
 from cnn_core.data import load_mnist
 from cnn_core.training import Run, TrainConfig
-run = Run(TrainConfig(train_subset=64, epochs=1, batch_size=64, device="cpu", seed=7), load_mnist()).run()
+mnist = load_mnist()
+mnist_1k = dataclasses.replace(mnist, test_images=mnist.test_images[:1000], test_labels=mnist.test_labels[:1000])
+run = Run(TrainConfig(train_subset=64, epochs=1, batch_size=64, device="cpu", seed=7), mnist_1k).run()
 real = store._write_metrics
 def die(path, *a):
     real(path, *a)
@@ -146,8 +148,8 @@ def test_filter_snapshots_round_trip_and_older_runs_have_none(tmp_path, tiny_run
     assert [shipped.load_filters(n) for n in SHIPPED_RUNS] == [None, None, None]  # not retrained for snapshots
 
 
-def test_a_stopped_run_saves_the_filter_snapshots_taken_so_far(tmp_path, mnist, tiny_config):
-    run = Run(tiny_config(train_subset=0, epochs=50), mnist).start()  # 844 steps an epoch
+def test_a_stopped_run_saves_the_filter_snapshots_taken_so_far(tmp_path, mnist_1k, tiny_config):
+    run = Run(tiny_config(train_subset=0, epochs=50), mnist_1k).start()  # 844 steps an epoch
     deadline = time.monotonic() + 60
     while 5 not in run.snapshot()["filters"]["snapshots"]:
         assert time.monotonic() < deadline and run.status != "failed", run.error

@@ -90,9 +90,9 @@ def test_runs_of_a_sweep_see_the_digits_in_the_same_order(mnist):
 
 
 def test_a_sweep_queues_beyond_the_cap_trains_each_run_on_the_same_threads_and_starts_alike(
-        mnist, tmp_path, tiny_config, monkeypatch):
+        mnist_1k, tmp_path, tiny_config, monkeypatch):
     monkeypatch.setattr("cnn_core.registry.os.cpu_count", lambda: 4)
-    reg = RunRegistry(lambda: mnist, RunStore(tmp_path), max_active=2)
+    reg = RunRegistry(lambda: mnist_1k, RunStore(tmp_path), max_active=2)
     configs = sweep_configs(tiny_config(epochs=1), "optimizer", ["sgd", "momentum", "adam"])
     runs = reg.start_sweep(configs)
     assert [r.status != "queued" for r in runs] == [True, True, False]  # two at once, the third waits
@@ -183,12 +183,12 @@ def test_peak_bytes_counts_what_the_calling_thread_allocates():
         other.join()
 
 
-def test_a_run_measures_its_step_memory_without_touching_its_weights(mnist, tiny_config, tiny_run):
+def test_a_run_measures_its_step_memory_without_touching_its_weights(mnist_1k, tiny_config, tiny_run):
     assert 5 < tiny_run.snapshot()["peak_step_mib"] < 500
     assert all(e["images_per_s_median"] > 0 for e in tiny_run.epochs)
-    again = Run(tiny_config(), mnist).run()  # the probe step must not change what the run trains
+    again = Run(tiny_config(), mnist_1k).run()  # the probe step must not change what the run trains
     assert [s["loss"] for s in again.steps] == [s["loss"] for s in tiny_run.steps]
-    unfold = Run(tiny_config(conv="unfold", epochs=1, val_points=1), mnist).run()
+    unfold = Run(tiny_config(conv="unfold", epochs=1, val_points=1), mnist_1k).run()
     assert unfold.peak_step_bytes > 1.5 * tiny_run.peak_step_bytes  # unfolded patches are stored for backward
 
 

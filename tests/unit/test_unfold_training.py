@@ -41,15 +41,15 @@ def test_the_unfold_model_has_the_same_parameters_and_initial_weights():
     torch.testing.assert_close(unfold.eval()(x), builtin.eval()(x), rtol=1e-5, atol=1e-5)
 
 
-def test_same_seed_gives_the_builtin_loss_curve(mnist, tiny_config):
-    builtin = Run(tiny_config(epochs=1, val_fraction=0.02), mnist).run()  # small validation split: a faster test
-    unfold = Run(tiny_config(epochs=1, val_fraction=0.02, conv="unfold"), mnist).run()
+def test_same_seed_gives_the_builtin_loss_curve(mnist_1k, tiny_config):
+    builtin = Run(tiny_config(epochs=1, val_fraction=0.02), mnist_1k).run()  # small validation split: a faster test
+    unfold = Run(tiny_config(epochs=1, val_fraction=0.02, conv="unfold"), mnist_1k).run()
     assert unfold.status == builtin.status == "finished", unfold.error
     assert type(unfold.model.conv2) is UnfoldConv2d and type(builtin.model.conv2) is nn.Conv2d
     losses = [s["loss"] for s in unfold.steps]
     assert len(losses) == 8  # 512 digits, batch 64
     assert losses == pytest.approx([s["loss"] for s in builtin.steps], rel=1e-4, abs=1e-5)
-    assert unfold.results["accuracy"] == pytest.approx(builtin.results["accuracy"], abs=2e-4)  # ≤ 2 of 10,000 digits
+    assert unfold.results["accuracy"] == pytest.approx(builtin.results["accuracy"], abs=2e-3)  # ≤ 2 of the 1,000 digits
 
 
 def test_the_conv_flag_round_trips_through_the_command_line(tmp_path):
@@ -66,8 +66,8 @@ def test_the_conv_flag_round_trips_through_the_command_line(tmp_path):
     assert bad.returncode == 2 and "invalid choice: 'fft'" in bad.stderr
 
 
-def test_unfold_trains_under_bf16_autocast(mnist, tiny_config):
-    run = Run(tiny_config(conv="unfold", precision="bf16", epochs=1, val_points=1), mnist).run()
+def test_unfold_trains_under_bf16_autocast(mnist_1k, tiny_config):
+    run = Run(tiny_config(conv="unfold", precision="bf16", epochs=1, val_points=1), mnist_1k).run()
     assert run.status == "finished", run.error
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in run.model.parameters())
     assert run.results["accuracy"] > 0.5
