@@ -175,7 +175,7 @@ def test_the_prior_diverges_exactly_when_its_own_ascent_overshoots(step, beta, d
         cost = -beta * A.mse(x, target).sum()
         (grad,) = torch.autograd.grad(cost, x)
         x = (x + step * grad).detach().requires_grad_(True)
-        distances.append(float((x - target).abs().max()))
+        distances.append(float((x.detach() - target).abs().max()))
     assert (distances[-1] > distances[0]) is diverges
 
 
