@@ -37,6 +37,8 @@ def mutated_source(name: str) -> tuple[str, str]:
     indent, fname = ("    ", func.split("ǁ")[-1]) if "ǁ" in func else ("", func)
     start = next(i for i, line in enumerate(src) if line.startswith(f"{indent}def {fname}("))
     end = start + 1
+    while src[start - 1].startswith(f"{indent}#"):  # mutmut's function text starts at the comments just above it
+        start -= 1
     while end < len(src) and (not src[end].strip() or src[end].startswith((indent + " ", indent + ")"))):
         end += 1
     body = [line[len(indent):] if line.startswith(indent) else line for line in src[start:end]]
