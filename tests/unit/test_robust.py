@@ -141,6 +141,8 @@ def test_pgd_default_step_size_is_two_and_a_half_epsilon_over_steps(shipped, tes
     default = R.pgd(model, x, y, 0.1, steps=4)
     assert torch.equal(default, R.pgd(model, x, y, 0.1, steps=4, step_size=2.5 * 0.1 / 4)), "default step is not 2.5·ε/steps"
     assert not torch.equal(default, R.pgd(model, x, y, 0.1, steps=4, step_size=0.1 / 4))  # the step size matters here
+    assert torch.equal(R.pgd(model, x, y, 0.1, steps=1), R.pgd(model, x, y, 0.1, steps=1, step_size=0.25))  # one step: 2.5·ε
+    assert torch.equal(R.pgd(model, x, y, 0.1), R.pgd(model, x, y, 0.1, steps=20, random_start=True, seed=0))  # defaults
 
 
 def test_through_defence_is_the_defended_model_forward_and_the_identity_backward(shipped, test_batch):

@@ -113,6 +113,35 @@ def test_damaged_or_mismatched_checkpoints_raise_naming_the_file(tmp_path, tiny_
         store.load_model("nope")
 
 
+class _MakesAFolder:
+    """Unpickling it runs ``os.mkdir(path)``: what a crafted checkpoint could do with any code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+@pytest.mark.parametrize("file, load", [("model.pt", RunStore.load_model), ("filters.pt", RunStore.load_filters)])
+def test_a_checkpoint_that_would_run_code_when_unpickled_is_refused_unrun(tmp_path, tiny_run, file, load):
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "r")
+    ran = tmp_path / "code-ran"
+    torch.save({"weight": _MakesAFolder(ran)}, tmp_path / "r" / file)
+    with pytest.raises(CheckpointError, match=rf"r/{file}"):
+        load(store, "r")
+    assert not ran.exists()
+
+
+def test_a_run_without_its_weights_file_says_so(tmp_path, tiny_run):
+    store = RunStore(tmp_path)
+    store.save(tiny_run, "r")
+    (tmp_path / "r" / "model.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"r/model\.pt does not exist$"):
+        store.load_model("r")
+
+
 def test_delete_protects_shipped_runs(tmp_path, tiny_run):
     store = RunStore(tmp_path)
     store.save(tiny_run, "mine")
