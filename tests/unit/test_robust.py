@@ -128,7 +128,7 @@ def test_adversarial_training_improves_pgd_accuracy(mnist_1k, tiny_config, test_
     x, y = test_batch
     pgd_accuracy = {}
     for adversarial in ("none", "pgd"):
-        cfg = tiny_config(train_subset=3000, epochs=3, adversarial=adversarial, adv_epsilon=0.1, adv_steps=3)
+        cfg = tiny_config(train_subset=2000, epochs=2, adversarial=adversarial, adv_epsilon=0.1, adv_steps=3)
         run = Run(cfg, mnist_1k).run()
         assert run.status == "finished", run.error
         pgd_accuracy[adversarial] = R.robust_accuracy(run.model.eval(), x, y, "pgd", 0.1, steps=10)
