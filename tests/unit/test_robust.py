@@ -196,6 +196,17 @@ def test_targeted_fooling_rate_leaves_out_digits_already_of_the_target_class():
     assert R.fooling_rate(model, x[2:3], y[2:3], delta, target=3)["fooling_rate"] == 1.0  # one digit, fooled
 
 
+def test_a_pixel_the_model_does_not_read_is_never_moved(test_batch):
+    """sign(0) = 0: FGSM and PGD (untargeted and targeted) leave the pixels whose gradient is exactly 0 (here all
+    but the first ten) where they are, and move the others."""
+    x, y = test_batch[0][:8], test_batch[1][:8]
+    model = _FirstTenPixels()
+    for xa in (R.fgsm(model, x, y, 0.1), R.pgd(model, x, y, 0.1, steps=3, random_start=False),
+               R.pgd(model, x, y, 0.1, steps=3, random_start=False, target=(y + 1) % 10)):
+        read, rest = xa.flatten(1)[:, :10], xa.flatten(1)[:, 10:]
+        assert torch.equal(rest, x.flatten(1)[:, 10:]) and not torch.equal(read, x.flatten(1)[:, :10])
+
+
 def test_universal_perturbation_step_seed_and_pixel_range(shipped, mnist):
     """Default η = 2.5·ε/steps and an explicit step size is used; the mini-batches are seeded; the model only ever
     sees images clipped to [0, 1]."""

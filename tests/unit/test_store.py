@@ -56,6 +56,10 @@ def test_saving_twice_needs_overwrite_and_unfinished_runs_cannot_be_saved(tmp_pa
     assert len(store.list_runs()) == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     with pytest.raises(ValueError, match="only finished or stopped runs"):
         store.save(Run(tiny_config(), mnist_1k), "pending")
+    finished_without_numbers = Run(tiny_config(), mnist_1k)
+    finished_without_numbers.status = "finished"  # no run gets here (its numbers come first): the save refuses it
+    with pytest.raises(ValueError, match=r"\(run .* is finished\)"):
+        store.save(finished_without_numbers, "half")
 
 
 _CRASHING_SAVE = """
