@@ -74,6 +74,26 @@ def test_predict_proba_is_a_distribution_and_keeps_eval_mode():
     assert p.shape == (5, 10) and torch.allclose(p.sum(1), torch.ones(5)) and not m.training
 
 
+class _SeesItsInputs(torch.nn.Module):
+    """Its one parameter lives on the meta device (a stand-in for a GPU here); it records where its inputs are and
+    answers on the CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.empty(1, device="meta"))
+        self.devices = []
+
+    def forward(self, x):
+        self.devices.append(x.device.type)
+        return torch.zeros(len(x), 10)
+
+
+def test_predict_proba_sends_each_batch_to_the_models_device_and_answers_on_the_cpu():
+    model = _SeesItsInputs()
+    p = predict_proba(model, torch.rand(5, 1, 28, 28), batch_size=2)
+    assert model.devices == ["meta"] * 3 and p.device.type == "cpu" and torch.equal(p, torch.full((5, 10), 0.1))
+
+
 def test_architecture_diagram_has_one_box_per_layer_and_shapes_on_edges():
     dot = architecture_dot(MnistCNN(batchnorm=True))
     assert dot.count("->") == 6 and dot.count("[label=") == 13  # 7 boxes, 6 edges
