@@ -1,8 +1,10 @@
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,9 @@ def test_round_trip_is_bit_exact(tmp_path, tiny_run):
     assert info["command"].startswith("python -m cnn_core train --name my-run --batchnorm false ")  # reproduces it
     assert "--train-subset 512 " in info["command"] and info["config"]["train_subset"] == 512
     assert info["results"]["accuracy"] == tiny_run.results["accuracy"]
+    assert info["status"] == "finished" and info["stopped_at_step"] is None
+    created = datetime.strptime(info["created"], "%Y-%m-%dT%H:%M:%S%z")  # the Inside page lists the newest run first
+    assert abs(created.timestamp() - time.time()) < 600
     state = torch.load(path / "model.pt", weights_only=True)  # a plain state_dict
     assert set(state) == set(tiny_run.model.state_dict())
     rows = store.load_metrics("my-run")
@@ -50,7 +55,7 @@ def test_names_are_sanitized_and_never_escape_the_store(tmp_path):
 def test_saving_twice_needs_overwrite_and_unfinished_runs_cannot_be_saved(tmp_path, tiny_run, mnist_1k, tiny_config):
     store = RunStore(tmp_path)
     store.save(tiny_run, "r")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match=f"^a run named 'r' already exists in {re.escape(str(tmp_path))}$"):
         store.save(tiny_run, "r")
     store.save(tiny_run, "r", overwrite=True)
     assert len(store.list_runs()) == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
