@@ -52,6 +52,19 @@ def test_names_are_sanitized_and_never_escape_the_store(tmp_path):
     assert store.path("../outside").parent == tmp_path
 
 
+def test_run_json_holds_the_runs_own_numbers(tmp_path, tiny_run):
+    """What the Results page and the CLI read back: the best epoch, the curves, and the timings (means over epochs)."""
+    info = RunStore(tmp_path).load_info(RunStore(tmp_path).save(tiny_run, "r").name)
+    snap = tiny_run.snapshot()
+    curves = json.loads(json.dumps([snap["best"], snap["vals"], snap["epochs"]]))  # as JSON stores them
+    assert [info["best"], info["vals"], info["epochs"]] == curves
+    assert len(info["epochs"]) == 2 and info["best"]["epoch"] in (1, 2)
+    seconds, speeds = [e["seconds"] for e in snap["epochs"]], [e["images_per_s"] for e in snap["epochs"]]
+    assert info["timings"] == {"total_seconds": snap["total_seconds"], "seconds_per_epoch": sum(seconds) / 2,
+                               "train_images_per_s": sum(speeds) / 2, "device": "cpu", "precision": "fp32",
+                               "torch_threads": torch.get_num_threads(), "peak_step_mib": snap["peak_step_mib"]}
+
+
 def test_saving_twice_needs_overwrite_and_unfinished_runs_cannot_be_saved(tmp_path, tiny_run, mnist_1k, tiny_config):
     store = RunStore(tmp_path)
     store.save(tiny_run, "r")
