@@ -18,9 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_round_trip_is_bit_exact(tmp_path, tiny_run):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path / "new" / "runs")  # a runs folder not made yet, two levels deep (cli --runs-dir)
     path = store.save(tiny_run, "my run")
-    assert path == tmp_path / "my-run"
+    assert path == tmp_path / "new" / "runs" / "my-run"
     model, info = store.load_model("my-run")
     assert not model.training
     x = torch.rand(16, 1, 28, 28)
