@@ -115,6 +115,18 @@ def test_a_save_killed_midway_leaves_no_listed_run_and_the_old_one_intact(tmp_pa
     assert [r["name"] for r in store.list_runs()] == ["r"]
 
 
+def test_a_save_that_fails_removes_its_half_written_folder_and_raises_the_error(tmp_path, tiny_run, monkeypatch):
+    from cnn_core import store as store_module
+
+    def disk_full(*args):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(store_module, "_write_metrics", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        RunStore(tmp_path).save(tiny_run, "r")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_damaged_or_mismatched_checkpoints_raise_naming_the_file(tmp_path, tiny_run):
     store = RunStore(tmp_path)
     path = store.save(tiny_run, "r")
