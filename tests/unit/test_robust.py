@@ -196,6 +196,13 @@ def test_targeted_fooling_rate_leaves_out_digits_already_of_the_target_class():
     assert R.fooling_rate(model, x[2:3], y[2:3], delta, target=3)["fooling_rate"] == 1.0  # one digit, fooled
 
 
+def test_input_gradient_of_a_batch_is_each_images_own_gradient(shipped, test_batch):
+    """Summed, not averaged, over the batch: image i's gradient does not shrink with the batch's size."""
+    model, (x, y) = shipped["baseline"], (test_batch[0][:6], test_batch[1][:6])
+    alone = torch.cat([R.input_gradient(model, x[i : i + 1], y[i : i + 1]) for i in range(6)])
+    assert torch.allclose(R.input_gradient(model, x, y), alone, rtol=1e-5, atol=1e-9)
+
+
 def test_a_pixel_the_model_does_not_read_is_never_moved(test_batch):
     """sign(0) = 0: FGSM and PGD (untargeted and targeted) leave the pixels whose gradient is exactly 0 (here all
     but the first ten) where they are, and move the others."""

@@ -94,7 +94,8 @@ def test_no_input_gradient_is_computed_when_the_input_needs_none():
                                     dict(kernel_size=3, padding="same"), dict(kernel_size=3, dilation=2),
                                     dict(kernel_size=3, padding=1, padding_mode="reflect")])
 def test_what_it_does_not_support_is_refused(kwargs):
-    with pytest.raises(ValueError, match="square kernels"):
+    with pytest.raises(ValueError, match="^UnfoldConv2d supports square kernels with equal stride and padding in both "
+                                         "directions, dilation 1, groups 1 and zero padding only$"):
         UnfoldConv2d(2, 2, **kwargs)
 
 
