@@ -43,6 +43,8 @@ def test_round_trip_is_bit_exact(tmp_path, tiny_run):
 
 def test_names_are_sanitized_and_never_escape_the_store(tmp_path):
     assert sanitize_name(" my run ") == "my-run"
+    assert sanitize_name("My Run 2") == "My-Run-2" and sanitize_name("X-ray X") == "X-ray-X"
+    assert sanitize_name("a" * 100) == "a" * 64  # cut to the longest folder name, not refused
     assert sanitize_name("../../etc/passwd") == "etc-passwd"
     assert sanitize_name("a/b\\c") == "a-b-c"
     for bad in ("", "...", "/", " - "):

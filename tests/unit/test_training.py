@@ -1,3 +1,4 @@
+import dataclasses
 import inspect
 import math
 import threading
@@ -117,6 +118,19 @@ def test_snapshot_is_a_copy(tiny_run):
     snap["steps"].clear()
     snap["progress"]["step"] = -1
     assert len(tiny_run.steps) > 0 and tiny_run.progress["step"] > 0
+
+
+def test_a_snapshot_holds_the_runs_own_values_under_their_names(tiny_run):
+    """What the Train page polls, key for key."""
+    r, snap = tiny_run, tiny_run.snapshot()
+    assert {k: snap[k] for k in ("id", "name", "status", "precision", "progress", "results", "best", "error",
+                                 "total_seconds", "steps", "vals", "epochs", "latest_conv1")} == \
+        {"id": r.id, "name": "tiny", "status": "finished", "precision": "fp32", "progress": r.progress,
+         "results": r.results, "best": r.best, "error": None, "total_seconds": r.total_seconds, "steps": r.steps,
+         "vals": r.vals, "epochs": r.epochs, "latest_conv1": r.latest_conv1}
+    assert snap["config"] == dataclasses.asdict(r.config) and snap["peak_step_mib"] == r.peak_step_bytes / 2**20
+    assert snap["filters"] == {"steps_per_epoch": 8, "snapshots": r.filters}
+    assert len(snap) == 16
 
 
 def test_a_failing_run_reports_instead_of_raising(mnist_1k, tiny_config):
