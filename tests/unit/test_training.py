@@ -184,6 +184,13 @@ def test_per_class_metrics_formula():
     m = per_class_metrics(confusion)
     assert m[0]["precision"] == pytest.approx(8 / 9) and m[0]["recall"] == pytest.approx(0.8)
     assert m[0]["f1"] == pytest.approx(2 * (8 / 9) * 0.8 / (8 / 9 + 0.8)) and m[1]["support"] == 10
+    # A class predicted once, two whose precision + recall < 1, and one never seen nor predicted (all 0, not NaN).
+    m = per_class_metrics(torch.tensor([[1, 0, 0, 0], [0, 1, 3, 0], [0, 2, 1, 0], [0, 0, 0, 0]]))
+    expected = [{"class": 0, "precision": 1, "recall": 1, "f1": 1, "support": 1},
+                {"class": 1, "precision": 1 / 3, "recall": 1 / 4, "f1": 2 / 7, "support": 4},
+                {"class": 2, "precision": 1 / 4, "recall": 1 / 3, "f1": 2 / 7, "support": 3},
+                {"class": 3, "precision": 0, "recall": 0, "f1": 0, "support": 0}]
+    assert m == [pytest.approx(e) for e in expected]
 
 
 def test_validation_points_are_spread_evenly_and_include_every_epoch_end():
