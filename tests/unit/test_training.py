@@ -244,6 +244,31 @@ def test_precision_auto_resolves_and_bf16_trains_like_fp32(mnist_1k, tiny_config
     assert [s["loss"] for s in bf16.steps] != [s["loss"] for s in tiny_run.steps]  # it did compute in bf16
 
 
+def test_the_test_phase_reports_its_progress_digit_by_digit_in_small_batches(mnist_1k, tiny_config, monkeypatch):
+    """The Train page's "testing on the 1,000 test digits" bar: 0 of 1,000 when testing starts, then each batch of
+    EVAL_BATCH digits (small, so that Stop is honoured within a fraction of a second) as it is done."""
+    import cnn_core.training as training
+
+    real, seen = training.evaluate, []
+
+    def spy(model, images, labels, batch_size, with_details=True, on_batch=None):
+        if run.progress["phase"] != "testing":
+            return real(model, images, labels, batch_size, with_details, on_batch)
+        seen.append((run.progress["phase_done"], run.progress["phase_total"], batch_size))
+
+        def step(done):
+            on_batch(done)
+            seen.append(run.progress["phase_done"])
+
+        return real(model, images, labels, batch_size, with_details, step)
+
+    monkeypatch.setattr(training, "evaluate", spy)
+    run = Run(tiny_config(epochs=1, val_points=1), mnist_1k)
+    run.run()
+    assert run.status == "finished", run.error
+    assert seen == [(0, 1000, training.EVAL_BATCH), 500, 1000] and training.EVAL_BATCH == 500
+
+
 def _stopped_in(mnist, tiny_config, phase: str) -> Run:
     """A run stopped as soon as it reports ``phase``; asserts it ends within a second."""
     run = Run(tiny_config(train_subset=4000, epochs=1, val_points=1, val_fraction=0.5), mnist).start()
