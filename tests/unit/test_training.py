@@ -269,6 +269,23 @@ def test_the_test_phase_reports_its_progress_digit_by_digit_in_small_batches(mni
     assert seen == [(0, 1000, training.EVAL_BATCH), 500, 1000] and training.EVAL_BATCH == 500
 
 
+def test_an_epochs_summary_weights_each_step_by_its_batch_and_counts_its_own_validations(mnist_1k, tiny_config):
+    run = Run(tiny_config(train_subset=600, val_points=4), mnist_1k).run()
+    assert run.status == "finished", run.error
+    n, per = run.progress["train_size"], run.steps_per_epoch
+    sizes = [64] * (per - 1) + [n - 64 * (per - 1)]
+    assert sizes[-1] < 64  # the last batch of an epoch is smaller
+    for e, summary in enumerate(run.epochs, 1):
+        steps = run.steps[(e - 1) * per : e * per]
+        vals = [v for v in run.vals if (e - 1) * per < v["step"] <= e * per]
+        assert len(vals) == 2 and vals[-1]["step"] == e * per
+        assert summary["train_loss"] == pytest.approx(sum(s["loss"] * k for s, k in zip(steps, sizes)) / n)
+        assert summary["train_accuracy"] == pytest.approx(sum(s["accuracy"] * k for s, k in zip(steps, sizes)) / n)
+        assert (summary["val_loss"], summary["val_accuracy"]) == (vals[-1]["val_loss"], vals[-1]["val_accuracy"])
+        assert summary["seconds"] == pytest.approx(summary["train_seconds"] + sum(v["seconds"] for v in vals))
+        assert summary["images_per_s"] == pytest.approx(n / summary["train_seconds"])
+
+
 def _stopped_in(mnist, tiny_config, phase: str) -> Run:
     """A run stopped as soon as it reports ``phase``; asserts it ends within a second."""
     run = Run(tiny_config(train_subset=4000, epochs=1, val_points=1, val_fraction=0.5), mnist).start()
