@@ -279,8 +279,8 @@ def test_an_epochs_summary_weights_each_step_by_its_batch_and_counts_its_own_val
         steps = run.steps[(e - 1) * per : e * per]
         vals = [v for v in run.vals if (e - 1) * per < v["step"] <= e * per]
         assert len(vals) == 2 and vals[-1]["step"] == e * per
-        assert summary["train_loss"] == pytest.approx(sum(s["loss"] * k for s, k in zip(steps, sizes)) / n)
-        assert summary["train_accuracy"] == pytest.approx(sum(s["accuracy"] * k for s, k in zip(steps, sizes)) / n)
+        assert summary["train_loss"] == pytest.approx(sum(s["loss"] * k for s, k in zip(steps, sizes, strict=True)) / n)
+        assert summary["train_accuracy"] == pytest.approx(sum(s["accuracy"] * k for s, k in zip(steps, sizes, strict=True)) / n)
         assert (summary["val_loss"], summary["val_accuracy"]) == (vals[-1]["val_loss"], vals[-1]["val_accuracy"])
         assert summary["seconds"] == pytest.approx(summary["train_seconds"] + sum(v["seconds"] for v in vals))
         assert summary["images_per_s"] == pytest.approx(n / summary["train_seconds"])
