@@ -232,6 +232,8 @@ def test_readable_run_names():
     assert run_name(TrainConfig(lr=0.0015, train_subset=1000), "12345678") == "nobn-adam-1.5e-3-2ep-1k-1234"
     assert run_name(TrainConfig(batch_size=256, conv="unfold", train_subset=1000), "12345678") == \
         "nobn-adam-1e-3-2ep-1k-b256-unfold-1234"
+    # 60,000 − round(60,000 × 0.41667) = 60,000 − round(25,000.2) = 35,000 training digits
+    assert run_name(TrainConfig(val_fraction=0.41667), "12345678") == "nobn-adam-1e-3-2ep-35k-1234"
 
 
 def test_precision_auto_resolves_and_bf16_trains_like_fp32(mnist_1k, tiny_config, tiny_run):
