@@ -4,8 +4,9 @@
 
 Copies the repository (without .venv, mutants/, .git) to a scratch folder, applies each mutant's diff
 (``mutmut show NAME``) to its module there, runs pytest with the given arguments, and prints KILLED, SURVIVED or
-TIMEOUT per mutant (SKIPPED when the diff no longer applies: its function changed since mutmut's run). mutmut's own
-verdicts stay as they were: it keeps a verdict until that mutant is run again.
+TIMEOUT per mutant (SKIPPED when the diff no longer applies: its function changed since mutmut's run). The tests
+must pass once without a mutant first. mutmut's own verdicts stay as they were: it keeps a verdict until that mutant
+is run again.
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def main(argv: list[str]) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="mutant-check-"))
     shutil.copytree(ROOT, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".venv", "mutants", ".git"))
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    pytest = [PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *pytest_args]
+    # Without a mutant the tests must run and pass: a -k that selects nothing (exit 5) or a failing test would
+    # otherwise report every mutant KILLED.
+    clean = subprocess.run(pytest, cwd=scratch, capture_output=True, text=True, env=env)
+    if clean.returncode != 0:
+        shutil.rmtree(scratch)
+        sys.exit(f"the tests do not pass without a mutant (pytest exit {clean.returncode}):\n{clean.stdout[-2000:]}")
     for name in names:
         try:
             path, text = mutated_source(name)
@@ -74,8 +82,7 @@ def main(argv: list[str]) -> None:
             continue
         (scratch / path).write_text(text)
         try:
-            done = subprocess.run([PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *pytest_args], cwd=scratch,
-                                  capture_output=True, env=env, timeout=150)
+            done = subprocess.run(pytest, cwd=scratch, capture_output=True, env=env, timeout=150)
             print("KILLED  " if done.returncode else "SURVIVED", name, flush=True)
         except subprocess.TimeoutExpired:  # a mutant that hangs (e.g. a bisection that never narrows) is caught
             print("TIMEOUT ", name, flush=True)
