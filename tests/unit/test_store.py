@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from cnn_core import store as store_module
 from cnn_core.store import SHIPPED_RUNS, CheckpointError, RunStore, sanitize_name
 from cnn_core.training import Run, snapshot_steps
 
@@ -118,8 +119,6 @@ def test_a_save_killed_midway_leaves_no_listed_run_and_the_old_one_intact(tmp_pa
 
 
 def test_a_save_that_fails_removes_its_half_written_folder_and_raises_the_error(tmp_path, tiny_run, monkeypatch):
-    from cnn_core import store as store_module
-
     def disk_full(*args):
         raise OSError("No space left on device")
 
@@ -367,8 +366,6 @@ def test_only_folders_with_weights_are_runs_and_shipped_ones_are_marked(tmp_path
 def test_a_folder_that_cannot_be_written_only_means_computing_again(tmp_path, tiny_run, monkeypatch):
     """Shipped runs may sit in a read-only install: writing the cache fails before any temporary file exists, and
     the probabilities still come back (root ignores chmod, so the failing write is simulated)."""
-    from cnn_core import store as store_module
-
     store = RunStore(tmp_path)
     store.save(tiny_run, "mine")
 
