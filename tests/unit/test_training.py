@@ -3,10 +3,12 @@ import inspect
 import math
 import threading
 import time
+import types
 
 import pytest
 import torch
 
+import cnn_core.training as training
 from cnn_core.data import stratified_split
 from cnn_core.model import MnistCNN
 from cnn_core.robust import fgsm, pgd
@@ -249,8 +251,6 @@ def test_precision_auto_resolves_and_bf16_trains_like_fp32(mnist_1k, tiny_config
 def test_the_test_phase_reports_its_progress_digit_by_digit_in_small_batches(mnist_1k, tiny_config, monkeypatch):
     """The Train page's "testing on the 1,000 test digits" bar: 0 of 1,000 when testing starts, then each batch of
     EVAL_BATCH digits (small, so that Stop is honoured within a fraction of a second) as it is done."""
-    import cnn_core.training as training
-
     real, seen = training.evaluate, []
 
     def spy(model, images, labels, batch_size, with_details=True, on_batch=None):
@@ -286,6 +286,17 @@ def test_an_epochs_summary_weights_each_step_by_its_batch_and_counts_its_own_val
         assert (summary["val_loss"], summary["val_accuracy"]) == (vals[-1]["val_loss"], vals[-1]["val_accuracy"])
         assert summary["seconds"] == pytest.approx(summary["train_seconds"] + sum(v["seconds"] for v in vals))
         assert summary["images_per_s"] == pytest.approx(n / summary["train_seconds"])
+
+
+def test_the_epochs_seconds_add_up_to_at_most_the_runs(mnist_1k, tiny_config, monkeypatch):
+    """On a clock that advances 1 ms per reading (a run of 2 tiny epochs reads it a few dozen times), each epoch
+    counts its own training time: the second does not start from the first's count, or from any other."""
+    ticks = iter(range(1, 10**9))
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks) / 1000))
+    run = Run(tiny_config(), mnist_1k).run()
+    assert run.status == "finished", run.error
+    assert len(run.epochs) == 2 and all(e["train_seconds"] > 0 for e in run.epochs)
+    assert sum(e["seconds"] for e in run.epochs) <= run.total_seconds < 0.5
 
 
 def _stopped_in(mnist, tiny_config, phase: str) -> Run:
