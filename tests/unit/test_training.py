@@ -13,6 +13,12 @@ from cnn_core.data import stratified_split
 from cnn_core.model import MnistCNN
 from cnn_core.robust import fgsm, pgd
 from cnn_core.training import (
+    ADVERSARIAL,
+    CONVS,
+    DEVICES,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
     SNAPSHOT_PARAMS,
     Run,
     TrainConfig,
@@ -30,17 +36,55 @@ from cnn_core.training import (
     validation_steps,
 )
 
+# Each numeric field: what its message says is allowed, values just inside its range, values just outside it.
+RANGES = {
+    "lr": ("in (0, 10]", [1e-9, 10], [0, -1e-3, 10.001]),
+    "momentum": ("in [0, 1)", [0, 0.999], [-0.001, 1.0]),
+    "weight_decay": ("in [0, 1]", [0, 1], [-0.1, 1.001]),
+    "batch_size": ("an integer in [1, 8192]", [1, 8192], [0, 8193, 2.5, True]),
+    "epochs": ("an integer in [1, 200]", [1, 200], [0, 201, 1.5]),
+    "seed": ("an integer in [0, 2^63)", [0, 2**63 - 1], [-1, 2**63, 1.5]),
+    "val_fraction": ("in (0, 0.5]", [1e-6, 0.5], [0.0, 0.501, 0.9]),
+    "train_subset": ("an integer ≥ 0 (0 = all)", [0, 60000], [-5, 1.5]),
+    "adv_epsilon": ("in (0, 1]", [1e-6, 1], [0, 1.001]),
+    "adv_steps": ("an integer in [1, 100]", [1, 100], [0, 101, 1.5]),
+    "adv_mix": ("in (0, 1]", [1e-6, 1], [0, 1.001]),
+    "val_points": ("an integer in [1, 1000]", [1, 1000], [0, 1001, 1.5]),
+}
+# Each field with a fixed set of values: the values, and what its message says is allowed.
+CHOICES = {
+    "optimizer": (OPTIMIZERS, "one of sgd, momentum, rmsprop, adam"),
+    "schedule": (SCHEDULES, "one of constant, cosine, onecycle"),
+    "device": (DEVICES, "one of auto, cpu, cuda, mps"),
+    "adversarial": (ADVERSARIAL, "one of none, fgsm, pgd"),
+    "precision": (PRECISIONS, "one of auto, fp32, bf16"),
+    "conv": (CONVS, "one of builtin, unfold"),
+    "batchnorm": ((True, False), "true or false"),
+    "augment": ((True, False), "true or false"),
+}
 
-@pytest.mark.parametrize(
-    "field, value",
-    [("optimizer", "lbfgs"), ("schedule", "step"), ("device", "tpu"), ("lr", 0), ("lr", -1e-3), ("momentum", 1.0),
-     ("weight_decay", -0.1), ("batch_size", 0), ("batch_size", 2.5), ("epochs", 0), ("seed", -1),
-     ("val_fraction", 0.0), ("val_fraction", 0.9), ("train_subset", -5), ("batchnorm", "yes"),
-     ("augment", 1), ("precision", "fp16"), ("val_points", 0)],
-)
-def test_invalid_config_names_the_field_and_range(field, value):
-    with pytest.raises(ValueError, match=f"^{field} must be .* got"):
+
+@pytest.mark.parametrize("field", RANGES)
+def test_a_numeric_field_accepts_its_range_up_to_both_ends_and_names_it_when_outside(field):
+    allowed, inside, outside = RANGES[field]
+    for value in inside:
+        config = TrainConfig(**{field: value})
+        assert config.validate() is config
+    for value in outside:
+        with pytest.raises(ValueError) as error:
+            TrainConfig(**{field: value}).validate()
+        assert str(error.value) == f"{field} must be {allowed}, got {value!r}"
+
+
+@pytest.mark.parametrize("field", CHOICES)
+def test_a_choice_field_accepts_each_of_its_values_and_lists_them_when_given_another(field):
+    values, allowed = CHOICES[field]
+    for value in values:
         TrainConfig(**{field: value}).validate()
+    for value in ("lbfgs", 1, None):
+        with pytest.raises(ValueError) as error:
+            TrainConfig(**{field: value}).validate()
+        assert str(error.value) == f"{field} must be {allowed}, got {value!r}"
 
 
 def test_from_dict_rejects_unknown_fields():
