@@ -282,9 +282,48 @@ def test_readable_run_names():
     assert run_name(TrainConfig(val_fraction=0.41667), "12345678") == "nobn-adam-1e-3-2ep-35k-1234"
 
 
-def test_precision_auto_resolves_and_bf16_trains_like_fp32(mnist_1k, tiny_config, tiny_run):
-    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+@pytest.mark.parametrize("cuda, mps, auto, listed", [(True, True, "cuda", "cpu, cuda, mps"), (False, True, "mps", "cpu, mps"),
+                                                      (True, False, "cuda", "cpu, cuda"), (False, False, "cpu", "cpu")])
+def test_auto_picks_cuda_then_mps_then_cpu_and_an_absent_device_is_named(monkeypatch, cuda, mps, auto, listed):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert training.resolve_device() == training.resolve_device("auto") == torch.device(auto)
+    assert training.resolve_device("cpu") == torch.device("cpu")
+    for name in ("cuda", "mps", "tpu"):
+        if name not in listed:
+            with pytest.raises(ValueError) as error:
+                training.resolve_device(name)
+            assert str(error.value) == f"device must be one available on this machine ({listed} or auto), got {name!r}"
+
+
+@pytest.mark.parametrize("cpuinfo, mkldnn, expected", [
+    ("flags : fpu sse2 avx512_bf16 avx512f", True, "bf16"), ("flags : fpu amx_bf16 amx_tile", True, "bf16"),
+    ("flags : fpu sse2 avx512f", True, "fp32"),  # bf16 would be emulated, slower than fp32
+    ("flags : fpu amx_bf16", False, "fp32"), (OSError, True, "fp32")])  # no oneDNN; no /proc/cpuinfo
+def test_auto_precision_on_a_cpu_is_bf16_only_where_it_computes_it_natively(monkeypatch, cpuinfo, mkldnn, expected):
+    class FakePath:
+        def __init__(self, path):
+            assert path == "/proc/cpuinfo"
+
+        def read_text(self):
+            if cpuinfo is OSError:
+                raise OSError("no such file")
+            return cpuinfo
+
+    monkeypatch.setattr(training, "Path", FakePath)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: mkldnn)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32" and resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_auto_precision_on_cuda_follows_the_gpus_bf16_support_and_mps_stays_fp32(monkeypatch, supported):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: supported)
+    assert resolve_precision("auto", torch.device("cuda")) == ("bf16" if supported else "fp32")
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
+
+
+def test_bf16_trains_like_fp32(mnist_1k, tiny_config, tiny_run):
     assert tiny_run.precision == "fp32"  # the tiny config asks for fp32: exact, machine-independent numbers
     bf16 = Run(tiny_config(precision="bf16"), mnist_1k).run()
     assert bf16.status == "finished", bf16.error
