@@ -441,14 +441,25 @@ def test_the_best_validation_epoch_is_reloaded_when_a_later_one_is_worse(mnist_1
     assert run.results["accuracy"] > 0.5 and run.results["accuracy"] != zeros / len(labels)
 
 
-def test_momentum_optimizer_uses_the_configured_momentum_and_plain_sgd_none():
-    from cnn_core.training import make_optimizer
-
+def test_each_optimizer_gets_the_configured_lr_and_weight_decay_and_only_momentum_gets_momentum():
     params = [torch.nn.Parameter(torch.zeros(2))]
-    group = make_optimizer(TrainConfig(optimizer="momentum", lr=0.05, momentum=0.8, weight_decay=5e-4), params).param_groups[0]
-    assert (group["momentum"], group["lr"], group["weight_decay"]) == (0.8, 0.05, 5e-4)
-    sgd = make_optimizer(TrainConfig(optimizer="sgd", lr=0.1, momentum=0.8), params)
-    assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["momentum"] == 0.0
+    kinds = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
+    for name, kind in kinds.items():
+        opt = training.make_optimizer(TrainConfig(optimizer=name, lr=0.05, momentum=0.8, weight_decay=5e-4), params)
+        group = opt.param_groups[0]
+        assert type(opt) is kind and (group["lr"], group["weight_decay"]) == (0.05, 5e-4)
+        if kind is torch.optim.SGD:
+            assert group["momentum"] == (0.8 if name == "momentum" else 0.0)
+
+
+def test_the_schedules_span_the_whole_run_and_constant_has_none():
+    opt = training.make_optimizer(TrainConfig(optimizer="sgd", lr=0.05), [torch.nn.Parameter(torch.zeros(2))])
+    assert training.make_scheduler(TrainConfig(schedule="constant"), opt, 300) is None
+    cosine = training.make_scheduler(TrainConfig(schedule="cosine"), opt, 300)
+    assert type(cosine) is torch.optim.lr_scheduler.CosineAnnealingLR and cosine.T_max == 300
+    onecycle = training.make_scheduler(TrainConfig(schedule="onecycle", lr=0.05), opt, 300)
+    assert type(onecycle) is torch.optim.lr_scheduler.OneCycleLR and onecycle.total_steps == 300
+    assert opt.param_groups[0]["max_lr"] == 0.05
 
 
 def _first_step_loss(mnist, cfg) -> float:
