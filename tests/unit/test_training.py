@@ -282,6 +282,11 @@ def test_readable_run_names():
     assert run_name(TrainConfig(val_fraction=0.41667), "12345678") == "nobn-adam-1e-3-2ep-35k-1234"
 
 
+def test_learning_rates_below_0_1_are_written_in_short_scientific_notation():
+    examples = {0.001: "1e-3", 0.0015: "1.5e-3", 0.05: "5e-2", 0.099: "9.9e-2", 0.1: "0.1", 0.5: "0.5", 2: "2", 1e-5: "1e-5"}
+    assert {v: training.short_number(v) for v in examples} == examples
+
+
 @pytest.mark.parametrize("cuda, mps, auto, listed", [(True, True, "cuda", "cpu, cuda, mps"), (False, True, "mps", "cpu, mps"),
                                                       (True, False, "cuda", "cpu, cuda"), (False, False, "cpu", "cpu")])
 def test_auto_picks_cuda_then_mps_then_cpu_and_an_absent_device_is_named(monkeypatch, cuda, mps, auto, listed):
