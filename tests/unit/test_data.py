@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from cnn_core.data import SHIPPED_DIR, DataError, iterate_batches, load_mnist, random_shift, stratified_split
+from cnn_core.data import SHIPPED_DIR, DataError, iterate_batches, load_mnist, random_shift, stratified_split, to_float
 
 
 def test_all_70000_digits_load_as_uint8(mnist):
@@ -69,6 +69,31 @@ def test_stratified_split_is_54k_6k_proportional_and_seeded(mnist):
     assert not torch.equal(val, stratified_split(labels, 0.1, seed=1)[1])
     with pytest.raises(ValueError, match="val_fraction"):
         stratified_split(labels, 1.5)
+
+
+def test_stratified_split_gives_the_leftover_slots_to_the_largest_remainders_ties_in_class_order(mnist):
+    # 10% of each class: 592.3 674.2 595.8 613.1 584.2 542.1 591.8 626.5 585.1 594.9 → floors sum to 5,996, and the
+    # 4 slots left go to the remainders .9 (class 9), .8 (2 and 6) and .5 (7).
+    train, val = stratified_split(mnist.train_labels)  # the defaults: 10%, seed 0
+    assert torch.equal(val, stratified_split(mnist.train_labels, 0.1, seed=0)[1])
+    assert torch.bincount(mnist.train_labels[val]).tolist() == [592, 674, 596, 613, 584, 542, 592, 627, 585, 595]
+    assert torch.equal(train, train.sort().values) and torch.equal(val, val.sort().values)
+    labels = torch.arange(3).repeat_interleave(5)  # 0.5 each; round(1.5) = 2 slots for three equal remainders
+    assert torch.bincount(labels[stratified_split(labels, 0.1)[1]], minlength=3).tolist() == [1, 1, 0]
+    train, val = stratified_split(labels, 0.0)  # the whole range [0, 1): nothing to validate on
+    assert torch.equal(train, torch.arange(15)) and len(val) == 0
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError) as error:
+            stratified_split(labels, bad)
+        assert str(error.value) == f"val_fraction must be in [0, 1), got {bad}"
+
+
+def test_to_float_gives_n_1_28_28_intensities_for_one_digit_or_many():
+    digits = torch.tensor([0, 51, 255], dtype=torch.uint8)[:, None, None].expand(3, 28, 28)
+    many = to_float(digits)
+    assert many.shape == (3, 1, 28, 28) and many.dtype == torch.float32
+    assert many[:, 0, 5, 5].tolist() == pytest.approx([0.0, 0.2, 1.0], abs=1e-7)
+    assert torch.equal(to_float(digits[1]), many[1:2])
 
 
 def test_batches_are_float_pixels_and_one_seeded_permutation_per_epoch(mnist):
