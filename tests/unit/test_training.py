@@ -225,6 +225,47 @@ def test_evaluate_against_hand_computed_numbers(mnist):
     assert r["loss"] == pytest.approx(expected_loss.item(), rel=1e-6)
 
 
+class _Table(torch.nn.Module):
+    """Logits looked up by the digit's id, written in its first pixel; records whether it ran in eval mode."""
+
+    def __init__(self, rankings):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.logits = torch.stack([torch.zeros(10).index_put_((torch.tensor(r),), torch.arange(10.0, 10 - len(r), -1))
+                                   for r in rankings])
+        self.modes = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        return self.logits[(x[:, 0, 0, 0] * 255).round().long()] + 0 * self.w
+
+
+def test_evaluate_counts_top1_top5_and_the_confusion_batch_by_batch_in_eval_mode():
+    # Five digits, labels 0 1 2 3 9; each row ranks classes best first: right; 2nd; right; 6th (not top 5); 5th.
+    model = _Table([[0], [7, 1], [2], [5, 0, 1, 2, 4, 3], [4, 0, 1, 2, 9]])
+    images = torch.arange(5, dtype=torch.uint8)[:, None, None].expand(5, 28, 28).contiguous()
+    labels, done = torch.tensor([0, 1, 2, 3, 9]), []
+    r = evaluate(model.train(), images, labels, batch_size=2, on_batch=done.append)
+    assert done == [2, 4, 5] and model.modes == [False] * 3 and model.training  # eval inside, train mode back
+    assert (r["n"], r["accuracy"], r["top5_accuracy"]) == (5, 2 / 5, 4 / 5)
+    confusion = torch.zeros(10, 10, dtype=torch.long)
+    confusion[labels, torch.tensor([0, 7, 2, 5, 4])] = 1
+    assert r["confusion"] == confusion.tolist() and r["per_class"] == per_class_metrics(confusion)
+    assert {type(v) for row in r["confusion"] for v in row} == {int}  # counts, as run.json stores them
+    assert r["loss"] == pytest.approx(torch.nn.functional.cross_entropy(model.logits, labels).item(), rel=1e-6)
+    brief = evaluate(model.eval(), images, labels, batch_size=3, with_details=False)
+    assert brief == {"loss": r["loss"], "accuracy": 2 / 5, "n": 5} and not model.training
+
+
+def test_evaluate_sums_the_loss_in_float64_so_a_small_loss_after_a_huge_one_still_counts():
+    model = _Table([[0], [1]])
+    model.logits[0, 3] = 3e7  # digit 0 (label 0): a loss of 3e7 − 10, where float32 steps by 2
+    model.logits[1] = 0.0  # digit 1 (label 1): uniform, a loss of log 10 ≈ 2.3
+    images, labels = torch.arange(2, dtype=torch.uint8)[:, None, None].expand(2, 28, 28), torch.tensor([0, 1])
+    per_digit = [torch.nn.functional.cross_entropy(model.logits[k : k + 1], labels[k : k + 1]).item() for k in (0, 1)]
+    assert evaluate(model, images, labels, batch_size=1)["loss"] == pytest.approx(sum(per_digit) / 2, rel=1e-12)
+
+
 def test_per_class_metrics_formula():
     confusion = torch.tensor([[8, 2], [1, 9]])
     m = per_class_metrics(confusion)
