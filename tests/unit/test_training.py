@@ -377,15 +377,15 @@ def test_bf16_trains_like_fp32(mnist_1k, tiny_config, tiny_run):
     assert [s["loss"] for s in bf16.steps] != [s["loss"] for s in tiny_run.steps]  # it did compute in bf16
 
 
-def test_the_test_phase_reports_its_progress_digit_by_digit_in_small_batches(mnist_1k, tiny_config, monkeypatch):
-    """The Train page's "testing on the 1,000 test digits" bar: 0 of 1,000 when testing starts, then each batch of
-    EVAL_BATCH digits (small, so that Stop is honoured within a fraction of a second) as it is done."""
+def test_validation_and_test_report_their_progress_digit_by_digit_in_small_batches(mnist_1k, tiny_config, monkeypatch):
+    """The Train page's "validating on 300 digits" and "testing on the 1,000 test digits" bars: 0 of all when the
+    phase starts, then each batch of EVAL_BATCH digits (small, so that Stop is honoured within a fraction of a
+    second) as it is done."""
     real, seen = training.evaluate, []
 
     def spy(model, images, labels, batch_size, with_details=True, on_batch=None):
-        if run.progress["phase"] != "testing":
-            return real(model, images, labels, batch_size, with_details, on_batch)
-        seen.append((run.progress["phase_done"], run.progress["phase_total"], batch_size))
+        p = run.progress
+        seen.append((p["phase"], p["phase_done"], p["phase_total"], batch_size))
 
         def step(done):
             on_batch(done)
@@ -397,7 +397,7 @@ def test_the_test_phase_reports_its_progress_digit_by_digit_in_small_batches(mni
     run = Run(tiny_config(epochs=1, val_points=1), mnist_1k)
     run.run()
     assert run.status == "finished", run.error
-    assert seen == [(0, 1000, training.EVAL_BATCH), 500, 1000] and training.EVAL_BATCH == 500
+    assert seen == [("validating", 0, 300, 500), 300, ("testing", 0, 1000, 500), 500, 1000] and training.EVAL_BATCH == 500
 
 
 def test_an_epochs_summary_weights_each_step_by_its_batch_and_counts_its_own_validations(mnist_1k, tiny_config):
