@@ -385,7 +385,7 @@ def test_validation_and_test_report_their_progress_digit_by_digit_in_small_batch
 
     def spy(model, images, labels, batch_size, with_details=True, on_batch=None):
         p = run.progress
-        seen.append((p["phase"], p["phase_done"], p["phase_total"], batch_size))
+        seen.append((p["phase"], p["phase_done"], p["phase_total"], batch_size, with_details))
 
         def step(done):
             on_batch(done)
@@ -397,7 +397,9 @@ def test_validation_and_test_report_their_progress_digit_by_digit_in_small_batch
     run = Run(tiny_config(epochs=1, val_points=1), mnist_1k)
     run.run()
     assert run.status == "finished", run.error
-    assert seen == [("validating", 0, 300, 500), 300, ("testing", 0, 1000, 500), 500, 1000] and training.EVAL_BATCH == 500
+    # Validation needs only the loss and accuracy; the test also its confusion matrix and per-class numbers.
+    assert seen == [("validating", 0, 300, 500, False), 300, ("testing", 0, 1000, 500, True), 500, 1000]
+    assert training.EVAL_BATCH == 500
 
 
 def test_an_epochs_summary_weights_each_step_by_its_batch_and_counts_its_own_validations(mnist_1k, tiny_config):
@@ -603,6 +605,36 @@ def test_snapshot_hands_out_the_filter_history_without_copying_it(tiny_run):
     assert first["filters"]["snapshots"][16]["conv1.weight"] is tiny_run.filters[16]["conv1.weight"]  # no tensor copy
     first["filters"]["snapshots"].clear()
     assert list(tiny_run.filters) == [0, 1, 5, 8, 16]
+
+
+def test_each_validation_is_recorded_and_announced_with_the_training_numbers_since_the_last(mnist_1k, tiny_config):
+    """512 digits in batches of 64 (8 steps an epoch), 2 epochs, validated after steps 4, 8, 12 and 16. A learning
+    rate of 1e-9 keeps every validation accuracy equal: the best is then the first (only a better one replaces it)."""
+    events = []
+    run = Run(tiny_config(lr=1e-9, val_points=4), mnist_1k, callback=lambda event, info: events.append((event, info)))
+    run.run()
+    assert run.status == "finished", run.error
+    assert [v["step"] for v in run.vals] == [4, 8, 12, 16] and len({v["val_accuracy"] for v in run.vals}) == 1
+    for v, since in zip(run.vals, [0, 4, 8, 12], strict=True):
+        assert set(v) == {"step", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
+        assert v["epoch"] == v["step"] / 8
+        steps = run.steps[since : v["step"]]
+        assert v["train_loss"] == pytest.approx(sum(s["loss"] for s in steps) / 4)
+        assert v["train_accuracy"] == pytest.approx(sum(s["accuracy"] for s in steps) / 4)
+    assert run.best == {"epoch": 1, "step": 4, "val_accuracy": run.vals[0]["val_accuracy"]}
+    assert [info for event, info in events if event == "validation"] == run.vals
+    assert [info for event, info in events if event == "epoch"] == run.epochs
+    assert [(e["epoch"], type(e["epoch"])) for e in run.epochs] == [(1, int), (2, int)]
+
+
+def test_the_eta_is_the_steps_left_at_the_measured_speed_plus_the_evaluations_left(mnist_1k, tiny_config):
+    run = Run(tiny_config(batch_size=64), mnist_1k)  # 1,000 test digits
+    run.progress, run._checkpoints = {"total_steps": 100, "val_size": 300}, [25, 50, 75, 100]
+    # Before any validation a forward pass is taken to be 3× a training step: 1 / (3 · 640) s per digit.
+    assert run._eta(30, 640.0) == pytest.approx(70 * 64 / 640 + (3 * 300 + 1000) / (3 * 640))  # 50, 75, 100 left
+    run.vals = [{"seconds": 9.9}, {"seconds": 0.6}]  # then the last validation's speed: 0.6 s / 300 digits
+    assert run._eta(50, 640.0) == pytest.approx(50 * 64 / 640 + (2 * 300 + 1000) * 0.6 / 300)  # 75, 100 left
+    assert run._eta(100, 640.0) == pytest.approx(1000 * 0.6 / 300)  # only the test is left
 
 
 def test_estimate_seconds_counts_every_training_image_validation_point_and_the_test_set():
