@@ -303,6 +303,7 @@ def test_a_run_validates_on_one_fixed_stratified_subset(tiny_run, mnist, tiny_co
     sub = val_idx[stratified_split(mnist.train_labels[val_idx], 1 - 300 / len(val_idx), cfg.seed)[0]]
     share = torch.bincount(mnist.train_labels[val_idx], minlength=10) * 300 / len(val_idx)
     assert len(sub) == 300 and ((torch.bincount(mnist.train_labels[sub], minlength=10) - share).abs() <= 1).all()
+    assert torch.equal(tiny_run._val[0], mnist.train_images[sub]) and torch.equal(tiny_run._val[1], mnist.train_labels[sub])
     # The epoch records close each epoch with its last validation; their training numbers are over the epoch's steps.
     for e in snap["epochs"]:
         last = [v for v in snap["vals"] if v["step"] == e["step"]][0]
@@ -625,6 +626,57 @@ def test_each_validation_is_recorded_and_announced_with_the_training_numbers_sin
     assert [info for event, info in events if event == "validation"] == run.vals
     assert [info for event, info in events if event == "epoch"] == run.epochs
     assert [(e["epoch"], type(e["epoch"])) for e in run.epochs] == [(1, int), (2, int)]
+    assert events[-2:] == [("finished", run.results), ("ended", {"status": "finished"})] and run.results["n"] == 1000
+
+
+def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_up_to_each_validation(
+        mnist_1k, tiny_config):
+    """Steps are read from the device in groups (SYNC_EVERY, cut at each validation: 4 here), and each group
+    updates the progress and the live copy of conv1 before its records are announced."""
+    seen = []
+
+    def on_event(event, info):
+        if event == "step":
+            seen.append((info, dict(run.progress), run.latest_conv1["step"]))
+
+    run = Run(tiny_config(lr=2e-3, val_points=4), mnist_1k, callback=on_event)
+    run.run()
+    assert run.status == "finished", run.error
+    assert [info for info, _, _ in seen] == run.steps and [s["step"] for s in run.steps] == list(range(1, 17))
+    for record, progress, conv1_step in seen:
+        last = (record["step"] + 3) // 4 * 4  # the last step of its group
+        assert set(record) == {"step", "epoch", "loss", "accuracy", "lr"} and record["lr"] == 2e-3
+        assert record["epoch"] == (record["step"] - 1) // 8 + 1 and (record["accuracy"] * 64).is_integer()
+        assert record["loss"] > 0 and conv1_step == last
+        assert (progress["step"], progress["phase_done"], progress["epoch"]) == (last, last, (last - 1) // 8 + 1)
+        assert progress["threads"] == torch.get_num_threads() and progress["images_per_s"] > 0
+        assert progress["elapsed_s"] > 0 and progress["eta_s"] > 0
+    assert torch.equal(run.latest_conv1["weight"], run.filters[16]["conv1.weight"])
+    assert torch.equal(run.latest_conv1["bias"], run.filters[16]["conv1.bias"])
+
+
+def test_a_run_trains_on_its_seeded_subset_of_the_training_split_and_keeps_the_stream_for_the_epochs(
+        mnist_1k, tiny_config, monkeypatch):
+    real, seen = training.training_batches, []
+
+    def spy(cfg, images, labels, train_idx, order, device):
+        seen.append((train_idx, order.get_state(), images, labels))
+        assert (run.status, run.progress) == ("running", {  # as training starts
+            "epoch": 0, "epochs": 2, "step": 0, "total_steps": 16, "images_per_s": 0.0, "eta_s": None, "elapsed_s": 0.0,
+            "train_size": 512, "val_size": 300, "phase": "training", "phase_done": 0, "phase_total": 16})
+        return real(cfg, images, labels, train_idx, order, device)
+
+    monkeypatch.setattr(training, "training_batches", spy)
+    run = Run(tiny_config(seed=5), mnist_1k)
+    run.run()
+    assert run.status == "finished", run.error
+    split, _ = stratified_split(mnist_1k.train_labels, 0.1, 5)
+    order = torch.Generator().manual_seed(5)
+    subset = split[torch.randperm(len(split), generator=order)[:512]]
+    [(train_idx, state, images, labels)] = seen
+    assert torch.equal(train_idx, subset) and torch.equal(state, order.get_state())  # the epochs continue this stream
+    assert torch.equal(images, mnist_1k.train_images) and torch.equal(labels, mnist_1k.train_labels)
+    assert run.steps_per_epoch == 8 and run.peak_step_bytes > 0
 
 
 def test_the_eta_is_the_steps_left_at_the_measured_speed_plus_the_evaluations_left(mnist_1k, tiny_config):
