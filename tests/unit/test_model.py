@@ -56,6 +56,34 @@ def test_forward_normalizes_pixel_inputs_itself():
                                    "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
 
 
+def test_stages_are_every_intermediate_result_with_batchnorm_before_each_relu():
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 28, 28)
+    for batchnorm in (False, True):
+        m = MnistCNN(batchnorm).eval()
+        bn = {k: getattr(m, k) if batchnorm else torch.nn.Identity() for k in ("bn1", "bn2", "bn3")}
+        if batchnorm:  # statistics and scales that change the numbers (fresh ones are the identity)
+            for b in bn.values():
+                b.running_mean.uniform_(-1, 1)
+                b.running_var.uniform_(0.5, 2)
+                b.weight.data.uniform_(0.5, 2)
+        z = (x - MNIST_MEAN) / MNIST_STD
+        expected = {"conv1": bn["bn1"](m.conv1(z))}
+        expected["relu1"] = F.relu(expected["conv1"])
+        expected["pool1"] = F.max_pool2d(expected["relu1"], 2)
+        expected["conv2"] = bn["bn2"](m.conv2(expected["pool1"]))
+        expected["relu2"] = F.relu(expected["conv2"])
+        expected["pool2"] = F.max_pool2d(expected["relu2"], 2)
+        expected["fc1_pre"] = bn["bn3"](m.fc1(expected["pool2"].flatten(1)))
+        expected["fc1"] = F.relu(expected["fc1_pre"])
+        expected["logits"] = m.fc2(expected["fc1"])
+        with torch.no_grad():
+            stages = m.stages(x)
+            assert list(stages) == list(expected) and torch.equal(m(x), stages["logits"])
+            assert all(torch.allclose(stages[k], v, atol=1e-5) for k, v in expected.items()), batchnorm
+        assert [s.shape[1:] for s in stages.values()] == [(32, 28, 28)] * 2 + [(32, 14, 14)] * 3 + [(32, 7, 7)] + [(500,)] * 2 + [(10,)]
+
+
 def test_seeded_init_does_not_depend_on_the_global_rng():
     torch.manual_seed(1)  # another thread may be using the global RNG: it must not matter
     a = MnistCNN(generator=torch.Generator().manual_seed(5))

@@ -633,15 +633,27 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
         mnist_1k, tiny_config):
     """Steps are read from the device in groups (SYNC_EVERY, cut at each validation: 4 here), and each group
     updates the progress and the live copy of conv1 before its records are announced."""
-    seen = []
+    seen, conv1s = [], {}
 
     def on_event(event, info):
         if event == "step":
             seen.append((info, dict(run.progress), run.latest_conv1["step"]))
+            conv1s[run.latest_conv1["step"]] = run.latest_conv1
 
     run = Run(tiny_config(lr=2e-3, val_points=4), mnist_1k, callback=on_event)
+    real_step, stepped = run._step, []
+
+    def step(x, y, s):
+        if run.progress:  # not the probe's step on a copy, before training starts
+            p = run.progress
+            stepped.append((s, p["phase"], p["phase_done"], p["phase_total"], run.model.training, len(y)))
+        return real_step(x, y, s)
+
+    run._step = step
     run.run()
     assert run.status == "finished", run.error
+    # Each step trains a batch in train mode; the bar shows the steps done when the group started.
+    assert stepped == [(s, "training", s // 4 * 4, 16, True, 64) for s in range(16)]
     assert [info for info, _, _ in seen] == run.steps and [s["step"] for s in run.steps] == list(range(1, 17))
     for record, progress, conv1_step in seen:
         last = (record["step"] + 3) // 4 * 4  # the last step of its group
@@ -651,8 +663,11 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
         assert (progress["step"], progress["phase_done"], progress["epoch"]) == (last, last, (last - 1) // 8 + 1)
         assert progress["threads"] == torch.get_num_threads() and progress["images_per_s"] > 0
         assert progress["elapsed_s"] > 0 and progress["eta_s"] > 0
-    assert torch.equal(run.latest_conv1["weight"], run.filters[16]["conv1.weight"])
-    assert torch.equal(run.latest_conv1["bias"], run.filters[16]["conv1.bias"])
+    # Copies, as the filters were then (training on did not change them), taken at steps 8 and 16 like the snapshots.
+    assert run.latest_conv1 is conv1s[16] and conv1s[8]["step"] == 8
+    for step in (8, 16):
+        assert torch.equal(conv1s[step]["weight"], run.filters[step]["conv1.weight"])
+        assert torch.equal(conv1s[step]["bias"], run.filters[step]["conv1.bias"])
 
 
 def test_a_run_trains_on_its_seeded_subset_of_the_training_split_and_keeps_the_stream_for_the_epochs(
