@@ -630,10 +630,12 @@ def test_each_validation_is_recorded_and_announced_with_the_training_numbers_sin
 
 
 def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_up_to_each_validation(
-        mnist_1k, tiny_config):
+        mnist_1k, tiny_config, monkeypatch):
     """Steps are read from the device in groups (SYNC_EVERY, cut at each validation: 4 here), and each group
-    updates the progress and the live copy of conv1 before its records are announced."""
-    seen, conv1s = [], {}
+    updates the progress and the live copy of conv1 before its records are announced. On a clock where each training
+    step of 64 digits takes 0.5 s and nothing else takes time, the speeds and times are exact."""
+    now, seen, conv1s = [100.0], [], {}
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
 
     def on_event(event, info):
         if event == "step":
@@ -647,6 +649,7 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
         if run.progress:  # not the probe's step on a copy, before training starts
             p = run.progress
             stepped.append((s, p["phase"], p["phase_done"], p["phase_total"], run.model.training, len(y)))
+            now[0] += 0.5
         return real_step(x, y, s)
 
     run._step = step
@@ -661,13 +664,19 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
         assert record["epoch"] == (record["step"] - 1) // 8 + 1 and (record["accuracy"] * 64).is_integer()
         assert record["loss"] > 0 and conv1_step == last
         assert (progress["step"], progress["phase_done"], progress["epoch"]) == (last, last, (last - 1) // 8 + 1)
-        assert progress["threads"] == torch.get_num_threads() and progress["images_per_s"] > 0
-        assert progress["elapsed_s"] > 0 and progress["eta_s"] > 0
+        assert progress["threads"] == torch.get_num_threads()
+        # 4 steps of 64 digits in 2 s; the ETA: the steps left at that speed, then (before any validation has
+        # measured one) 300-digit validations and the 1,000 test digits at 3× that speed, after it at 0 s each.
+        eta = (16 - last) * 0.5 + ((3 * 300 + 1000) / (3 * 128) if last == 4 else 0.0)
+        assert (progress["images_per_s"], progress["elapsed_s"]) == (128.0, last * 0.5)
+        assert progress["eta_s"] == pytest.approx(eta)
+    for e in run.epochs:
+        assert (e["train_seconds"], e["seconds"], e["images_per_s"], e["images_per_s_median"]) == (4.0, 4.0, 128.0, 128.0)
     # Copies, as the filters were then (training on did not change them), taken at steps 8 and 16 like the snapshots.
     assert run.latest_conv1 is conv1s[16] and conv1s[8]["step"] == 8
-    for step in (8, 16):
-        assert torch.equal(conv1s[step]["weight"], run.filters[step]["conv1.weight"])
-        assert torch.equal(conv1s[step]["bias"], run.filters[step]["conv1.bias"])
+    for at in (8, 16):
+        assert torch.equal(conv1s[at]["weight"], run.filters[at]["conv1.weight"])
+        assert torch.equal(conv1s[at]["bias"], run.filters[at]["conv1.bias"])
 
 
 def test_a_run_trains_on_its_seeded_subset_of_the_training_split_and_keeps_the_stream_for_the_epochs(
