@@ -179,6 +179,24 @@ def test_a_snapshot_holds_the_runs_own_values_under_their_names(tiny_run):
     assert len(snap) == 16
 
 
+def test_a_new_run_is_pending_with_nothing_recorded_and_its_seeded_initial_weights(mnist_1k, tiny_config):
+    config = tiny_config(seed=7, batchnorm=True)
+    run = Run(config, mnist_1k)
+    snap = run.snapshot()
+    assert len(run.id) == 8 and int(run.id, 16) >= 0 and run.name == run_name(config, run.id)
+    assert {k: v for k, v in snap.items() if k not in ("id", "name", "config")} == {
+        "status": "pending", "precision": "fp32", "progress": {}, "results": None, "error": None,
+        "best": {"epoch": 0, "step": 0, "val_accuracy": -1.0}, "total_seconds": None, "peak_step_mib": None,
+        "steps": [], "vals": [], "epochs": [], "filters": {"steps_per_epoch": None, "snapshots": {}},
+        "latest_conv1": None}
+    assert (run.best_weights(), run.started_at, run.done, run.device) == (None, None, False, torch.device("cpu"))
+    expected = MnistCNN(True, generator=torch.Generator().manual_seed(7)).state_dict()
+    assert run.model.batchnorm and all(torch.equal(v, expected[k]) for k, v in run.model.state_dict().items())
+    assert run.model.conv2.weight.is_contiguous(memory_format=torch.channels_last)  # conv1 has one channel: both
+    assert type(Run(tiny_config(conv="unfold"), mnist_1k).model.conv1).__name__ == "UnfoldConv2d"
+    assert Run(config, mnist_1k, name="mine").name == "mine"
+
+
 def test_a_failing_run_reports_instead_of_raising(mnist_1k, tiny_config):
     def explode(event, info):
         raise RuntimeError("boom in callback")
