@@ -194,7 +194,9 @@ def test_a_new_run_is_pending_with_nothing_recorded_and_its_seeded_initial_weigh
     assert run.model.batchnorm and all(torch.equal(v, expected[k]) for k, v in run.model.state_dict().items())
     assert run.model.conv2.weight.is_contiguous(memory_format=torch.channels_last)  # conv1 has one channel: both
     assert type(Run(tiny_config(conv="unfold"), mnist_1k).model.conv1).__name__ == "UnfoldConv2d"
-    assert Run(config, mnist_1k, name="mine").name == "mine"
+    assert Run(config, mnist_1k, name="mine").name == "mine" and run.threads is None
+    assert Run(config, mnist_1k, threads=3).threads == 3
+    assert Run(tiny_config(precision="auto"), mnist_1k).precision == resolve_precision("auto", torch.device("cpu"))
 
 
 def test_a_failing_run_reports_instead_of_raising(mnist_1k, tiny_config):
