@@ -205,6 +205,48 @@ def test_a_failing_run_reports_instead_of_raising(mnist_1k, tiny_config):
 
     run = Run(tiny_config(), mnist_1k, callback=explode).run()
     assert run.status == "failed" and "boom in callback" in run.error and run.total_seconds > 0
+    # The page shows the last 4 frames (run → _train → _train_steps → _record → _emit → explode is 6 deep).
+    assert run.error.startswith("Traceback") and run.error.count('\n  File "') == 4
+
+
+def test_a_run_that_fails_before_training_starts_took_no_time(mnist_1k, tiny_config, monkeypatch):
+    def broken(*args):
+        raise ValueError("no split today")
+
+    monkeypatch.setattr(training, "stratified_split", broken)
+    run = Run(tiny_config(), mnist_1k).run()
+    assert (run.status, run.total_seconds, run.started_at) == ("failed", 0.0, None) and "no split today" in run.error
+    assert run.progress == {"phase": "failed"}
+
+
+def test_a_runs_threads_are_a_number_or_asked_of_a_function_before_each_step(mnist_1k, tiny_config):
+    asked = []
+
+    def threads():
+        asked.append(len(asked))
+        return 2
+
+    for setting in (2, threads):
+        run = Run(tiny_config(epochs=1), mnist_1k, threads=setting).start()  # its own thread: the setting is per thread
+        assert run.wait(120) and run.status == "finished", run.error
+        assert run.progress["threads"] == 2
+    assert len(asked) >= 8  # at least once per step (8 here)
+
+
+def test_a_stopped_run_announces_stopped_then_ended(mnist_1k, tiny_config):
+    events = []
+
+    def on_event(event, info):
+        events.append((event, info))
+        if event == "step":
+            run.stop()
+
+    run = Run(tiny_config(), mnist_1k, callback=on_event)
+    run.run()
+    names = [e for e, _ in events]
+    assert run.status == "stopped" and names == ["step"] * run.steps[-1]["step"] + ["stopped", "ended"]
+    assert run.progress["phase"] == "stopped"
+    assert events[-2:] == [("stopped", {"status": "stopped"}), ("ended", {"status": "stopped"})]
 
 
 def test_a_finished_status_always_comes_with_its_numbers(mnist_1k, tiny_config):
@@ -692,6 +734,7 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
         assert progress["eta_s"] == pytest.approx(eta)
     for e in run.epochs:
         assert (e["train_seconds"], e["seconds"], e["images_per_s"], e["images_per_s_median"]) == (4.0, 4.0, 128.0, 128.0)
+    assert run.total_seconds == 8.0
     # Copies, as the filters were then (training on did not change them), taken at steps 8 and 16 like the snapshots.
     assert run.latest_conv1 is conv1s[16] and conv1s[8]["step"] == 8
     for at in (8, 16):
