@@ -526,7 +526,7 @@ class Run:
         if self.callback:
             self.callback(event, info)
 
-    def _set_phase(self, phase: str, done: int = 0, total: int = 0) -> None:
+    def _set_phase(self, phase: str, done: int, total: int) -> None:
         """What the run is doing now ("training", "validating", "testing") and how far that phase is."""
         with self._lock:
             self.progress.update(phase=phase, phase_done=done, phase_total=total,

@@ -346,6 +346,7 @@ def test_validation_points_are_spread_evenly_and_include_every_epoch_end():
     assert validation_steps(157 * 2, 157, 10) == {31, 63, 94, 126, 157, 188, 220, 251, 283, 314}
     assert validation_steps(8 * 3, 8, 2) == {8, 12, 16, 24}  # epoch ends are always there
     assert validation_steps(3, 3, 10) == {1, 2, 3}  # never more points than steps
+    assert validation_steps(3, 1, 2) == {1, 2, 3}  # one step an epoch: never past the last
 
 
 def test_validation_subset_costs_about_8_percent_of_training_within_bounds():
@@ -353,6 +354,8 @@ def test_validation_subset_costs_about_8_percent_of_training_within_bounds():
     assert val_size(cfg, 10000, 6000) == 500  # 20,000 training images / (4 · 10)
     assert val_size(TrainConfig(epochs=1), 1000, 6000) == 300  # never fewer than 300
     assert val_size(TrainConfig(epochs=15), 54000, 6000) == 6000  # never more than the split
+    n = val_size(TrainConfig(epochs=1, val_points=1), 1399, 6000)
+    assert (n, type(n)) == (349, int)  # whole digits: 1,399 / 4 rounded down
 
 
 def test_a_run_validates_on_one_fixed_stratified_subset(tiny_run, mnist, tiny_config):
@@ -430,6 +433,13 @@ def test_auto_precision_on_cuda_follows_the_gpus_bf16_support_and_mps_stays_fp32
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: supported)
     assert resolve_precision("auto", torch.device("cuda")) == ("bf16" if supported else "fp32")
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
+
+
+def test_a_run_computes_in_bfloat16_only_when_its_precision_is_bf16(mnist_1k, tiny_config):
+    for precision in ("fp32", "bf16"):
+        with Run(tiny_config(precision=precision), mnist_1k)._autocast():
+            assert torch.is_autocast_enabled("cpu") == (precision == "bf16")
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
 def test_bf16_trains_like_fp32(mnist_1k, tiny_config, tiny_run):
@@ -695,7 +705,7 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
         mnist_1k, tiny_config, monkeypatch):
     """Steps are read from the device in groups (SYNC_EVERY, cut at each validation: 4 here), and each group
     updates the progress and the live copy of conv1 before its records are announced. On a clock where each training
-    step of 64 digits takes 0.5 s and nothing else takes time, the speeds and times are exact."""
+    step of 64 digits takes 0.5 s and 0.25 s pass after each validation, the speeds and times are exact."""
     now, seen, conv1s = [100.0], [], {}
     monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
 
@@ -703,6 +713,8 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
         if event == "step":
             seen.append((info, dict(run.progress), run.latest_conv1["step"]))
             conv1s[run.latest_conv1["step"]] = run.latest_conv1
+        if event == "validation":  # 0.25 s pass after each validation, before the next phase starts
+            now[0] += 0.25
 
     run = Run(tiny_config(lr=2e-3, val_points=4), mnist_1k, callback=on_event)
     real_step, stepped = run._step, []
@@ -710,15 +722,15 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
     def step(x, y, s):
         if run.progress:  # not the probe's step on a copy, before training starts
             p = run.progress
-            stepped.append((s, p["phase"], p["phase_done"], p["phase_total"], run.model.training, len(y)))
+            stepped.append((s, p["phase"], p["phase_done"], p["phase_total"], p["elapsed_s"], run.model.training, len(y)))
             now[0] += 0.5
         return real_step(x, y, s)
 
     run._step = step
     run.run()
     assert run.status == "finished", run.error
-    # Each step trains a batch in train mode; the bar shows the steps done when the group started.
-    assert stepped == [(s, "training", s // 4 * 4, 16, True, 64) for s in range(16)]
+    # Each step trains a batch in train mode; the bar shows the steps done (and the time) when the group started.
+    assert stepped == [(s, "training", s // 4 * 4, 16, s // 4 * (4 * 0.5 + 0.25), True, 64) for s in range(16)]
     assert [info for info, _, _ in seen] == run.steps and [s["step"] for s in run.steps] == list(range(1, 17))
     for record, progress, conv1_step in seen:
         last = (record["step"] + 3) // 4 * 4  # the last step of its group
@@ -730,11 +742,11 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
         # 4 steps of 64 digits in 2 s; the ETA: the steps left at that speed, then (before any validation has
         # measured one) 300-digit validations and the 1,000 test digits at 3× that speed, after it at 0 s each.
         eta = (16 - last) * 0.5 + ((3 * 300 + 1000) / (3 * 128) if last == 4 else 0.0)
-        assert (progress["images_per_s"], progress["elapsed_s"]) == (128.0, last * 0.5)
+        assert (progress["images_per_s"], progress["elapsed_s"]) == (128.0, last * 0.5 + (last // 4 - 1) * 0.25)
         assert progress["eta_s"] == pytest.approx(eta)
     for e in run.epochs:
         assert (e["train_seconds"], e["seconds"], e["images_per_s"], e["images_per_s_median"]) == (4.0, 4.0, 128.0, 128.0)
-    assert run.total_seconds == 8.0
+    assert run.total_seconds == 16 * 0.5 + 4 * 0.25
     # Copies, as the filters were then (training on did not change them), taken at steps 8 and 16 like the snapshots.
     assert run.latest_conv1 is conv1s[16] and conv1s[8]["step"] == 8
     for at in (8, 16):
