@@ -8,6 +8,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from cnn_core.data import random_shift
 from cnn_core.memory import peak_bytes
 from cnn_core.registry import RunRegistry
 from cnn_core.store import RunStore
@@ -86,6 +87,9 @@ def test_runs_of_a_sweep_see_the_digits_in_the_same_order(mnist):
         assert torch.equal(labels, order) and torch.equal(images, plain)
     labels, shifted = _labels_seen(TrainConfig(epochs=2, batch_size=64, seed=3, augment=True), mnist, idx)
     assert torch.equal(labels, order) and not torch.equal(shifted, plain)  # the same digits, shifted
+    shifts = torch.Generator().manual_seed(4)  # the seed + 1: a stream of its own, one shift of ≤ 2 pixels per digit
+    bounds = [(e * 300 + a, e * 300 + min(a + 64, 300)) for e in range(2) for a in range(0, 300, 64)]
+    assert torch.equal(shifted, torch.cat([random_shift(plain[a:b], 2, shifts) for a, b in bounds]))
     assert not torch.equal(_labels_seen(TrainConfig(epochs=2, batch_size=64, seed=4), mnist, idx)[0], order)
 
 

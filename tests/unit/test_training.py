@@ -595,7 +595,20 @@ def test_adv_mix_weights_the_adversarial_loss(mnist_1k, tiny_config):
     """loss = (1 − mix)·L(clean) + mix·L(adversarial), on the first batch with the initial weights: mix = 1 is the
     adversarial loss alone, and adversarial="none" the clean loss."""
     clean = _first_step_loss(mnist_1k, tiny_config())
-    adversarial = _first_step_loss(mnist_1k, tiny_config(adversarial="fgsm", adv_epsilon=0.3, adv_mix=1.0))
+    run = Run(tiny_config(adversarial="fgsm", adv_epsilon=0.3, adv_mix=1.0), mnist_1k,
+              callback=lambda event, info: run.stop())
+    real, losses = run._adversarial_batch, []
+
+    def adversarial_batch(x, y, step):  # the loss of the examples the run made, computed here
+        x_adv = real(x, y, step)
+        with torch.no_grad():
+            losses.append(torch.nn.functional.cross_entropy(run.model(x_adv), y).item())
+        return x_adv
+
+    run._adversarial_batch = adversarial_batch
+    run.run()
+    adversarial = run.steps[0]["loss"]
+    assert adversarial == pytest.approx(losses[1], rel=1e-6)  # losses[0]: the memory probe's step, on a copy
     mixed = _first_step_loss(mnist_1k, tiny_config(adversarial="fgsm", adv_epsilon=0.3, adv_mix=0.25))
     assert adversarial > clean + 0.05, (clean, adversarial)  # FGSM at ε = 0.3 raises the loss
     assert mixed == pytest.approx(0.75 * clean + 0.25 * adversarial, rel=1e-6)
