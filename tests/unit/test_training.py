@@ -730,12 +730,15 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
             now[0] += 0.25
 
     run = Run(tiny_config(lr=2e-3, val_points=4), mnist_1k, callback=on_event)
-    real_step, stepped = run._step, []
+    real_step, stepped, before = run._step, [], []
 
     def step(x, y, s):
         if run.progress:  # not the probe's step on a copy, before training starts
             p = run.progress
             stepped.append((s, p["phase"], p["phase_done"], p["phase_total"], p["elapsed_s"], run.model.training, len(y)))
+            with torch.no_grad():  # the batch's loss and accuracy with the weights the step starts from
+                logits = run.model(x)
+            before.append((torch.nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).sum().item() / 64))
             now[0] += 0.5
         return real_step(x, y, s)
 
@@ -745,6 +748,8 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
     # Each step trains a batch in train mode; the bar shows the steps done (and the time) when the group started.
     assert stepped == [(s, "training", s // 4 * 4, 16, s // 4 * (4 * 0.5 + 0.25), True, 64) for s in range(16)]
     assert [info for info, _, _ in seen] == run.steps and [s["step"] for s in run.steps] == list(range(1, 17))
+    assert [r["loss"] for r in run.steps] == pytest.approx([loss for loss, _ in before], rel=1e-5)
+    assert [r["accuracy"] for r in run.steps] == [accuracy for _, accuracy in before]
     for record, progress, conv1_step in seen:
         last = (record["step"] + 3) // 4 * 4  # the last step of its group
         assert set(record) == {"step", "epoch", "loss", "accuracy", "lr"} and record["lr"] == 2e-3
