@@ -109,6 +109,7 @@ def test_a_run_records_history_keeps_best_weights_and_evaluates_the_test_set(tin
     assert [c["support"] for c in r["per_class"]] == torch.bincount(mnist.test_labels).tolist()
     # The run's model holds the best weights, and they give exactly the reported test numbers.
     assert evaluate(tiny_run.model, mnist.test_images, mnist.test_labels)["accuracy"] == r["accuracy"]
+    assert tiny_run.model.conv2.weight.is_contiguous()  # in the standard layout again (it trained channels_last)
 
 
 def test_same_seed_gives_an_identical_loss_curve(mnist_1k, tiny_run, tiny_config):
