@@ -493,17 +493,6 @@ def test_an_epochs_summary_weights_each_step_by_its_batch_and_counts_its_own_val
         assert summary["images_per_s"] == pytest.approx(n / summary["train_seconds"])
 
 
-def test_the_epochs_seconds_add_up_to_at_most_the_runs(mnist_1k, tiny_config, monkeypatch):
-    """On a clock that advances 1 ms per reading (a run of 2 tiny epochs reads it a few dozen times), each epoch
-    counts its own training time: the second does not start from the first's count, or from any other."""
-    ticks = iter(range(1, 10**9))
-    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks) / 1000))
-    run = Run(tiny_config(), mnist_1k).run()
-    assert run.status == "finished", run.error
-    assert len(run.epochs) == 2 and all(e["train_seconds"] > 0 for e in run.epochs)
-    assert sum(e["seconds"] for e in run.epochs) <= run.total_seconds < 0.5
-
-
 def _stopped_in(mnist, tiny_config, phase: str) -> Run:
     """A run stopped as soon as it reports ``phase``; asserts it ends within a second."""
     run = Run(tiny_config(train_subset=4000, epochs=1, val_points=1, val_fraction=0.5), mnist).start()
@@ -754,7 +743,7 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
     for record, progress, conv1_step in seen:
         last = (record["step"] + 3) // 4 * 4  # the last step of its group
         assert set(record) == {"step", "epoch", "loss", "accuracy", "lr"} and record["lr"] == 2e-3
-        assert record["epoch"] == (record["step"] - 1) // 8 + 1 and (record["accuracy"] * 64).is_integer()
+        assert record["epoch"] == (record["step"] - 1) // 8 + 1
         assert record["loss"] > 0 and conv1_step == last
         assert (progress["step"], progress["phase_done"], progress["epoch"]) == (last, last, (last - 1) // 8 + 1)
         assert progress["threads"] == torch.get_num_threads()
