@@ -1,6 +1,7 @@
 import dataclasses
 import inspect
 import math
+import re
 import threading
 import time
 import types
@@ -184,7 +185,7 @@ def test_a_new_run_is_pending_with_nothing_recorded_and_its_seeded_initial_weigh
     config = tiny_config(seed=7, batchnorm=True)
     run = Run(config, mnist_1k)
     snap = run.snapshot()
-    assert len(run.id) == 8 and int(run.id, 16) >= 0 and run.name == run_name(config, run.id)
+    assert re.fullmatch("[0-9a-f]{8}", run.id) and run.name == run_name(config, run.id)
     assert {k: v for k, v in snap.items() if k not in ("id", "name", "config")} == {
         "status": "pending", "precision": "fp32", "progress": {}, "results": None, "error": None,
         "best": {"epoch": 0, "step": 0, "val_accuracy": -1.0}, "total_seconds": None, "peak_step_mib": None,
