@@ -23,6 +23,41 @@ def pytest_collection_modifyitems(items):
         items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
 
 
+def pytest_configure(config):
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":  # mutmut's stats run (``make mutation``)
+        config.pluginmanager.register(_SharedFixtureCalls())
+
+
+class _SharedFixtureCalls:
+    """mutmut picks a mutant's tests by which test called its function in its stats run, so what a session fixture
+    computes (``tiny_run`` trains a Run) counted only for the first test that asked for it: a mutant of
+    ``Run._restore_best`` then never ran the test that checks the layout it restores, and "survived". This plugin
+    keeps the calls each shared fixture makes and counts them again for every test that uses the fixture. It is
+    registered as a plugin because pytest asks a session fixture's hooks of the session, which sees no tests/ conftest."""
+
+    def __init__(self):
+        from mutmut.state import state
+        self.calls = state()._stats  # the set mutmut collects a test's calls to mutated functions in
+        self.by_fixture: dict[str, set[str]] = {}  # by name: module fixtures of the same name are pooled
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        if fixturedef.scope == "function":
+            yield
+            return
+        before = set(self.calls)
+        self.calls.clear()
+        yield
+        self.by_fixture.setdefault(fixturedef.argname, set()).update(self.calls)
+        self.calls.update(before)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        for name in item.fixturenames:
+            self.calls.update(self.by_fixture.get(name, ()))
+        yield
+
+
 @pytest.fixture(scope="session")
 def mnist():
     return load_mnist()
