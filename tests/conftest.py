@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -13,32 +14,44 @@ from cnn_core.training import Run, TrainConfig
 
 
 def pytest_collection_modifyitems(items):
-    """Under mutmut (``make mutation``) a mutant's tests run fastest first, by the durations mutmut measured: it stops
-    at the first failure, so a killed mutant then costs its fastest failing test. mutmut sorts them so itself only
-    without process isolation; with ours ("forkserver", pyproject.toml) it passes them in set order, and a mutant of
-    TrainConfig.validate could run a 26-second CLI test before the 10-millisecond test that kills it."""
+    """Under mutmut (``make mutation``) a mutant's tests run cheapest first: it stops at the first failure, so a killed
+    mutant then costs its cheapest failing test. mutmut sorts them so itself only without process isolation; with ours
+    ("forkserver", pyproject.toml) it passes them in set order, and a mutant of TrainConfig.validate could run a
+    26-second CLI test before the 10-millisecond test that kills it. A test's cost is its duration as mutmut measured
+    it (the test alone) plus the seconds its shared fixtures took to build (``_MutmutStats``)."""
     stats = Path("mutmut-stats.json")  # mutmut runs the tests inside mutants/, where it keeps this file
     if os.environ.get("MUTANT_UNDER_TEST") and stats.exists():
         durations = json.loads(stats.read_text())["duration_by_test"]
-        items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+        built = Path(_FIXTURE_SECONDS)
+        setup = json.loads(built.read_text()) if built.exists() else {}
+        items.sort(key=lambda item: durations.get(item.nodeid, 0.0) + sum(setup.get(n, 0.0) for n in item.fixturenames))
+
+
+_FIXTURE_SECONDS = "fixture-seconds.json"  # written next to mutmut-stats.json by mutmut's stats run
 
 
 def pytest_configure(config):
     if os.environ.get("MUTANT_UNDER_TEST") == "stats":  # mutmut's stats run (``make mutation``)
-        config.pluginmanager.register(_SharedFixtureCalls())
+        config.pluginmanager.register(_MutmutStats())
 
 
-class _SharedFixtureCalls:
-    """mutmut picks a mutant's tests by which test called its function in its stats run, so what a session fixture
-    computes (``tiny_run`` trains a Run) counted only for the first test that asked for it: a mutant of
-    ``Run._restore_best`` then never ran the test that checks the layout it restores, and "survived". This plugin
-    keeps the calls each shared fixture makes and counts them again for every test that uses the fixture. It is
-    registered as a plugin because pytest asks a session fixture's hooks of the session, which sees no tests/ conftest."""
+class _MutmutStats:
+    """What mutmut's stats run misses about shared (session or module) fixtures.
+
+    - Which mutated functions they call. mutmut picks a mutant's tests by which test called its function, so what
+      ``tiny_run`` computes (a whole Run) counted only for the first test that asked for it: a mutant of
+      ``Run._restore_best`` never ran the test that checks the layout it restores, and "survived". Each fixture's
+      calls are kept here and counted again for every test that uses it.
+    - How long they take to build (mutmut times only the test itself), for the cheapest-first order above.
+
+    A plugin, not conftest hooks: pytest asks a session fixture's hooks of the session, which sees no tests/ conftest.
+    """
 
     def __init__(self):
         from mutmut.state import state
         self.calls = state()._stats  # the set mutmut collects a test's calls to mutated functions in
         self.by_fixture: dict[str, set[str]] = {}  # by name: module fixtures of the same name are pooled
+        self.seconds: dict[str, float] = {}
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_fixture_setup(self, fixturedef, request):
@@ -47,8 +60,11 @@ class _SharedFixtureCalls:
             return
         before = set(self.calls)
         self.calls.clear()
+        t0 = time.perf_counter()
         yield
-        self.by_fixture.setdefault(fixturedef.argname, set()).update(self.calls)
+        name = fixturedef.argname
+        self.seconds[name] = max(self.seconds.get(name, 0.0), time.perf_counter() - t0)
+        self.by_fixture.setdefault(name, set()).update(self.calls)
         self.calls.update(before)
 
     @pytest.hookimpl(hookwrapper=True)
@@ -56,6 +72,9 @@ class _SharedFixtureCalls:
         for name in item.fixturenames:
             self.calls.update(self.by_fixture.get(name, ()))
         yield
+
+    def pytest_sessionfinish(self):
+        Path(_FIXTURE_SECONDS).write_text(json.dumps(self.seconds, indent=1))
 
 
 @pytest.fixture(scope="session")
