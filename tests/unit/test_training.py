@@ -349,6 +349,7 @@ def test_validation_points_are_spread_evenly_and_include_every_epoch_end():
     assert validation_steps(8 * 3, 8, 2) == {8, 12, 16, 24}  # epoch ends are always there
     assert validation_steps(3, 3, 10) == {1, 2, 3}  # never more points than steps
     assert validation_steps(3, 1, 2) == {1, 2, 3}  # one step an epoch: never past the last
+    assert validation_steps(5, 1, 2) == {1, 2, 3, 4, 5}  # ... and every epoch end, step 4 too (evenly: only 2, 5)
 
 
 def test_validation_subset_costs_about_8_percent_of_training_within_bounds():
