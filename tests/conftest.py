@@ -12,6 +12,8 @@ from cnn_core.model import for_inference
 from cnn_core.store import RunStore
 from cnn_core.training import Run, TrainConfig
 
+_FIXTURE_SECONDS = "fixture-seconds.json"  # written next to mutmut-stats.json by mutmut's stats run
+
 
 def pytest_collection_modifyitems(items):
     """Under mutmut (``make mutation``) a mutant's tests run cheapest first: it stops at the first failure, so a killed
@@ -25,9 +27,6 @@ def pytest_collection_modifyitems(items):
         built = Path(_FIXTURE_SECONDS)
         setup = json.loads(built.read_text()) if built.exists() else {}
         items.sort(key=lambda item: durations.get(item.nodeid, 0.0) + sum(setup.get(n, 0.0) for n in item.fixturenames))
-
-
-_FIXTURE_SECONDS = "fixture-seconds.json"  # written next to mutmut-stats.json by mutmut's stats run
 
 
 def pytest_configure(config):
