@@ -66,11 +66,9 @@ class _MutmutStats:
         self.by_fixture.setdefault(name, set()).update(self.calls)
         self.calls.update(before)
 
-    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
         for name in item.fixturenames:
             self.calls.update(self.by_fixture.get(name, ()))
-        yield
 
     def pytest_sessionfinish(self):
         Path(_FIXTURE_SECONDS).write_text(json.dumps(self.seconds, indent=1))
