@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test lint unit bench clean-cache chromium mutation
+.PHONY: run test test-fp32 lint unit bench bench-stored clean-cache chromium mutation
 CHROMIUM ?= $(or $(CNN_LAB_CHROMIUM),/usr/bin/chromium)
 
 $(VENV)/.stamp-run: requirements.txt
@@ -35,14 +35,30 @@ chromium:
 	    echo "error: $(CHROMIUM) is missing; the browser tests need it. Run:  sudo apt-get install -y chromium" >&2; exit 1; \
 	  fi; }
 
+# The float32 path of a CPU without bf16 (AMD Zen 2/3, older Intel), forced on any x86 CPU: auto precision never
+# picks bf16, and PyTorch's own kernels, oneDNN's and MKL's use AVX2 at most. An AVX-512 machine then sums in the
+# orders an AVX2 machine does (checked: it reproduced an AMD machine's universal-perturbation numbers digit for digit).
+FLOAT32_PATH := CNN_LAB_BF16=0 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+
+# The whole suite on this machine's path, then the tests that compare computed floats (marker `numeric`) on the
+# float32 AVX2 path too: CI alternates CPU kinds, and each run checks both.
 test: lint chromium
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-fp32
+
+test-fp32: $(VENV)/.stamp-dev
+	$(FLOAT32_PATH) $(PY) -m pytest -m numeric -q tests/unit
 
 unit: $(VENV)/.stamp-dev
 	$(PY) -m pytest tests/unit
 
 bench: $(VENV)/.stamp-run
 	$(PY) -m cnn_core.bench
+
+# Stored results of the shipped runs against live ones, on this machine's path and on the forced float32 AVX2 path.
+bench-stored: $(VENV)/.stamp-run
+	$(PY) -m bench.stored
+	$(FLOAT32_PATH) $(PY) -m bench.stored
 
 clean-cache:
 	rm -rf data/.cache
@@ -57,7 +73,8 @@ $(VENV)/.stamp-mutation: $(VENV)/.stamp-dev requirements-mutation.txt
 
 mutation: $(VENV)/.stamp-mutation
 	@# One intra-op thread per test process: with torch's default two, a tiny training run took 1.5 s instead of 0.1 s.
-	OMP_NUM_THREADS=1 nice -n 19 $(PY) -m mutmut run $(foreach m,$(MUTANTS),'$(m)')
+	@# tests/mutmut_plugin.py orders a mutant's tests cheapest first and counts shared fixtures' calls (only here).
+	OMP_NUM_THREADS=1 PYTHONPATH=. PYTEST_ADDOPTS="-p tests.mutmut_plugin" nice -n 19 $(PY) -m mutmut run $(foreach m,$(MUTANTS),'$(m)')
 	@echo "Per module (killed / survived / timeout / ...):"
 	@$(PY) -m mutmut results --all true | sed -E 's/^ *(cnn_core\.[a-z_]+)\.[^:]*: /\1 /' | sort | uniq -c
 	@echo "Not killed (inspect one with: $(PY) -m mutmut show NAME):"

@@ -144,11 +144,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# Set to 0, auto never picks bf16: an AMX machine then computes what a CPU without bf16 computes (`make test-fp32`).
+BF16_ENV = "CNN_LAB_BF16"
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     """auto → bf16 where ``device`` computes bfloat16 natively (CUDA with bf16; a CPU with AMX or AVX512-BF16, read
-    from /proc/cpuinfo), else fp32. Emulated bf16 is slower than fp32, so auto never picks it there."""
+    from /proc/cpuinfo), else fp32. Emulated bf16 is slower than fp32, so auto never picks it there; nor where the
+    environment sets ``CNN_LAB_BF16=0``."""
     if name != "auto":
         return name
+    if os.environ.get(BF16_ENV) == "0":
+        return "fp32"
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":

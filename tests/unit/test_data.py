@@ -85,7 +85,7 @@ def test_stratified_split_gives_the_leftover_slots_to_the_largest_remainders_tie
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError) as error:
             stratified_split(labels, bad)
-        assert str(error.value) == f"val_fraction must be in [0, 1), got {bad}"
+        assert "val_fraction" in str(error.value) and str(bad) in str(error.value)
 
 
 def test_to_float_gives_n_1_28_28_intensities_for_one_digit_or_many():
@@ -142,12 +142,12 @@ def test_missing_checksums_and_several_missing_files_are_named(tmp_path):
     ship = _copy_shipped(tmp_path)
     (ship / "MD5SUMS").chmod(0o644)
     (ship / "MD5SUMS").unlink()
-    with pytest.raises(DataError, match=r"MD5SUMS is missing: it holds the checksums that verify MNIST\."):
+    with pytest.raises(DataError, match="MD5SUMS is missing"):
         load_mnist(ship, tmp_path / "cache")
     ship2 = _copy_shipped(tmp_path / "b")
     for name in ("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
         (ship2 / name).unlink()
-    with pytest.raises(DataError, match=r"lacks train-labels-idx1-ubyte\.gz, t10k-images-idx3-ubyte\.gz\. Restore"):
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz, t10k-images-idx3-ubyte\.gz"):
         load_mnist(ship2, tmp_path / "cache2")
 
 
@@ -195,8 +195,9 @@ def test_a_load_that_fails_says_where_the_files_belong_and_how_to_restore_them(t
     monkeypatch.setattr(data, "MNIST", broken)
     with pytest.raises(DataError) as e:
         load_mnist(tmp_path / "nothing-shipped", tmp_path / "cache")
-    assert str(e.value) == (f"MNIST could not be loaded from {tmp_path / 'cache'} (Dataset not found). The shipped files "
-                            f"belong in {tmp_path / 'nothing-shipped'}; restore them with `git checkout -- data/MNIST`.")
+    message = str(e.value)  # where it looked, why it failed, where the files belong and how to restore them
+    assert all(part in message for part in (str(tmp_path / "cache"), "Dataset not found", str(tmp_path / "nothing-shipped"),
+                                            "git checkout -- data/MNIST"))
 
 
 def test_md5sums_in_binary_mode_name_their_files_without_the_star(tmp_path):

@@ -171,7 +171,7 @@ def test_a_faint_digit_of_exactly_10_percent_contrast_is_not_blank():
 
 @pytest.mark.parametrize("gray", [np.zeros(50), np.zeros((1, 50)), np.zeros((20, 20, 3))])
 def test_an_image_that_is_not_two_dimensional_or_too_thin_is_refused(gray):
-    with pytest.raises(DigitError, match="^the image must be two-dimensional and at least 2×2 pixels$"):
+    with pytest.raises(DigitError, match="two-dimensional.*2×2"):
         mnist_style(gray)
 
 
@@ -180,7 +180,7 @@ def test_a_two_by_two_image_is_small_enough():
 
 
 def test_the_blank_message_says_what_to_do():
-    with pytest.raises(DigitError, match="^the image is blank: draw a digit, or upload a picture of one$"):
+    with pytest.raises(DigitError, match="blank.*draw a digit"):
         mnist_style(np.zeros((5, 5)))
 
 
@@ -203,13 +203,13 @@ def test_decoding_reads_grey_levels_and_transparent_paper_as_white():
     assert gray[0, 0] == pytest.approx(1.0) and gray[1:, 1:] == pytest.approx(np.full((3, 3), 0.2))
 
 
-def test_the_size_limit_and_the_refusals_word_for_word():
-    with pytest.raises(DigitError, match=r"^that file is not an image this app can read \(try PNG or JPEG\)$"):
+def test_the_size_limit_and_the_refusals_name_what_to_do():
+    with pytest.raises(DigitError, match="not an image.*PNG or JPEG"):
         decode_image(b"not an image")
     buf = io.BytesIO()
     Image.new("L", (5000, 5000)).save(buf, format="PNG")
     assert decode_image(buf.getvalue()).shape == (5000, 5000)  # exactly 25 megapixels: allowed
     buf = io.BytesIO()
     Image.new("L", (5001, 5000)).save(buf, format="PNG")
-    with pytest.raises(DigitError, match=r"^the image is too large \(5,001×5,000 pixels\); use one under 25 megapixels$"):
+    with pytest.raises(DigitError, match="5,001×5,000.*25 megapixels"):
         decode_image(buf.getvalue())

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -12,6 +13,8 @@ from cnn_core.model import (
     parameter_split,
     predict_proba,
 )
+
+pytestmark = pytest.mark.numeric  # compares floats from torch kernels: `make test` reruns it on the float32 AVX2 path
 
 
 def test_exact_parameter_counts():

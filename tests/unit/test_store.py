@@ -1,6 +1,5 @@
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -71,7 +70,7 @@ def test_run_json_holds_the_runs_own_numbers(tmp_path, tiny_run):
 def test_saving_twice_needs_overwrite_and_unfinished_runs_cannot_be_saved(tmp_path, tiny_run, mnist_1k, tiny_config):
     store = RunStore(tmp_path)
     store.save(tiny_run, "r")
-    with pytest.raises(FileExistsError, match=f"^a run named 'r' already exists in {re.escape(str(tmp_path))}$"):
+    with pytest.raises(FileExistsError, match="'r' already exists"):
         store.save(tiny_run, "r")
     store.save(tiny_run, "r", overwrite=True)
     assert len(store.list_runs()) == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -239,6 +238,7 @@ def test_test_probabilities_are_computed_once_then_read_from_the_run(tmp_path, t
     assert (store.test_probabilities("mine", lambda: probs * 0) == 0).all()
 
 
+@pytest.mark.numeric
 def test_the_shipped_test_probabilities_are_those_of_the_weights_and_match_run_json(mnist):
     """The Results page reads them instead of classifying 10,000 digits on its first visit: they must be exactly what
     the saved weights (standard layout, as training tested them) give, for every shipped run."""

@@ -74,7 +74,7 @@ def test_a_numeric_field_accepts_its_range_up_to_both_ends_and_names_it_when_out
     for value in outside:
         with pytest.raises(ValueError) as error:
             TrainConfig(**{field: value}).validate()
-        assert str(error.value) == f"{field} must be {allowed}, got {value!r}"
+        assert f"{field} must be" in str(error.value) and repr(value) in str(error.value)  # the field and the value
 
 
 @pytest.mark.parametrize("field", CHOICES)
@@ -85,7 +85,8 @@ def test_a_choice_field_accepts_each_of_its_values_and_lists_them_when_given_ano
     for value in ("lbfgs", 1, None):
         with pytest.raises(ValueError) as error:
             TrainConfig(**{field: value}).validate()
-        assert str(error.value) == f"{field} must be {allowed}, got {value!r}"
+        message = str(error.value)  # names the field, the value and every choice (the CLI and the form show it)
+        assert f"{field} must be" in message and repr(value) in message and all(str(v).lower() in message for v in values)
 
 
 def test_from_dict_rejects_unknown_fields():
@@ -304,6 +305,7 @@ class _Table(torch.nn.Module):
         return self.logits[(x[:, 0, 0, 0] * 255).round().long()] + 0 * self.w
 
 
+@pytest.mark.numeric
 def test_evaluate_counts_top1_top5_and_the_confusion_batch_by_batch_in_eval_mode():
     # Five digits, labels 0 1 2 3 9; each row ranks classes best first: right; 2nd; right; 6th (not top 5); 5th.
     model = _Table([[0], [7, 1], [2], [5, 0, 1, 2, 4, 3], [4, 0, 1, 2, 9]])
@@ -318,7 +320,10 @@ def test_evaluate_counts_top1_top5_and_the_confusion_batch_by_batch_in_eval_mode
     assert {type(v) for row in r["confusion"] for v in row} == {int}  # counts, as run.json stores them
     assert r["loss"] == pytest.approx(torch.nn.functional.cross_entropy(model.logits, labels).item(), rel=1e-6)
     brief = evaluate(model.eval(), images, labels, batch_size=3, with_details=False)
-    assert brief == {"loss": r["loss"], "accuracy": 2 / 5, "n": 5} and not model.training
+    assert (brief["accuracy"], brief["n"], model.training) == (2 / 5, 5, False) and set(brief) == {"loss", "accuracy", "n"}
+    # Batches of 3 sum each batch's float32 losses in another order than batches of 2: equal to float32 rounding
+    # (relative 2⁻²⁴ ≈ 6e-8 per addition, a few additions), not bit for bit — AMD and Intel kernels differed at 1e-8.
+    assert brief["loss"] == pytest.approx(r["loss"], rel=1e-6)
 
 
 def test_evaluate_sums_the_loss_in_float64_so_a_small_loss_after_a_huge_one_still_counts():
@@ -408,7 +413,7 @@ def test_auto_picks_cuda_then_mps_then_cpu_and_an_absent_device_is_named(monkeyp
         if name not in listed:
             with pytest.raises(ValueError) as error:
                 training.resolve_device(name)
-            assert str(error.value) == f"device must be one available on this machine ({listed} or auto), got {name!r}"
+            assert all(word in str(error.value) for word in ("device", listed, repr(name)))
 
 
 @pytest.mark.parametrize("cpuinfo, mkldnn, expected", [
@@ -427,22 +432,36 @@ def test_auto_precision_on_a_cpu_is_bf16_only_where_it_computes_it_natively(monk
 
     monkeypatch.setattr(training, "Path", FakePath)
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: mkldnn)
+    monkeypatch.delenv(training.BF16_ENV, raising=False)  # `make test`'s float32 pass sets it
     assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32" and resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    monkeypatch.setenv(training.BF16_ENV, "0")  # bf16 forced off: auto is fp32 even where bf16 is native
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32" and resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
 @pytest.mark.parametrize("supported", [True, False])
 def test_auto_precision_on_cuda_follows_the_gpus_bf16_support_and_mps_stays_fp32(monkeypatch, supported):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: supported)
+    monkeypatch.delenv(training.BF16_ENV, raising=False)
     assert resolve_precision("auto", torch.device("cuda")) == ("bf16" if supported else "fp32")
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
 
 
-def test_a_run_computes_in_bfloat16_only_when_its_precision_is_bf16(mnist_1k, tiny_config):
+def test_a_run_trains_in_bfloat16_only_when_its_precision_is_bf16(mnist_1k, tiny_config):
+    """What the model sees in its training forwards: bfloat16 autocast for bf16, none for fp32."""
     for precision in ("fp32", "bf16"):
-        with Run(tiny_config(precision=precision), mnist_1k)._autocast():
-            assert torch.is_autocast_enabled("cpu") == (precision == "bf16")
-            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+        seen = []
+
+        def on_forward(module, args, out, seen=seen):
+            if module.training:
+                seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), out.dtype))
+
+        run = Run(tiny_config(precision=precision, train_subset=64, epochs=1, val_points=1), mnist_1k)
+        run.model.register_forward_hook(on_forward)
+        run.run()
+        assert run.status == "finished", run.error
+        want = (True, torch.bfloat16, torch.bfloat16) if precision == "bf16" else (False, torch.bfloat16, torch.float32)
+        assert set(seen) == {want}, precision  # the probe's step (on a copy) and the run's one step
 
 
 def test_bf16_trains_like_fp32(mnist_1k, tiny_config, tiny_run):
@@ -583,31 +602,33 @@ def _first_step_loss(mnist, cfg) -> float:
     return run.steps[0]["loss"]
 
 
-def test_adv_mix_weights_the_adversarial_loss(mnist_1k, tiny_config):
+def test_adv_mix_weights_the_adversarial_loss(mnist_1k, tiny_config, monkeypatch):
     """loss = (1 − mix)·L(clean) + mix·L(adversarial), on the first batch with the initial weights: mix = 1 is the
     adversarial loss alone, and adversarial="none" the clean loss."""
     clean = _first_step_loss(mnist_1k, tiny_config())
-    run = Run(tiny_config(adversarial="fgsm", adv_epsilon=0.3, adv_mix=1.0), mnist_1k,
-              callback=lambda event, info: run.stop())
-    real, losses = run._adversarial_batch, []
+    losses = []
 
-    def adversarial_batch(x, y, step):  # the loss of the examples the run made, computed here
-        x_adv = real(x, y, step)
+    def fgsm_spy(model, x, y, eps, *args):  # the loss of the examples the run made, under the weights it attacked
+        x_adv = fgsm(model, x, y, eps, *args)
         with torch.no_grad():
-            losses.append(torch.nn.functional.cross_entropy(run.model(x_adv), y).item())
+            losses.append(torch.nn.functional.cross_entropy(model(x_adv), y).item())
         return x_adv
 
-    run._adversarial_batch = adversarial_batch
+    monkeypatch.setattr(training, "fgsm", fgsm_spy)
+    run = Run(tiny_config(adversarial="fgsm", adv_epsilon=0.3, adv_mix=1.0), mnist_1k,
+              callback=lambda event, info: run.stop())
     run.run()
     adversarial = run.steps[0]["loss"]
-    assert adversarial == pytest.approx(losses[1], rel=1e-6)  # losses[0]: the memory probe's step, on a copy
+    # losses[0]: the memory probe's step, on a copy. Eval mode (the attack's) and train mode compute the same here (no
+    # BatchNorm, no dropout) with the same kernels; 1e-6 covers the order of the batch mean's float32 sum.
+    assert adversarial == pytest.approx(losses[1], rel=1e-6)
     mixed = _first_step_loss(mnist_1k, tiny_config(adversarial="fgsm", adv_epsilon=0.3, adv_mix=0.25))
     assert adversarial > clean + 0.05, (clean, adversarial)  # FGSM at ε = 0.3 raises the loss
     assert mixed == pytest.approx(0.75 * clean + 0.25 * adversarial, rel=1e-6)
 
 
 def test_unknown_fields_are_all_named():
-    with pytest.raises(ValueError, match=r"^unknown TrainConfig field\(s\): epoch, learning_rate$"):
+    with pytest.raises(ValueError, match="epoch, learning_rate"):
         TrainConfig.from_dict({"learning_rate": 0.1, "epoch": 3})
 
 
@@ -709,10 +730,21 @@ def test_each_validation_is_recorded_and_announced_with_the_training_numbers_sin
 def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_up_to_each_validation(
         mnist_1k, tiny_config, monkeypatch):
     """Steps are read from the device in groups (SYNC_EVERY, cut at each validation: 4 here), and each group
-    updates the progress and the live copy of conv1 before its records are announced. On a clock where each training
-    step of 64 digits takes 0.5 s and 0.25 s pass after each validation, the speeds and times are exact."""
-    now, seen, conv1s = [100.0], [], {}
+    updates the progress and the live copy of conv1 before its records are announced. The run's clock is a fake one
+    that only the model moves: each training forward of 64 digits takes 0.5 s, each evaluation 2⁻¹⁰ s per digit (300
+    validation digits, 1,000 test digits), and 0.25 s pass after each validation; so speeds, times and the ETA are
+    exact (all binary fractions)."""
+    now, per_digit, seen, conv1s = [100.0], 2.0**-10, [], {}
     monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    batches = []  # what the run trains on, in order, from the public batch stream it asks for
+    real_batches = training.training_batches
+
+    def batches_spy(*args):
+        for x, y in real_batches(*args):
+            batches.append(y)
+            yield x, y
+
+    monkeypatch.setattr(training, "training_batches", batches_spy)
 
     def on_event(event, info):
         if event == "step":
@@ -722,26 +754,31 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
             now[0] += 0.25
 
     run = Run(tiny_config(lr=2e-3, val_points=4), mnist_1k, callback=on_event)
-    real_step, stepped, before = run._step, [], []
+    stepped, logits = [], []
 
-    def step(x, y, s):
-        if run.progress:  # not the probe's step on a copy, before training starts
+    def on_forward(model, args, out):  # the probe's step (on a copy, before the run has progress) does not count
+        if not run.progress:
+            return
+        if model.training:
             p = run.progress
-            stepped.append((s, p["phase"], p["phase_done"], p["phase_total"], p["elapsed_s"], run.model.training, len(y)))
-            with torch.no_grad():  # the batch's loss and accuracy with the weights the step starts from
-                logits = run.model(x)
-            before.append((torch.nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).sum().item() / 64))
+            stepped.append((p["phase"], p["phase_done"], p["phase_total"], p["elapsed_s"], len(out)))
+            logits.append(out.detach().clone())  # the weights the step starts from
             now[0] += 0.5
-        return real_step(x, y, s)
+        else:
+            now[0] += per_digit * len(out)
 
-    run._step = step
+    run.model.register_forward_hook(on_forward)
     run.run()
     assert run.status == "finished", run.error
+    validation = 300 * per_digit + 0.25  # a validation and the pause after it
     # Each step trains a batch in train mode; the bar shows the steps done (and the time) when the group started.
-    assert stepped == [(s, "training", s // 4 * 4, 16, s // 4 * (4 * 0.5 + 0.25), True, 64) for s in range(16)]
+    assert stepped == [("training", s // 4 * 4, 16, s // 4 * (4 * 0.5 + validation), 64) for s in range(16)]
     assert [info for info, _, _ in seen] == run.steps and [s["step"] for s in run.steps] == list(range(1, 17))
-    assert [r["loss"] for r in run.steps] == pytest.approx([loss for loss, _ in before], rel=1e-5)
-    assert [r["accuracy"] for r in run.steps] == [accuracy for _, accuracy in before]
+    # Each record is its batch's loss and accuracy under the weights the step started from. Same kernels, same
+    # batch; 1e-6 covers the mean's float32 summation order (the run reads losses in groups).
+    expected = [torch.nn.functional.cross_entropy(z, y).item() for z, y in zip(logits, batches, strict=False)]
+    assert [r["loss"] for r in run.steps] == pytest.approx(expected, rel=1e-6)
+    assert [r["accuracy"] for r in run.steps] == [(z.argmax(1) == y).sum().item() / 64 for z, y in zip(logits, batches, strict=False)]
     for record, progress, conv1_step in seen:
         last = (record["step"] + 3) // 4 * 4  # the last step of its group
         assert set(record) == {"step", "epoch", "loss", "accuracy", "lr"} and record["lr"] == 2e-3
@@ -749,14 +786,16 @@ def test_each_step_is_recorded_with_its_progress_and_the_latest_conv1_in_groups_
         assert record["loss"] > 0 and conv1_step == last
         assert (progress["step"], progress["phase_done"], progress["epoch"]) == (last, last, (last - 1) // 8 + 1)
         assert progress["threads"] == torch.get_num_threads()
-        # 4 steps of 64 digits in 2 s; the ETA: the steps left at that speed, then (before any validation has
-        # measured one) 300-digit validations and the 1,000 test digits at 3× that speed, after it at 0 s each.
-        eta = (16 - last) * 0.5 + ((3 * 300 + 1000) / (3 * 128) if last == 4 else 0.0)
-        assert (progress["images_per_s"], progress["elapsed_s"]) == (128.0, last * 0.5 + (last // 4 - 1) * 0.25)
-        assert progress["eta_s"] == pytest.approx(eta)
-    for e in run.epochs:
-        assert (e["train_seconds"], e["seconds"], e["images_per_s"], e["images_per_s_median"]) == (4.0, 4.0, 128.0, 128.0)
-    assert run.total_seconds == 16 * 0.5 + 4 * 0.25
+        # 4 steps of 64 digits in 2 s. The ETA: the steps left at that speed, then the validations after this step and
+        # the 1,000 test digits: before any validation at 3× the training speed, after one at the last one's speed.
+        evaluations = sum(1 for v in (4, 8, 12, 16) if v > last) * 300 + 1000
+        eta = (16 - last) * 0.5 + (evaluations / (3 * 128) if last == 4 else evaluations * per_digit)
+        assert (progress["images_per_s"], progress["elapsed_s"]) == (128.0, last * 0.5 + (last // 4 - 1) * validation)
+        assert progress["eta_s"] == pytest.approx(eta, rel=1e-15)  # 1 / (3 · 128) is no binary fraction: last bit
+    for e in run.epochs:  # two validations an epoch
+        assert (e["train_seconds"], e["seconds"], e["images_per_s"], e["images_per_s_median"]) == \
+            (4.0, 4.0 + 2 * 300 * per_digit, 128.0, 128.0)
+    assert run.total_seconds == 16 * 0.5 + 4 * validation + 1000 * per_digit
     # Copies, as the filters were then (training on did not change them), taken at steps 8 and 16 like the snapshots.
     assert run.latest_conv1 is conv1s[16] and conv1s[8]["step"] == 8
     for at in (8, 16):
@@ -786,16 +825,6 @@ def test_a_run_trains_on_its_seeded_subset_of_the_training_split_and_keeps_the_s
     assert torch.equal(train_idx, subset) and torch.equal(state, order.get_state())  # the epochs continue this stream
     assert torch.equal(images, mnist_1k.train_images) and torch.equal(labels, mnist_1k.train_labels)
     assert run.steps_per_epoch == 8 and run.peak_step_bytes > 0
-
-
-def test_the_eta_is_the_steps_left_at_the_measured_speed_plus_the_evaluations_left(mnist_1k, tiny_config):
-    run = Run(tiny_config(batch_size=64), mnist_1k)  # 1,000 test digits
-    run.progress, run._checkpoints = {"total_steps": 100, "val_size": 300}, [25, 50, 75, 100]
-    # Before any validation a forward pass is taken to be 3× a training step: 1 / (3 · 640) s per digit.
-    assert run._eta(30, 640.0) == pytest.approx(70 * 64 / 640 + (3 * 300 + 1000) / (3 * 640))  # 50, 75, 100 left
-    run.vals = [{"seconds": 9.9}, {"seconds": 0.6}]  # then the last validation's speed: 0.6 s / 300 digits
-    assert run._eta(50, 640.0) == pytest.approx(50 * 64 / 640 + (2 * 300 + 1000) * 0.6 / 300)  # 75, 100 left
-    assert run._eta(100, 640.0) == pytest.approx(1000 * 0.6 / 300)  # only the test is left
 
 
 def test_estimate_seconds_counts_every_training_image_validation_point_and_the_test_set():

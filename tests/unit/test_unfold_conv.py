@@ -16,6 +16,8 @@ from cnn_core.unfold_conv import (
     unfold_conv2d,
 )
 
+pytestmark = pytest.mark.numeric  # compares floats from torch kernels: `make test` reruns it on the float32 AVX2 path
+
 # kernel × stride × padding, each with one of the channel counts, batch sizes and bias on/off, on odd 7×6 inputs.
 GRID = [
     (k, s, p, cin, batch, bias)
@@ -94,8 +96,7 @@ def test_no_input_gradient_is_computed_when_the_input_needs_none():
                                     dict(kernel_size=3, padding="same"), dict(kernel_size=3, dilation=2),
                                     dict(kernel_size=3, padding=1, padding_mode="reflect")])
 def test_what_it_does_not_support_is_refused(kwargs):
-    with pytest.raises(ValueError, match="^UnfoldConv2d supports square kernels with equal stride and padding in both "
-                                         "directions, dilation 1, groups 1 and zero padding only$"):
+    with pytest.raises(ValueError, match="UnfoldConv2d supports"):
         UnfoldConv2d(2, 2, **kwargs)
 
 
@@ -172,7 +173,7 @@ def test_functional_form_names_the_kernel_size_it_refuses():
     """The refusal names the kernel's height × width, not the channel count too."""
     with pytest.raises(ValueError) as err:
         unfold_conv2d(torch.rand(1, 1, 5, 5), torch.rand(1, 1, 3, 2))
-    assert str(err.value) == "only square kernels are supported, got (3, 2)"
+    assert "(3, 2)" in str(err.value) and "(1, 1, 3, 2)" not in str(err.value)
 
 
 def test_size_steps_at_the_edges_of_fitting():
@@ -183,11 +184,11 @@ def test_size_steps_at_the_edges_of_fitting():
     assert size_steps(7, 7, 0, 1) == [{"name": "conv", "w": 7, "k": 7, "p": 0, "s": 1, "out": 1, "exact": True}]
     with pytest.raises(ValueError) as err:
         size_steps(3, 6, 1, 1)  # 3 + 2·1 = 5 < 6
-    assert str(err.value) == "a 6×6 conv window does not fit in 3×3 with padding 1"
+    assert all(part in str(err.value) for part in ("6×6", "3×3", "padding 1"))
 
 
 def test_digit_at_says_which_sizes_it_takes():
     """A size other than 28, 14 or 7 is refused with a message naming the allowed sizes and the one given."""
     with pytest.raises(ValueError) as err:
         digit_at(torch.zeros(28, 28), 10)
-    assert str(err.value) == "size must be 28, 14 or 7, got 10"
+    assert all(part in str(err.value) for part in ("28, 14 or 7", "10"))

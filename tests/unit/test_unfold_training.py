@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_conv_is_a_validated_choice():
     assert TrainConfig().conv == "builtin"
-    with pytest.raises(ValueError, match="^conv must be one of builtin, unfold, got 'fft'$"):
+    with pytest.raises(ValueError, match="conv.*'fft'"):
         TrainConfig(conv="fft").validate()
 
 
