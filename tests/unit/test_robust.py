@@ -203,8 +203,8 @@ def test_input_gradient_of_a_batch_is_each_images_own_gradient(shipped, test_bat
     together = R.input_gradient(model, x, y)
     # A batch of 6 and a batch of 1 take other kernel blockings, so float32 sums in another order. A pixel's gradient
     # is a sum of terms up to the image's largest gradient, with cancellation: its error is ~1e-6 of that largest
-    # value (2⁻²⁴ per addition, over conv2's 288 and fc1's 1,568 terms), whatever its own size (measured on the
-    # AVX2 path: 5e-14 on a gradient of 1e-9). Averaging instead of summing would be off by 5/6 of each value.
+    # value (2⁻²⁴ per addition, over conv2's 288 and fc1's 1,568 terms), whatever its own size (measured: 8e-7 of it
+    # on the AVX-512 path, 1.3e-6 on the AVX2 path). Averaging instead of summing would be off by 5/6 of each value.
     scale = alone.flatten(1).abs().amax(1).view(-1, 1, 1, 1)
     assert ((together - alone).abs() <= 1e-5 * scale).all()
 
@@ -292,8 +292,8 @@ def test_pgd_takes_one_budget_per_image(shipped, test_batch):
     # Each image stays in its own ball and uses all of it; one shared budget would move image 0 by 0.2.
     assert (together - x).flatten(1).abs().amax(1).tolist() == pytest.approx(budgets, abs=1e-6)
     # Batched and alone take the sign of gradients summed in another order (other kernel blocking): a pixel whose
-    # gradient is within rounding of 0 may step the other way, and the next steps follow it. On the AVX2 path 1 of
-    # 784 pixels differed; at most 2% may (a budget or step size mixed between images would move most pixels).
+    # gradient is within rounding of 0 may step the other way, and the next steps follow it. None did on the AVX-512
+    # or the AVX2 path (with MKL also held to AVX2, 7–11% did); 2% may: a budget or step size mixed up moves most.
     assert ((together - alone).abs() < 1e-6).flatten(1).float().mean(1).min() >= 0.98
     assert torch.equal(together[2], x[2])  # ε = 0 leaves the image alone
     u = torch.ones(1, 1, 28, 28)  # a given start: x⁰ = Π(x + ε·u), then no step

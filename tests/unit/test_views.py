@@ -52,10 +52,10 @@ def test_the_shipped_runs_store_every_slider_eps_and_agree_with_a_live_view(mnis
                                                                 for d in ("median 3×3", "bit depth 1 (threshold)")}
         assert list(store.read_arrays(name, V.UNIVERSAL_FILE)["epsilons"]) == list(V.SLIDER_EPSILONS)
     model = for_inference(store.load_model("baseline")[0])
-    # PGD-10 takes signs of gradients: on the float32 AVX2 path up to 2 of 500 digits ended otherwise (bench/stored.py,
-    # README "Stored results"); 3 allowed.
+    # PGD-10 takes signs of gradients: on the float32 AVX2 path up to 4 of 500 digits ended otherwise (bench/stored.py,
+    # README "Stored results on another CPU"); 5 allowed.
     live = V.defence_view(model, mnist, "median 3×3", 0.15)
-    assert V.stored_defence(store, "baseline", "median 3×3", 0.15) == pytest.approx(live, abs=3 / V.DEFENCE_DIGITS)
+    assert V.stored_defence(store, "baseline", "median 3×3", 0.15) == pytest.approx(live, abs=5 / V.DEFENCE_DIGITS)
     stored, live = V.stored_universal(store, "baseline", 0.25), V.universal_view(model, mnist, 0.25)
     # The stored rates are those of the stored δ, here too: applying a given δ is one forward pass, whose rounding
     # moved no test digit's class on either path (bench/stored.py: 0 argmax changed); 1 digit allowed for a near-tie.
