@@ -1,8 +1,15 @@
+import contextlib
 import dataclasses
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from cnn_core.cli import main as cli_main
 from cnn_core.data import load_mnist
 from cnn_core.model import for_inference
 from cnn_core.store import RunStore
@@ -57,3 +64,43 @@ def weights_kept(shipped):
     for n, m in shipped.items():
         changed = [k for k, v in m.state_dict().items() if not torch.equal(before[n][k], v)]
         assert not changed, f"{n}: {changed} changed"
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, subprocess_: bool = False) -> CliResult:
+    """``python -m cnn_core ARGS``, in this process (``cnn_core.cli.main``: no second torch import and MNIST load,
+    ~4 s a call saved) unless ``subprocess_``; argparse's exit becomes the return code either way."""
+    if subprocess_:
+        out = subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=REPO, capture_output=True, text=True,
+                             timeout=600, env={**os.environ, **(env or {})})
+        return CliResult(out.returncode, out.stdout, out.stderr)
+    stdout, stderr, saved = io.StringIO(), io.StringIO(), {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = cli_main(list(args))
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return CliResult(code, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """cli(*args, env=None, subprocess_=False) → CliResult(returncode, stdout, stderr) of ``python -m cnn_core``."""
+    return run_cli

@@ -1,8 +1,6 @@
 """AppTest: one model chooser on every page that shows a model — any saved run, a run still training (a copy of its
 best weights), both side by side; the choice follows the user and is in the URL; a run that is gone gets a message."""
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,11 +17,10 @@ PAGES = {"overview.py": "overview_model", "inside.py": "inside_model", "attacks.
 
 
 @pytest.fixture(scope="module")
-def mine(runs_dir):
+def mine(runs_dir, cli):
     """A tiny run trained with the command line into the app's runs folder."""
-    out = subprocess.run([sys.executable, "-m", "cnn_core", "--runs-dir", str(runs_dir), "train", "--name", "mine",
-                          "--train-subset", "256", "--epochs", "1", "--val-points", "1", "--no-progress", "--overwrite"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = cli("--runs-dir", str(runs_dir), "train", "--name", "mine", "--train-subset", "256", "--epochs", "1",
+              "--val-points", "1", "--no-progress", "--overwrite")
     assert out.returncode == 0, out.stderr
     return RunStore(runs_dir).load_info("mine")
 

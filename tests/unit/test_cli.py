@@ -1,8 +1,5 @@
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,12 +7,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def cli(*args, timeout=600, env=None):
-    return subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-
-
-def test_train_runs_and_evaluate_on_a_tiny_subset(tmp_path):
+def test_train_runs_and_evaluate_on_a_tiny_subset(tmp_path, cli):
     out = cli("--runs-dir", str(tmp_path), "train", "--name", "tiny", "--train-subset", "256", "--epochs", "1",
               "--batchnorm", "true", "--optimizer", "sgd", "--lr", "0.05", "--schedule", "cosine")
     assert out.returncode == 0, out.stderr
@@ -34,7 +26,7 @@ def test_train_runs_and_evaluate_on_a_tiny_subset(tmp_path):
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
 
 
-def test_the_runs_folder_comes_from_the_environment_unless_the_flag_says_otherwise(tmp_path):
+def test_the_runs_folder_comes_from_the_environment_unless_the_flag_says_otherwise(tmp_path, cli):
     env_dir, flag_dir = tmp_path / "from-env", tmp_path / "from-flag"
     small = ("--train-subset", "128", "--epochs", "1", "--val-points", "1", "--no-progress")
     out = cli("train", "--name", "e", *small, env={"CNN_LAB_RUNS_DIR": str(env_dir)})
@@ -45,7 +37,7 @@ def test_the_runs_folder_comes_from_the_environment_unless_the_flag_says_otherwi
     assert out.returncode == 0 and (flag_dir / "f" / "run.json").is_file() and not (env_dir / "f").exists()
 
 
-def test_a_sweep_trains_one_run_per_value_and_compares_them(tmp_path):
+def test_a_sweep_trains_one_run_per_value_and_compares_them(tmp_path, cli):
     small = ("--train-subset", "256", "--epochs", "1", "--val-points", "1", "--no-progress")
     out = cli("--runs-dir", str(tmp_path), "train", "--name", "s", "--sweep", "lr=1e-3,1e-2", *small)
     assert out.returncode == 0, out.stderr
@@ -59,7 +51,7 @@ def test_a_sweep_trains_one_run_per_value_and_compares_them(tmp_path):
     assert bad.returncode == 2 and "lr: 0.001, 1e-3 given twice" in bad.stderr
 
 
-def test_bad_flags_give_clear_messages(tmp_path):
+def test_bad_flags_give_clear_messages(tmp_path, cli):
     out = cli("--runs-dir", str(tmp_path), "train", "--name", "x", "--lr", "-1")
     assert out.returncode == 2 and "lr must be in (0, 10], got -1.0" in out.stderr
     out = cli("--runs-dir", str(tmp_path), "train", "--name", "x", "--optimizer", "lbfgs")
@@ -68,7 +60,7 @@ def test_bad_flags_give_clear_messages(tmp_path):
     assert out.returncode == 1 and "no saved run named 'missing-run'" in out.stderr
 
 
-def test_adversarial_training_and_robustness_from_the_command_line(tmp_path):
+def test_adversarial_training_and_robustness_from_the_command_line(tmp_path, cli):
     out = cli("--runs-dir", str(tmp_path), "train", "--name", "adv", "--train-subset", "256", "--epochs", "1",
               "--adversarial", "pgd", "--adv-epsilon", "0.2", "--adv-steps", "2", "--no-progress")
     assert out.returncode == 0, out.stderr
@@ -83,9 +75,9 @@ def test_adversarial_training_and_robustness_from_the_command_line(tmp_path):
     assert bad.returncode == 2 and "--n must be in [1, 10000]" in bad.stderr
 
 
-@pytest.mark.parametrize("run, target", [("baseline", 99.3), ("batchnorm", 99.45)])
-def test_shipped_checkpoints_reach_their_targets(run, target):
-    out = cli("evaluate", f"checkpoints/{run}")
+@pytest.mark.parametrize("run, target, own_process", [("baseline", 99.3, True), ("batchnorm", 99.45, False)])
+def test_shipped_checkpoints_reach_their_targets(run, target, own_process, cli):
+    out = cli("evaluate", f"checkpoints/{run}", subprocess_=own_process)  # once as `python -m cnn_core` really runs
     assert out.returncode == 0, out.stderr
     accuracy = float(re.search(r"test accuracy (\d+\.\d+)% \((\d+)/10000\)", out.stdout).group(1))
     assert accuracy >= target

@@ -1,8 +1,6 @@
 """Training with the hand-written convolution (TrainConfig.conv = "unfold"): same numbers, same checkpoints."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -52,17 +50,15 @@ def test_same_seed_gives_the_builtin_loss_curve(mnist_1k, tiny_config):
     assert unfold.results["accuracy"] == pytest.approx(builtin.results["accuracy"], abs=2e-3)  # ≤ 2 of the 1,000 digits
 
 
-def test_the_conv_flag_round_trips_through_the_command_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "cnn_core", "--runs-dir", str(tmp_path), "train", "--name", "hand",
-                          "--conv", "unfold", "--train-subset", "256", "--epochs", "1", "--val-fraction", "0.02", "--no-progress"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+def test_the_conv_flag_round_trips_through_the_command_line(tmp_path, cli):
+    out = cli("--runs-dir", str(tmp_path), "train", "--name", "hand", "--conv", "unfold", "--train-subset", "256",
+              "--epochs", "1", "--val-fraction", "0.02", "--no-progress")
     assert out.returncode == 0, out.stderr
     info = json.loads((tmp_path / "hand" / "run.json").read_text())
     assert info["config"]["conv"] == "unfold" and info["command"].endswith(" --device auto --precision auto --val-points 10 --conv unfold")
     model, loaded = RunStore(tmp_path).load_model("hand")
     assert type(model.conv1) is UnfoldConv2d and loaded["config"]["conv"] == "unfold"
-    bad = subprocess.run([sys.executable, "-m", "cnn_core", "train", "--name", "x", "--conv", "fft"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    bad = cli("train", "--name", "x", "--conv", "fft")
     assert bad.returncode == 2 and "invalid choice: 'fft'" in bad.stderr
 
 
