@@ -2,8 +2,6 @@
 model, its name shows there, and the pick follows to the next page through the sidebar."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +16,9 @@ PAGES = {"Overview": "Predictions", "Inside the network": "Inside the network", 
          "Robustness lab": "Robustness lab"}  # link → heading
 
 
-def test_a_run_trained_with_the_command_line_is_picked_and_follows_the_user(server, server_runs, page, output_dir):
-    out = subprocess.run([sys.executable, "-m", "cnn_core", "--runs-dir", str(server_runs), "train", "--name", "e2e-mine",
-                          "--train-subset", "256", "--epochs", "1", "--val-points", "1", "--no-progress"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+def test_a_run_trained_with_the_command_line_is_picked_and_follows_the_user(server, server_runs, page, output_dir, cli):
+    out = cli("--runs-dir", str(server_runs), "train", "--name", "e2e-mine", "--train-subset", "256", "--epochs", "1",
+              "--val-points", "1", "--no-progress")
     assert out.returncode == 0, out.stderr
     page.goto(server)
     page.get_by_role("combobox", name=re.compile("^Model A")).click()

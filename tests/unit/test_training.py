@@ -366,7 +366,7 @@ def test_validation_subset_costs_about_8_percent_of_training_within_bounds():
     assert (n, type(n)) == (349, int)  # whole digits: 1,399 / 4 rounded down
 
 
-def test_a_run_validates_on_one_fixed_stratified_subset(tiny_run, mnist, tiny_config):
+def test_a_run_validates_on_one_fixed_stratified_subset(tiny_run, mnist, mnist_1k, tiny_config, monkeypatch):
     snap = tiny_run.snapshot()
     cfg = tiny_config()
     assert [v["step"] for v in snap["vals"]] == sorted(validation_steps(16, 8, cfg.val_points))
@@ -376,7 +376,18 @@ def test_a_run_validates_on_one_fixed_stratified_subset(tiny_run, mnist, tiny_co
     sub = val_idx[stratified_split(mnist.train_labels[val_idx], 1 - 300 / len(val_idx), cfg.seed)[0]]
     share = torch.bincount(mnist.train_labels[val_idx], minlength=10) * 300 / len(val_idx)
     assert len(sub) == 300 and ((torch.bincount(mnist.train_labels[sub], minlength=10) - share).abs() <= 1).all()
-    assert torch.equal(tiny_run._val[0], mnist.train_images[sub]) and torch.equal(tiny_run._val[1], mnist.train_labels[sub])
+    validated = []  # what each validation of the same run evaluates (not the test phase's 1,000 digits)
+    real_evaluate = training.evaluate
+
+    def evaluate_spy(model, images, labels, *args, **kwargs):
+        if len(labels) != len(mnist_1k.test_labels):
+            validated.append((images, labels))
+        return real_evaluate(model, images, labels, *args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", evaluate_spy)
+    assert Run(cfg, mnist_1k).run().status == "finished"
+    assert len(validated) == len(snap["vals"])
+    assert all(torch.equal(x, mnist.train_images[sub]) and torch.equal(y, mnist.train_labels[sub]) for x, y in validated)
     # The epoch records close each epoch with its last validation; their training numbers are over the epoch's steps.
     for e in snap["epochs"]:
         last = [v for v in snap["vals"] if v["step"] == e["step"]][0]

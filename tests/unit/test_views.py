@@ -13,8 +13,6 @@ from cnn_core.data import to_float
 from cnn_core.model import for_inference
 from cnn_core.store import RunStore
 
-pytestmark = pytest.mark.numeric  # compares floats from torch kernels: `make test` reruns it on the float32 AVX2 path
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -42,6 +40,7 @@ def test_stored_views_are_the_live_views_at_every_stored_eps_and_none_elsewhere(
     assert V.stored_defence(store, "other", "median 3×3", 0.1) is None and V.stored_universal(store, "other", 0.1) is None
 
 
+@pytest.mark.numeric  # stored on one CPU, compared live on this one: `make test` reruns it on the float32 AVX2 path
 def test_the_shipped_runs_store_every_slider_eps_and_agree_with_a_live_view(mnist):
     """The shipped views were computed once, on one CPU (bench/stored.py measures them against this machine's path).
     What the stored numbers say of the stored δ holds on any machine; a δ optimized here may be another one."""
