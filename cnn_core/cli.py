@@ -1,4 +1,4 @@
-"""``python -m cnn_core train | evaluate | runs``."""
+"""``python -m cnn_core train | evaluate | robustness | views | report | runs`` (``--help`` on each)."""
 
 from __future__ import annotations
 

@@ -13,9 +13,7 @@ from plotly.subplots import make_subplots
 
 from .compare import validation_points
 
-# BatchNorm and no-BatchNorm keep these two colours everywhere in the app.
-COLORS = {"no-BN": "#1f77b4", "BN": "#d62728"}
-WRONG = "#d62728"
+WRONG = "#d62728"  # the frame and title of a wrongly classified digit
 # Every chart text is at least 16 px (issue 14: legible on a projector at 1920 px), in a font installed on the machine
 # that draws it: in the app's own web font ("Source Sans"), a chart saved as SVG or PNG (which plotly draws from an
 # SVG, without the page's fonts) fell back to a wider font, and its legend ran out of the picture ("FGSl").
@@ -136,11 +134,6 @@ def prediction_titles(true: list[int | None], pred: list[int], conf: list[float]
     titles = [("yours" if t is None else f"true {t}") + f"<br>pred {p}<br>{100 * c:.0f}%" + (" ✗" if t not in (None, p) else "")
               for t, p, c in zip(true, pred, conf, strict=True)]
     return titles, [t not in (None, p) for t, p in zip(true, pred, strict=True)]
-
-
-def run_color(batchnorm: bool) -> str:
-    """The shipped models' colours (baseline blue, BatchNorm red) wherever the two are shown side by side."""
-    return COLORS["BN" if batchnorm else "no-BN"]
 
 
 RUN_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")

@@ -1,4 +1,5 @@
-"""Saved runs: ``<root>/<name>/{model.pt, run.json, metrics.csv[, filters.pt, robustness.json, test_probs.npy]}``.
+"""Saved runs: ``<root>/<name>/{model.pt, run.json, metrics.csv[, filters.pt, test_probs.npy, robustness.json,
+defences.json, universal.npz]}``.
 
 A save writes everything into a hidden temporary folder and renames it into place, so a run killed
 mid-save never leaves a half-written run that ``list_runs`` shows. ``model.pt`` is a state_dict only
