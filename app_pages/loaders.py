@@ -12,11 +12,10 @@ import torch
 from cnn_core.data import DataError, Mnist, load_mnist
 from cnn_core.model import for_inference
 from cnn_core.registry import RunRegistry
-from cnn_core.store import CheckpointError, RunStore, default_root
+from cnn_core.store import ADV_TRAINED, BASELINE, BATCHNORM, CheckpointError, RunStore, default_root
 from cnn_core.training import measure_speeds, resolve_device, resolve_precision
 
-SHIPPED = {"baseline": "Baseline (no BatchNorm)", "batchnorm": "BatchNorm"}
-ADV_TRAINED = "adv-trained"  # shipped too, but only the Robustness lab uses it
+SHIPPED = {BASELINE: "Baseline (no BatchNorm)", BATCHNORM: "BatchNorm"}  # adv-trained is shipped too: Robustness lab only
 MAX_ACTIVE_RUNS = int(os.environ.get("CNN_LAB_MAX_RUNS", 2))  # concurrent training runs per server (README)
 MAX_RUNS_PER_SESSION = int(os.environ.get("CNN_LAB_MAX_RUNS_PER_SESSION", 6))  # queued or active, per browser session
 RUNS_DIR = default_root()  # shipped and trained runs ($CNN_LAB_RUNS_DIR or checkpoints/)

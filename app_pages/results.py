@@ -8,11 +8,11 @@ from app_pages.common import SCENE, chart, comparison_dataframe, explain
 from app_pages.digits import pick_digits, prediction_grid
 from app_pages.loaders import require_data, run_store, saved_model
 from cnn_core.compare import misclassified
-from cnn_core.data import to_float
+from cnn_core.data import to_float, training_digits
 from cnn_core.model import predict_proba
 from cnn_core.plots import confusion_figure, digit_grid, run_colors, training_curves_figure
 from cnn_core.report import build_report
-from cnn_core.store import CheckpointError, RunStore
+from cnn_core.store import LECTURE_PAIR, CheckpointError, RunStore
 from cnn_core.training import evaluate
 
 st.title("Results and comparison")
@@ -70,7 +70,7 @@ c4.metric("Best epoch (by validation)", f"{best['epoch']} of {cfg['epochs']}",
                + (f" at step {best['step']:,}" if "step" in best else ""))
 st.caption(f"{'BatchNorm' if cfg['batchnorm'] else 'No BatchNorm'} · {cfg['optimizer']} lr {cfg['lr']:g} · "
            f"batch {cfg['batch_size']} · {cfg['schedule']} schedule · weight decay {cfg['weight_decay']:g} · "
-           f"{cfg['train_subset'] or 54000:,} training digits{' with random shifts' if cfg.get('augment') else ''} · "
+           f"{training_digits(cfg['train_subset'], cfg.get('val_fraction', 0.1)):,} training digits{' with random shifts' if cfg.get('augment') else ''} · "
            f"seed {cfg['seed']}")
 
 left, right = st.columns([3, 2])
@@ -99,13 +99,13 @@ if len(idx):
     chart(digit_grid(data.test_images[idx].numpy(), titles, [True] * len(idx)), key="wrong_grid")
 
 st.header("Compare runs")
-default = [n for n in ("baseline", "batchnorm") if n in names]
+default = [n for n in LECTURE_PAIR if n in names]
 chosen = st.multiselect("Runs to compare", names, default=default, format_func=label.get, key="results_compare",
                         bind=SCENE)
 info = {r["name"]: r for r in runs}
 tested = [n for n in chosen if info[n]["results"]]
 pair = (tuple(sorted(tested, key=lambda n: info[n]["config"]["batchnorm"]))  # (without, with) BatchNorm
-        if len(tested) == 2 and len({info[n]["config"]["batchnorm"] for n in tested}) == 2 else ("baseline", "batchnorm"))
+        if len(tested) == 2 and len({info[n]["config"]["batchnorm"] for n in tested}) == 2 else LECTURE_PAIR)
 st.download_button(f"Assignment report: {pair[0]} and {pair[1]} (HTML)", icon=":material/description:",
                    data=lambda: build_report(RunStore(store.root), data, pair)[0],  # made on click, ~5–10 s
                    file_name=f"cnn-lab-report-{pair[0]}-{pair[1]}.html", mime="text/html", on_click="ignore",

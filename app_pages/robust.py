@@ -12,18 +12,17 @@ from app_pages import live
 from app_pages.chooser import LABELS, choose_models
 from app_pages.common import SCENE, chart, explain, explaining
 from app_pages.digits import pick_digits
-from app_pages.loaders import ADV_TRAINED, require_data, run_store, saved_model
+from app_pages.loaders import require_data, run_store, saved_model
 from cnn_core import robust as R
 from cnn_core import views as V
 from cnn_core.attack_plots import attack_attribution_figure, perturbation_figure, robustness_figure, stacked_rows
 from cnn_core.data import to_float
-from cnn_core.plots import digit_grid, digit_strip
+from cnn_core.plots import digit_grid, digit_strip, run_colors
+from cnn_core.store import ROBUSTNESS_FILE, SHIPPED_RUNS
 
 st.title("Robustness lab")
 data = require_data()
 chosen = choose_models("rob_model", st.columns([3, 2])[0])
-SHIPPED_RUNS = ("baseline", "batchnorm", ADV_TRAINED)  # the defences table's rows (their robustness.json is shipped)
-COLORS = {"baseline": "#1f77b4", "batchnorm": "#d62728", ADV_TRAINED: "#2ca02c"}
 section = st.segmented_control("Show", ["Attacks", "Smallest ε", "Robustness curves", "Universal perturbation", "Defences"],
                                default="Attacks", key="rob_section", bind=SCENE) or "Attacks"
 st.caption("Pixels are in [0, 1] here; a budget ε allows every pixel to move by at most ε (L∞), e.g. ε = 0.1 is 26 of "
@@ -83,7 +82,7 @@ def cached_flip(model_key: str, _model, images: np.ndarray, labels: tuple, steps
 
 
 def stored_curves(name: str) -> dict | None:
-    return run_store().read_extra(name, "robustness.json")
+    return run_store().read_extra(name, ROBUSTNESS_FILE)
 
 
 @st.cache_data(max_entries=16, show_spinner="Attacking the test digits at 7 budgets…")
@@ -244,10 +243,8 @@ elif section == "Robustness curves":
                 if n in picked:
                     mtime = run_store().mtime(n)
                     curves[n] = live_curves(f"{n}@{mtime}", saved_model(n, mtime)[0], data, live[1], live[2])
-    palette = iter(["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"] * 5)
-    colors = {n: COLORS.get(n) or next(palette) for n in curves}
     if curves:
-        chart(robustness_figure(curves, colors), key="rob_curves")
+        chart(robustness_figure(curves, run_colors(list(curves))), key="rob_curves")
         st.caption(" · ".join(f"{n}: first {c['n']:,} test digits, PGD-{c['pgd_steps']}" for n, c in curves.items()))
     still = [n for n in picked if n not in curves]
     if still:
@@ -311,7 +308,7 @@ else:
         if c is None:
             continue
         if not {0.0, *R.EPSILONS} <= set(c["epsilons"]):
-            st.warning(f"`{n}/robustness.json` lacks some of ε = 0, {', '.join(map(str, R.EPSILONS))}: rerun "
+            st.warning(f"`{n}/{ROBUSTNESS_FILE}` lacks some of ε = 0, {', '.join(map(str, R.EPSILONS))}: rerun "
                        f"`python -m cnn_core robustness {n}`.")
             continue
         curves[n], configs[n] = c, store.load_info(n)["config"]
@@ -329,8 +326,7 @@ else:
         pgd = {n: dict(zip(c["epsilons"], c["pgd"], strict=True)) for n, c in curves.items()}
         for n in curves:
             st.markdown(f"- **{LABELS.get(n, n)}**: {R.robustness_sentence(configs[n], pgd[n], pgd.get('baseline'))}")
-        palette = iter(["#9467bd", "#8c564b", "#e377c2", "#7f7f7f"])
-        chart(robustness_figure(curves, {n: COLORS.get(n) or next(palette) for n in curves}), key="def_curves")
+        chart(robustness_figure(curves, run_colors(list(curves))), key="def_curves")
     else:
         st.info("No stored robustness curves: run `python -m cnn_core robustness checkpoints/baseline` (and batchnorm, "
                 "adv-trained).")

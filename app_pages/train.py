@@ -8,7 +8,7 @@ import streamlit as st
 from app_pages.common import SCENE, chart, comparison_dataframe, explain
 from app_pages.loaders import MAX_ACTIVE_RUNS, browser_session, registry, require_data, shared_speeds
 from cnn_core.compare import across_seeds, bn_verdict, outcome, seeds_verdict
-from cnn_core.data import to_float
+from cnn_core.data import to_float, training_digits
 from cnn_core.inside import live_conv1
 from cnn_core.plots import RUN_DASH, feature_maps_figure, filters_figure, run_colors, training_curves_figure
 from cnn_core.registry import TooManyRuns
@@ -45,7 +45,7 @@ reg = registry()
 def promised_seconds(config: TrainConfig) -> float:
     """How long the pair should take here: the slower of its two runs, at the speed measured for two such runs
     training at the same time."""
-    train_size = config.train_subset or 60000 - round(60000 * config.val_fraction)
+    train_size = training_digits(config.train_subset, config.val_fraction)
     speeds = shared_speeds((False, True), config.precision, config.device)
     return max(estimate_seconds(replace(config, batchnorm=bn), speed, train_size) for bn, speed in zip((False, True), speeds, strict=True))
 

@@ -295,8 +295,10 @@ UNSTORED = "baseline-unstored"  # the baseline's weights without its stored view
 
 
 def copy_runs() -> Path:
+    from cnn_core.store import SHIPPED_RUNS
+
     runs = Path(tempfile.mkdtemp(prefix="latency-runs-"))
-    for name in ("baseline", "batchnorm", "adv-trained"):
+    for name in SHIPPED_RUNS:
         shutil.copytree(REPO / "checkpoints" / name, runs / name)
     shutil.copytree(REPO / "checkpoints" / "baseline", runs / UNSTORED,
                     ignore=shutil.ignore_patterns("defences.json", "universal.npz"))

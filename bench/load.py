@@ -95,13 +95,15 @@ class PeakRss(threading.Thread):
 
 
 def main() -> None:
+    from cnn_core.store import SHIPPED_RUNS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 30])
     args = ap.parse_args()
     out = REPO / "test-output"
     out.mkdir(exist_ok=True)
     runs = Path(tempfile.mkdtemp(prefix="load-runs-"))
-    for name in ("baseline", "batchnorm", "adv-trained"):
+    for name in SHIPPED_RUNS:
         shutil.copytree(REPO / "checkpoints" / name, runs / name)
     proc, url = start_server(runs, out / "load-server.log")
     lines = []

@@ -22,9 +22,7 @@ from cnn_core import robust as R
 from cnn_core import views as V
 from cnn_core.data import load_mnist, to_float
 from cnn_core.model import for_inference
-from cnn_core.store import RunStore
-
-RUNS = ("baseline", "batchnorm", "adv-trained")
+from cnn_core.store import SHIPPED_RUNS, RunStore
 
 
 def main(argv=None) -> int:
@@ -36,7 +34,7 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, ATen kernels {torch.backends.cpu.get_cpu_capability()}, "
           f"CNN_LAB_BF16={os.environ.get('CNN_LAB_BF16', '(unset)')}, ONEDNN_MAX_CPU_ISA="
           f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)')}")
-    for name in RUNS:
+    for name in SHIPPED_RUNS:
         model = for_inference(store.load_model(name)[0])
         with torch.no_grad():
             probs = torch.softmax(model(to_float(data.test_images)), 1).numpy()

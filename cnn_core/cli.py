@@ -8,7 +8,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from .store import RUNS_DIR_ENV, CheckpointError, RunStore, default_root, sanitize_name
+from .store import LECTURE_PAIR, ROBUSTNESS_FILE, RUNS_DIR_ENV, CheckpointError, RunStore, default_root, sanitize_name
 from .sweep import SWEEPS, parse_sweep, sweep_configs, sweep_table, sweep_verdict, value_label
 from .training import ADVERSARIAL, CONVS, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, Run, TrainConfig, evaluate
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="the assignment report: one self-contained HTML file (figures embedded, opens "
                                         "offline) answering every question in order")
-    rep.add_argument("--runs", nargs=2, default=["baseline", "batchnorm"], metavar=("NO_BN", "BN"),
+    rep.add_argument("--runs", nargs=2, default=list(LECTURE_PAIR), metavar=("NO_BN", "BN"),
                      help="the runs without and with BatchNorm (default: baseline batchnorm)")
     rep.add_argument("--out", default="report.html", help="where to write it (default: report.html)")
 
@@ -177,7 +177,7 @@ def cmd_robustness(args) -> int:
     data = load_mnist()
     x, y = to_float(data.test_images[: args.n]), data.test_labels[: args.n]
     curves = robustness_curves(model.requires_grad_(False), x, y, pgd_steps=args.pgd_steps)
-    path = store.write_extra(name, "robustness.json", curves)
+    path = store.write_extra(name, ROBUSTNESS_FILE, curves)
     print(f"{name}: accuracy (%) on the first {args.n} test digits")
     print("ε      " + "  ".join(f"{e:>5.2f}" for e in curves["epsilons"]))
     for method in ("fgsm", "pgd"):

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .data import training_digits
 from .model import MnistCNN, count_parameters
 
 CHANCE = 0.1  # accuracy of guessing among 10 classes
@@ -65,7 +66,7 @@ def summary_row(run: dict) -> dict:
         "peak MiB / step": run.get("peak_step_mib", (run.get("timings") or {}).get("peak_step_mib")),
         "outcome": outcome(run),
         "epochs": len(epochs),
-        "training digits": cfg["train_subset"] or 60000 - round(60000 * cfg["val_fraction"]),
+        "training digits": training_digits(cfg["train_subset"], cfg["val_fraction"]),
     }
 
 

@@ -124,6 +124,15 @@ def load_mnist(shipped_dir: Path = SHIPPED_DIR, cache_dir: Path = CACHE_DIR) -> 
     return Mnist(train.data.contiguous(), train.targets.long(), test.data.contiguous(), test.targets.long())
 
 
+MNIST_TRAIN = 60000  # digits in MNIST's training file, before the validation split
+
+
+def training_digits(train_subset: int, val_fraction: float) -> int:
+    """How many digits a run trains on: its subset, or the training file less the validation split (54,000 at the
+    default 0.1; ``stratified_split`` rounds per class to the same total)."""
+    return train_subset or MNIST_TRAIN - round(MNIST_TRAIN * val_fraction)
+
+
 def stratified_split(
     labels: torch.Tensor, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from .compare import validation_points
+from .store import SHIPPED_RUNS
 
 WRONG = "#d62728"  # the frame and title of a wrongly classified digit
 # Every chart text is at least 16 px (issue 14: legible on a projector at 1920 px), in a font installed on the machine
@@ -137,12 +138,21 @@ def prediction_titles(true: list[int | None], pred: list[int], conf: list[float]
 
 
 RUN_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+# The shipped runs keep one colour in every chart, the app's and the report's: baseline blue, BatchNorm red (the
+# palette's first two, as a Train pair gets them), adversarially trained green.
+SHIPPED_COLORS = dict(zip(SHIPPED_RUNS, RUN_PALETTE, strict=False))
 RUN_DASH = {True: "solid", False: "dash"}  # BatchNorm runs solid, runs without it dashed: colour is the run's own
 
 
 def run_colors(names: list[str]) -> dict[str, str]:
-    """One colour per run, in the order given (the same colour for a run in the table and in every chart)."""
-    return {n: RUN_PALETTE[i % len(RUN_PALETTE)] for i, n in enumerate(dict.fromkeys(names))}
+    """One colour per run (the same for a run in the table and in every chart): a shipped run its own; the others the
+    palette's in the order given, from its start (a Train pair: blue, red), or past the shipped runs' colours when one
+    is shown beside them."""
+    names = list(dict.fromkeys(names))
+    shipped = any(n in SHIPPED_COLORS for n in names)
+    free = [c for c in RUN_PALETTE if not (shipped and c in SHIPPED_COLORS.values())]
+    others = [n for n in names if n not in SHIPPED_COLORS]
+    return {n: SHIPPED_COLORS.get(n) or free[others.index(n) % len(free)] for n in names}
 
 
 def smooth(values: list[float], window: int) -> np.ndarray:

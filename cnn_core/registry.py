@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from .data import Mnist
+from .data import Mnist, training_digits
 from .store import RunStore
 from .training import Run, TrainConfig, estimate_seconds
 
@@ -91,8 +91,7 @@ class RunRegistry:
     def _estimate(self, config: TrainConfig) -> float:
         if self._speed is None:
             return 0.0
-        train_size = config.train_subset or 60000 - round(60000 * config.val_fraction)
-        return estimate_seconds(config, self._speed(), train_size)
+        return estimate_seconds(config, self._speed(), training_digits(config.train_subset, config.val_fraction))
 
     # ----- actions ---------------------------------------------------------------------------
     def start(self, configs: list[TrainConfig], names: list[str] | None = None, keep_stopped: bool = True,

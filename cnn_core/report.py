@@ -38,7 +38,7 @@ from .plots import (
     training_curves_figure,
 )
 from .robust import DEFENCES, bit_depth, defence_verdict
-from .store import RunStore
+from .store import LECTURE_PAIR, ROBUSTNESS_FILE, SHIPPED_RUNS, RunStore
 
 # The sections, in the assignment's order (a test checks that each is there).
 SECTIONS = (
@@ -87,7 +87,7 @@ class _Doc:
         self.parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
 
 
-def build_report(store: RunStore, data: Mnist, runs: tuple[str, str] = ("baseline", "batchnorm"),
+def build_report(store: RunStore, data: Mnist, runs: tuple[str, str] = LECTURE_PAIR,
                  progress: Callable[[str], None] = lambda what: None) -> tuple[str, int]:
     """(the HTML, the number of figures) for the runs without and with BatchNorm (``runs``; the attacks use the one
     with the higher test accuracy, as the assignment asks)."""
@@ -215,8 +215,8 @@ def _attacks(doc, store, data, runs, infos, models, best, attacked) -> None:
 def _defences(doc, store, data, runs, infos, models, best, attacked) -> None:
     """Defences: robustness curves and an input defence"""
     doc.heading(SECTIONS[14])
-    shipped = [n for n in ("baseline", "batchnorm", "adv-trained") if store.exists(n)]
-    curves = {n: c for n in dict.fromkeys([*runs, *shipped]) if (c := store.read_extra(n, "robustness.json"))}
+    shipped = [n for n in SHIPPED_RUNS if store.exists(n)]
+    curves = {n: c for n in dict.fromkeys([*runs, *shipped]) if (c := store.read_extra(n, ROBUSTNESS_FILE))}
     if curves:
         doc.figure(robustness_figure(curves, run_colors(list(curves))))
         doc.para("Accuracy on the first test digits under FGSM and PGD at each L∞ budget ε (pixels in [0, 1]). "

@@ -30,7 +30,10 @@ from .training import Run, TrainConfig
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 RUNS_DIR_ENV = "CNN_LAB_RUNS_DIR"  # where runs are saved and the shipped ones are read, for the app and the CLI alike
-SHIPPED_RUNS = ("baseline", "batchnorm", "adv-trained")
+BASELINE, BATCHNORM, ADV_TRAINED = "baseline", "batchnorm", "adv-trained"  # the shipped runs, the only protected ones
+SHIPPED_RUNS = (BASELINE, BATCHNORM, ADV_TRAINED)
+LECTURE_PAIR = (BASELINE, BATCHNORM)  # without / with BatchNorm: what the report and Results compare by default
+ROBUSTNESS_FILE = "robustness.json"  # FGSM/PGD accuracy curves (`python -m cnn_core robustness`)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 FILTERS_FILE = "filters.pt"
 PROBS_FILE = "test_probs.npy"  # the weights' class probabilities on the 10,000 test digits (Results page)

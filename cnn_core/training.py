@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Mnist, iterate_batches, random_shift, stratified_split, to_float
+from .data import Mnist, iterate_batches, random_shift, stratified_split, to_float, training_digits
 from .memory import peak_bytes
 from .model import MnistCNN
 from .robust import fgsm, pgd
@@ -205,7 +205,7 @@ def conv_params(model: nn.Module) -> dict[str, torch.Tensor]:
 def run_name(cfg: TrainConfig, run_id: str) -> str:
     """A name that says what a run is: bn-adam-1e-3-2ep-10k[-b256][-aug][-cosine][-pgd0.2][-unfold][-s1]-a1b2
     (batch size and convolution only when not the defaults, 128 and builtin)."""
-    train = cfg.train_subset or 60000 - round(60000 * cfg.val_fraction)
+    train = training_digits(cfg.train_subset, cfg.val_fraction)
     parts = ["bn" if cfg.batchnorm else "nobn", cfg.optimizer, short_number(cfg.lr), f"{cfg.epochs}ep", f"{train / 1000:g}k"]
     parts += [f"b{cfg.batch_size}"] * (cfg.batch_size != 128)
     parts += ["aug"] * cfg.augment + [cfg.schedule] * (cfg.schedule != "constant")

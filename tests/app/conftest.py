@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from cnn_core.store import SHIPPED_RUNS
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -12,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def runs_dir(tmp_path_factory):
     """The app's run store for these tests: a copy of the shipped runs, so nothing lands in checkpoints/."""
     d = tmp_path_factory.mktemp("runs")
-    for name in ("baseline", "batchnorm", "adv-trained"):  # test_cli checks all three are shipped
+    for name in SHIPPED_RUNS:
         if (REPO / "checkpoints" / name).is_dir():
             shutil.copytree(REPO / "checkpoints" / name, d / name)
     os.environ["CNN_LAB_RUNS_DIR"] = str(d)

@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from bench.harness import CHROMIUM, CHROMIUM_ARGS, REPO, ServerError, start_server, stop_server
+from cnn_core.store import SHIPPED_RUNS
 
 # Conditions, not sleeps: web-first assertions retry up to this long (a cold server loads MNIST first).
 expect.set_options(timeout=60_000)
@@ -25,7 +26,7 @@ def output_dir() -> Path:
 def server_runs(tmp_path_factory) -> Path:
     """The server's runs folder: a copy of the shipped runs; runs trained by the tests never land in checkpoints/."""
     runs_dir = tmp_path_factory.mktemp("e2e-runs")
-    for name in ("baseline", "batchnorm", "adv-trained"):  # test_cli checks all three are shipped
+    for name in SHIPPED_RUNS:
         if (REPO / "checkpoints" / name).is_dir():
             shutil.copytree(REPO / "checkpoints" / name, runs_dir / name)
     return runs_dir

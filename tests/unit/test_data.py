@@ -4,7 +4,16 @@ import shutil
 import pytest
 import torch
 
-from cnn_core.data import SHIPPED_DIR, DataError, iterate_batches, load_mnist, random_shift, stratified_split, to_float
+from cnn_core.data import (
+    SHIPPED_DIR,
+    DataError,
+    iterate_batches,
+    load_mnist,
+    random_shift,
+    stratified_split,
+    to_float,
+    training_digits,
+)
 
 
 def test_all_70000_digits_load_as_uint8(mnist):
@@ -69,6 +78,13 @@ def test_stratified_split_is_54k_6k_proportional_and_seeded(mnist):
     assert not torch.equal(val, stratified_split(labels, 0.1, seed=1)[1])
     with pytest.raises(ValueError, match="val_fraction"):
         stratified_split(labels, 1.5)
+
+
+def test_a_run_trains_on_its_subset_or_on_what_the_split_leaves(mnist):
+    """The number the pages, the registry's estimate and the comparison table show is the split's real size."""
+    for fraction in (0.1, 0.05, 0.5):
+        assert training_digits(0, fraction) == len(stratified_split(mnist.train_labels, fraction)[0])
+    assert training_digits(0, 0.1) == 54000 and training_digits(512, 0.1) == 512
 
 
 def test_stratified_split_gives_the_leftover_slots_to_the_largest_remainders_ties_in_class_order(mnist):

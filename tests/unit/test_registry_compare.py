@@ -251,6 +251,14 @@ def test_curves_one_colour_per_run_batchnorm_by_line_style_decades_only():
     assert thin(10, 3) == slice(None, None, 4)
 
 
+def test_a_shipped_run_has_one_colour_in_every_chart_and_other_runs_never_take_it_beside_it():
+    shipped = run_colors(["baseline", "batchnorm", "adv-trained"])
+    assert len(set(shipped.values())) == 3
+    assert run_colors(["adv-trained", "mine", "baseline"]) == {
+        "adv-trained": shipped["adv-trained"], "baseline": shipped["baseline"], "mine": "#9467bd"}  # 1st free: purple
+    assert run_colors(["p", "q"]) == {"p": shipped["baseline"], "q": shipped["batchnorm"]}  # a Train pair: blue, red
+
+
 def test_a_chart_with_nothing_yet_says_so():
     empty = training_curves_figure([{**_snap("a", False, None, 10, []), "steps": []}])
     assert "No training step yet" in empty.layout.annotations[0].text and not empty.data
