@@ -95,7 +95,7 @@ def test_a_run_still_training_is_a_copy_of_its_best_weights_that_follows_it(runs
         from app_pages.chooser import _live_model
 
         copy = _live_model(run.id, step, run.config, best)
-        assert all(torch.equal(v, best[k]) for k, v in copy.state_dict().items())
+        assert all(torch.equal(v, best[k]) for k, v in copy.state_dict().items())  # loaded copies: exact
         assert all(not p.requires_grad for p in copy.parameters()) and not copy.training
         assert all(p.data_ptr() != q.data_ptr() for p in copy.parameters() for q in run.model.parameters())
     finally:
@@ -120,4 +120,4 @@ def test_cached_models_keep_their_weights_after_attacks(mine, runs_dir):
     for name in ("mine", "baseline", "adv-trained"):
         cached, _ = saved_model(name, (store.path(name) / "model.pt").stat().st_mtime)
         fresh, _ = store.load_model(name)
-        assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in cached.state_dict().items()), name
+        assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in cached.state_dict().items()), name  # bit-identical

@@ -15,7 +15,7 @@ def test_renders_with_the_formulas_and_an_im2col_product_equal_to_conv1(at):
     latex = [x.value for x in at.latex]
     assert r"\left\lfloor \frac{28 - 3 + 2 \cdot 1}{1} \right\rfloor + 1 = 28" in latex[0]
     assert r"\left\lfloor \frac{28 - 2 + 2 \cdot 0}{2} \right\rfloor + 1 = 14" in latex[1]  # the 2×2 pool after it
-    assert 0 <= largest_difference(at) < 1e-5
+    assert 0 <= largest_difference(at) < 1e-5  # 9 products and a bias in another order (matmul): float32 ~1e-6
     assert [e.label for e in at.expander] == ["What am I seeing?"] * 3
     assert at.slider(key="conv_pos").value == 14 * 28 + 14  # opens on the centre: output (14, 14), window from (13, 13)
     assert "window at row 13, col 13" in at.get("plotly_chart")[0].proto.spec
@@ -23,7 +23,7 @@ def test_renders_with_the_formulas_and_an_im2col_product_equal_to_conv1(at):
 
 def test_batchnorm_model_too(at):
     at.selectbox(key="conv_model_a").set_value("batchnorm").run()
-    assert not at.exception and 0 <= largest_difference(at) < 1e-5
+    assert not at.exception and 0 <= largest_difference(at) < 1e-5  # the same float32 rounding as above
 
 
 def test_the_window_follows_the_settings_and_a_window_that_does_not_fit_is_explained(at):

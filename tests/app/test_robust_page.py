@@ -120,6 +120,7 @@ def test_smallest_eps_shows_what_cnn_core_computes(at):
     assert table["digit"].tolist() == ["#0 (true 7)", "#1 (true 2)"]
     eps = {}
     for name in ("baseline", common.ADV_TRAINED):
+        # the page's computation repeated on the same cached model and batch: same kernels, the same strings
         rows, eps[name] = _flip_expected(name, images, labels, 5, 128 / 255)
         assert list(zip(table[f"{name}: smallest ε"], table[f"{name}: prediction there"], strict=True)) == rows
         assert all(e.endswith("/255") and not e.startswith("0 ") for e, _ in rows)  # flipped, at a real budget

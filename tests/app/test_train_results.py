@@ -199,6 +199,7 @@ def test_results_page_shows_a_run_compares_and_deletes(runs_dir, tiny_run):
     assert metrics["Test accuracy"].startswith("99.") and metrics["Best epoch (by validation)"].endswith("of 15")
     wrong = next(m.value for m in at.markdown if "of 10,000 test digits are misclassified" in m.value)
     n_wrong = int(wrong.split("**")[1])
+    # the shown 2 decimals are whole digits of 10,000; round() absorbs the float64 error (~1e-12) of (1 − p) · 10000
     assert n_wrong == round((1 - float(metrics["Test accuracy"].rstrip("%")) / 100) * 10000)
     compare = at.dataframe[1].value
     assert list(compare["run"]) == ["baseline", "batchnorm"]

@@ -32,6 +32,7 @@ def test_one_batch_equals_one_target_at_a_time(shipped):
         x0 = A.noise_image(1, seed=3)
         alone = A.gradient_ascent(model, x0, lambda x, t=t: A.fooling_cost(A.scores(model, x), torch.tensor([t])), 30, 1000.0)
         np.testing.assert_allclose(alone.images[0], batched.images[t], atol=1e-2)  # float32 sums differ by batch size
+        # the same batch-size difference over 30 steps: logits ≤ 2.3e-6 apart measured (both paths); atol for costs near 0
         np.testing.assert_allclose(alone.costs[:, 0], batched.costs[:, t], rtol=1e-4, atol=1e-4)
 
 
@@ -43,6 +44,7 @@ def test_gradient_ascent_is_the_update_rule(shipped):
     cost = lambda x: A.fooling_cost(A.scores(model, x), t)  # noqa: E731
     plain = A.gradient_ascent(model, x0, cost, 1, 5000.0)
     signed = A.gradient_ascent(model, x0, cost, 1, 2.0, sign=True, clamp=False)
+    # same model, same batch of 1, same kernels as the ascent's own step: default tolerance, and sign(d) exactly
     assert torch.allclose(torch.from_numpy(plain.images), (x0 + 5000.0 * d).clamp(0, 255).detach()[:, 0])
     assert torch.equal(torch.from_numpy(signed.images), (x0 + 2.0 * d.sign()).detach()[:, 0])
 
@@ -70,7 +72,7 @@ def test_targeted_grid_rows_are_image_then_target(mnist, shipped):
     assert r.images.shape == (20, 28, 28)
     assert r.costs.shape == (51, 20)
     ref = A.targeted_images(shipped["baseline"], looks[1:], beta=1e-3, steps=50, start="image")
-    np.testing.assert_allclose(r.images[10:], ref.images, atol=1e-2)
+    np.testing.assert_allclose(r.images[10:], ref.images, atol=1e-2)  # float32 sums differ by batch size (20 vs 10)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -80,7 +82,7 @@ def test_adversarial_noise_reaches_every_target_and_stops_there(mnist, shipped, 
     assert r.reached.all() and r.probs.argmax(1).tolist() == list(range(10))
     assert r.steps[7] == 0 and np.abs(r.noise[7]).max() == 0  # already a 7: no step, no noise
     assert (r.steps[np.arange(10) != 7] >= 1).all() and (r.steps < 300).all()
-    np.testing.assert_allclose(r.images, seven.numpy() + r.noise, atol=1e-4)
+    np.testing.assert_allclose(r.images, seven.numpy() + r.noise, atol=1e-4)  # the attack's own float32 sum: exact, 1e-4 slack
     assert r.images.min() >= 0 and r.images.max() <= 255
     # stopped at the first win: one step fewer and the target did not win yet
     for t in (0, 3):
@@ -91,7 +93,7 @@ def test_adversarial_noise_reaches_every_target_and_stops_there(mnist, shipped, 
 def test_adversarial_noise_respects_the_linf_bound_and_reports_misses(mnist, shipped):
     seven = _seven(mnist)
     r = A.adversarial_noise(shipped["baseline"], seven, steps=100, linf=64.0)
-    assert np.abs(r.noise).max() <= 64.0 + 1e-4 and r.reached.sum() >= 5
+    assert np.abs(r.noise).max() <= 64.0 + 1e-4 and r.reached.sum() >= 5  # clamp(x + n) − x rounds by ≤ 1.5e-5 at ≤ 255
     tiny = A.adversarial_noise(shipped["baseline"], seven, steps=5, linf=2.0)
     missed = ~tiny.reached
     assert missed.sum() == 9 and (tiny.steps[missed] == 5).all()
@@ -100,7 +102,8 @@ def test_adversarial_noise_respects_the_linf_bound_and_reports_misses(mnist, shi
 def test_noise_step_size_is_one_over_the_gradient_std():
     d = torch.randn(3, 1, 28, 28) * torch.tensor([1.0, 1e-3, 50.0])[:, None, None, None]
     alpha = A.noise_step_size(d)
-    torch.testing.assert_close(alpha, 1 / (d.flatten(1).std(1) + 1e-8))
+    torch.testing.assert_close(alpha, 1 / (d.flatten(1).std(1) + 1e-8))  # the same formula and kernels: default
+    # std / (std + 1e-8) is 1 − 1e-5 for the 1e-3 row, plus float32 rounding of a 784-value std (~1e-6)
     assert torch.allclose((alpha[:, None] * d.flatten(1)).std(1), torch.ones(3), atol=1e-4)
 
 
@@ -186,7 +189,7 @@ def test_progress_shows_the_ascent_as_it_goes_and_can_stop_it(shipped):
     assert [k for k, _, _ in seen] == [20, 40]
     for k, images, costs in seen:
         short = A.fooling_images(model, steps=k)
-        assert np.array_equal(images, short.images) and np.array_equal(costs, full.costs[:k])
+        assert np.array_equal(images, short.images) and np.array_equal(costs, full.costs[:k])  # same kernels, same order
 
     class Moved(Exception):
         pass
@@ -221,6 +224,7 @@ def test_every_ascent_passes_on_its_start_sign_and_clamp(mnist, shipped):
     wide = dict(std=200.0, clamp=False, steps=0)  # noise this wide leaves 0–255 unless clamped
     raw = A.noise_image(10, std=200.0, clamp=False)[:, 0].numpy()
     assert raw.min() < 0 and raw.max() > 255
+    # steps=0: the start images themselves, the same generator and clamp, no arithmetic: exact
     assert np.array_equal(A.fooling_images(model, **wide).images, raw)
     assert np.array_equal(A.targeted_images(model, seven[None], beta=1e-3, **wide).images, raw)
     clamped = A.targeted_images(model, seven[None], beta=1e-3, std=200.0, steps=0).images
@@ -236,7 +240,7 @@ def test_every_ascent_passes_on_its_start_sign_and_clamp(mnist, shipped):
     starts = {"fooling": noise, "targeted": noise, "class": np.zeros((10, 28, 28)), "unit": np.zeros((2, 28, 28))}
     for name, r in runs.items():
         moved = np.abs(r.images - starts[name])
-        assert set(np.unique(moved[moved > 0]).round(4)) == {3.0}, name
+        assert set(np.unique(moved[moved > 0]).round(4)) == {3.0}, name  # x ± 3 rounds by ≤ 1.5e-5 below 512
     # clamp: a huge step leaves 0–255 unless clamped
     for clamp in (True, False):
         r = A.targeted_images(model, seven[None], beta=1e-3, steps=2, step_size=1e6, clamp=clamp)
@@ -264,7 +268,7 @@ def test_noise_is_one_seeded_gaussian_image_repeated():
 def test_mse_is_per_image():
     x, y = torch.zeros(2, 28, 28), torch.zeros(2, 28, 28)
     x[0, :14] = 2.0  # half the pixels off by 2: mean square 2
-    assert A.mse(x, y).tolist() == [2.0, 0.0]
+    assert A.mse(x, y).tolist() == [2.0, 0.0]  # integers summed in float32, 1568 / 784: exact
 
 
 def test_a_unit_model_ascends_its_activation_minus_the_norm_penalty(shipped):
@@ -273,7 +277,7 @@ def test_a_unit_model_ascends_its_activation_minus_the_norm_penalty(shipped):
     x = torch.from_numpy(r.images)[:, None]
     with torch.no_grad():
         final = A.unit_activation(model, x, "conv2", torch.tensor(units)) - lam * (x ** 2).flatten(1).sum(1)
-    np.testing.assert_allclose(r.costs[-1], final.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(r.costs[-1], final.numpy(), rtol=1e-5)  # the same formula on the same batch: rtol is slack
     assert (r.images ** 2).sum() < (A.unit_models(model, "conv2", units, steps=30, step_size=1e4, lam=0.0).images ** 2).sum()
 
 
@@ -300,6 +304,7 @@ def test_adversarial_noise_with_a_fixed_step_takes_exactly_that_step(mnist, ship
     logits = A.scores(model, seven.expand(3, 1, 28, 28) + noise)
     (d,) = torch.autograd.grad(A.fooling_cost(logits, targets).sum(), noise)
     want = alpha * d[:, 0] * torch.tensor([1.0, 0.0, 1.0])[:, None, None]
+    # the same forward and backward on the same batch of 3, same kernels: equal but for α·d's rounding; rtol is slack
     np.testing.assert_allclose(r.noise, want.numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(r.costs[0], A.fooling_cost(logits, targets).detach().numpy(), rtol=1e-6)
     assert r.costs.shape == (2, 3)
@@ -309,6 +314,7 @@ def test_adversarial_noise_with_a_fixed_step_takes_exactly_that_step(mnist, ship
 def test_an_attack_reports_its_own_wall_time_in_milliseconds(monkeypatch, mnist, shipped):
     ticks = iter([10.0, 10.25])
     monkeypatch.setattr(A.time, "perf_counter", lambda: next(ticks))
+    # 1000 · (10.25 − 10.0) and 1000 · (3.5 − 3.0) are exact in binary
     assert A.adversarial_noise(shipped["baseline"], _seven(mnist), steps=1).milliseconds == 250.0
     ticks = iter([3.0, 3.5])
     assert A.fooling_images(shipped["baseline"], steps=1).milliseconds == 500.0
@@ -333,5 +339,5 @@ def test_a_negative_step_count_or_size_is_refused_and_zero_or_small_steps_are_no
     for steps, size in ((-1, 1.0), (0, -1.0)):
         with pytest.raises(ValueError, match=f"got {steps} and {size}"):
             A.gradient_ascent(model, x0, cost, steps, size)
-    assert np.array_equal(A.gradient_ascent(model, x0, cost, 1, 0.0).images, x0[:, 0].numpy())
+    assert np.array_equal(A.gradient_ascent(model, x0, cost, 1, 0.0).images, x0[:, 0].numpy())  # x + 0·d is x exactly
     assert not np.array_equal(A.gradient_ascent(model, x0, cost, 1, 0.5).images, x0[:, 0].numpy())

@@ -21,7 +21,7 @@ def test_every_layout_tried_computes_the_same_thing():
     y = F.conv2d(x, w.view(5, 3, 3, 3), b, padding=1).flatten(2)
     dw = torch.nn.grad.conv2d_weight(x, (5, 3, 3, 3), dy.view(4, 5, 6, 6), padding=1).flatten(1)
     assert len(results) == 7
-    for name, value in results.items():
+    for name, value in results.items():  # float32 sums of 27 (forward) or 144 (dW) products in another order: ~1e-6
         expected = y if name.startswith("forward") else dw
         torch.testing.assert_close(value.reshape(expected.shape) if "addmm" not in name else
                                    value.view(4, 36, 5).transpose(1, 2), expected, rtol=1e-5, atol=1e-5)

@@ -70,14 +70,21 @@ def test_adversarial_training_and_robustness_from_the_command_line(tmp_path, cli
     assert re.search(r"^pgd(\s+\d+\.\d){7}$", rob.stdout, re.M)
     curves = json.loads((tmp_path / "adv" / "robustness.json").read_text())
     assert curves["n"] == 40 and curves["epsilons"] == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+    # at ε = 0 both attacks return the digits unchanged: the same clean pass, same kernels, same order: exact
     assert curves["fgsm"][0] == curves["pgd"][0] and curves["pgd"][-1] <= curves["pgd"][0]
     bad = cli("--runs-dir", str(tmp_path), "robustness", "adv", "--n", "0")
     assert bad.returncode == 2 and "--n must be in [1, 10000]" in bad.stderr
 
 
-@pytest.mark.parametrize("run, target, own_process", [("baseline", 99.3, True), ("batchnorm", 99.45, False)])
-def test_shipped_checkpoints_reach_their_targets(run, target, own_process, cli):
-    out = cli("evaluate", f"checkpoints/{run}", subprocess_=own_process)  # once as `python -m cnn_core` really runs
+def test_python_dash_m_cnn_core_runs_as_a_program(cli):
+    """The other tests call the command line in this process; this one runs it as users do."""
+    out = cli("runs", subprocess_=True)
+    assert out.returncode == 0 and re.search(r"^baseline\s+no-BN.*\(shipped\)$", out.stdout, re.M), out.stderr
+
+
+@pytest.mark.parametrize("run, target", [("baseline", 99.3), ("batchnorm", 99.45)])
+def test_shipped_checkpoints_reach_their_targets(run, target, cli):
+    out = cli("evaluate", f"checkpoints/{run}")
     assert out.returncode == 0, out.stderr
     accuracy = float(re.search(r"test accuracy (\d+\.\d+)% \((\d+)/10000\)", out.stdout).group(1))
     assert accuracy >= target

@@ -108,8 +108,8 @@ def test_to_float_gives_n_1_28_28_intensities_for_one_digit_or_many():
     digits = torch.tensor([0, 51, 255], dtype=torch.uint8)[:, None, None].expand(3, 28, 28)
     many = to_float(digits)
     assert many.shape == (3, 1, 28, 28) and many.dtype == torch.float32
-    assert many[:, 0, 5, 5].tolist() == pytest.approx([0.0, 0.2, 1.0], abs=1e-7)
-    assert torch.equal(to_float(digits[1]), many[1:2])
+    assert many[:, 0, 5, 5].tolist() == pytest.approx([0.0, 0.2, 1.0], abs=1e-7)  # 51 / 255 in float32, read as float64
+    assert torch.equal(to_float(digits[1]), many[1:2])  # the same division of the same pixels: exact
 
 
 def test_batches_are_float_pixels_and_one_seeded_permutation_per_epoch(mnist):
@@ -119,13 +119,13 @@ def test_batches_are_float_pixels_and_one_seeded_permutation_per_epoch(mnist):
     epoch2 = list(iterate_batches(mnist.train_images, mnist.train_labels, idx, 128, gen))
     x, y = epoch1[0]
     assert x.shape == (128, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (128,)
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.max()) == 1.0
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(x.max()) == 1.0  # 255 / 255 is exactly 1
     assert [len(b[1]) for b in epoch1] == [128] * 7 + [104]
     seen = torch.cat([b[1] for b in epoch1])
     assert torch.equal(seen.sort().values, mnist.train_labels[idx].sort().values)  # every digit once
     assert not torch.equal(torch.cat([b[1] for b in epoch2]), seen)  # a new order each epoch
     again = list(iterate_batches(mnist.train_images, mnist.train_labels, idx, 128, torch.Generator().manual_seed(3)))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(again, epoch1, strict=True))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(again, epoch1, strict=True))  # same seed, same pixels: exact
 
 
 def test_random_shift_equals_a_naive_per_pixel_shift():
@@ -139,7 +139,7 @@ def test_random_shift_equals_a_naive_per_pixel_shift():
                 a, b = r - int(sy[i]), c - int(sx[i])
                 if 0 <= a < 28 and 0 <= b < 28:
                     expected[i, 0, r, c] = x[i, 0, a, b]
-    assert torch.equal(shifted, expected)
+    assert torch.equal(shifted, expected)  # a shift only copies pixels: exact
     assert len({(int(a), int(b)) for a, b in zip(sy, sx, strict=True)}) > 1  # each image its own shift
 
 

@@ -75,7 +75,8 @@ def test_non_images_and_huge_images_are_refused():
 
 def test_rgba_composite():
     rgba = np.array([[[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]])
-    assert rgba_to_gray(rgba, background=0.0).tolist() == [[0.0, 0.0]]
+    assert rgba_to_gray(rgba, background=0.0).tolist() == [[0.0, 0.0]]  # every term is a product with 0: exact
+    # the luminance weights 0.299 + 0.587 + 0.114 make 1 only within float64 rounding: default approx
     assert rgba_to_gray(rgba, background=1.0)[0].tolist() == pytest.approx([1.0, 0.0])
 
 
@@ -88,7 +89,7 @@ def test_a_digit_heavy_at_one_end_is_pasted_as_far_as_the_field_allows(row, top)
     out = center_by_mass(img)
     expected = np.zeros((28, 28), dtype=np.float32)
     expected[top : top + 20, 4:24] = img  # columns: centre 9.5 → shift round(4.5) = 4
-    assert np.array_equal(out, expected)
+    assert np.array_equal(out, expected)  # pasting copies pixels: exact
 
 
 # The recipe step by step, on inputs whose MNIST-style result can be worked out by hand.
@@ -105,7 +106,7 @@ def test_a_rectangle_is_cropped_stretched_scaled_to_20_and_centred_exactly(ink, 
     (14, 14): top = round(4.5) = 4, left = round(9.5) = 10 (Python rounds halves to even)."""
     want = np.zeros((28, 28), dtype=np.float32)
     want[4:24, 10:20] = 1.0
-    assert np.array_equal(mnist_style(_rectangle(ink, paper)), want)
+    assert np.array_equal(mnist_style(_rectangle(ink, paper)), want)  # (ink − lo) / (ink − lo) = 1, then uint8 levels: exact
 
 
 def test_a_pixel_exactly_at_the_ink_threshold_is_not_ink():
@@ -113,7 +114,7 @@ def test_a_pixel_exactly_at_the_ink_threshold_is_not_ink():
     img[6, 22] = 0.2  # just above the rectangle, at INK: not part of the crop
     want = np.zeros((28, 28), dtype=np.float32)
     want[4:24, 10:20] = 1.0
-    assert np.array_equal(mnist_style(img), want)
+    assert np.array_equal(mnist_style(img), want)  # a 0/1 image stretched by 1 / (1 − 0), uint8 levels: exact
 
 
 def test_anything_darker_than_the_first_percentile_is_black():
@@ -122,9 +123,9 @@ def test_anything_darker_than_the_first_percentile_is_black():
     img[5, 5] = img[30, 30] = 1.0  # two ink dots: the crop spans rows and columns 5…30
     dark = img.copy()
     dark[10, 10] = dark[20, 12] = 0.0  # 2 of 1,600 pixels, inside the crop
-    assert np.percentile(dark, 1) == pytest.approx(0.3)
+    assert np.percentile(dark, 1) == pytest.approx(0.3)  # interpolated between two 0.3s in float64: default approx
     out = mnist_style(dark)
-    assert np.array_equal(out, mnist_style(img)) and out.max() <= 1.0
+    assert np.array_equal(out, mnist_style(img)) and out.max() <= 1.0  # the same stretch, then uint8 grey levels: exact
 
 
 def test_the_digit_is_scaled_with_lanczos():
@@ -137,7 +138,7 @@ def test_the_digit_is_scaled_with_lanczos():
     lo = np.percentile(img, 1)
     g = np.clip((img - lo) / (1.0 - lo), 0.0, 1.0)
     small = np.asarray(Image.fromarray((g * 255).astype(np.uint8)).resize((20, 20), Image.LANCZOS)) / 255.0
-    assert np.array_equal(mnist_style(img), center_by_mass(small))
+    assert np.array_equal(mnist_style(img), center_by_mass(small))  # the same float64 formula, then uint8 levels: exact
 
 
 @pytest.mark.parametrize("shape, want", [((1, 40), (1, 20)), ((40, 1), (20, 1))])
@@ -166,7 +167,7 @@ def test_the_outer_ring_alone_decides_the_paper_and_half_light_is_not_light():
 def test_a_faint_digit_of_exactly_10_percent_contrast_is_not_blank():
     img = np.zeros((20, 20))
     img[5:15, 8:12] = 0.1
-    assert mnist_style(img).max() == 1.0
+    assert mnist_style(img).max() == 1.0  # (0.1 − 0) / (0.1 − 0) is exactly 1, grey level 255 / 255
 
 
 @pytest.mark.parametrize("gray", [np.zeros(50), np.zeros((1, 50)), np.zeros((20, 20, 3))])
@@ -190,7 +191,7 @@ def test_a_digit_heavy_at_one_side_is_pasted_as_far_as_the_field_allows(col, lef
     img[:, col] = 1.0
     expected = np.zeros((28, 28), dtype=np.float32)
     expected[4:24, left : left + 20] = img
-    assert np.array_equal(center_by_mass(img), expected)
+    assert np.array_equal(center_by_mass(img), expected)  # pasting copies pixels: exact
 
 
 def test_decoding_reads_grey_levels_and_transparent_paper_as_white():
@@ -200,6 +201,7 @@ def test_decoding_reads_grey_levels_and_transparent_paper_as_white():
     buf = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
     gray = decode_image(buf.getvalue())
+    # 51 / 255 times luminance weights that make 1 only within float64 rounding: default approx
     assert gray[0, 0] == pytest.approx(1.0) and gray[1:, 1:] == pytest.approx(np.full((3, 3), 0.2))
 
 

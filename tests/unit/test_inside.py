@@ -48,7 +48,7 @@ def test_occluded_images_equal_a_naive_copy_and_paste(mnist, patch, stride, fill
             x = img.clone()
             x[0, r : r + patch, c : c + patch] = value
             expected.append(x)
-    assert torch.equal(got, torch.stack(expected))
+    assert torch.equal(got, torch.stack(expected))  # pasting copies values (the same img.mean()): exact
 
 
 @pytest.mark.parametrize("name", ["baseline", "batchnorm"])
@@ -80,6 +80,7 @@ def test_black_patches_on_background_change_nothing_and_on_the_digit_hurt(mnist,
         for i, r in enumerate(o.rows.tolist()):
             for j, c in enumerate(o.cols.tolist()):
                 if x[n, 0, r : r + 10, c : c + 10].max() == 0:  # only background under the patch: same image
+                    # the same image in another batch (10 vs all positions): float32 sums in another order
                     assert abs(o.prob[n, i, j] - o.base_prob[n]) < 1e-5
                     untouched += 1
     assert untouched > 50
@@ -107,14 +108,14 @@ def test_feature_map_shapes_and_relu(mnist, shipped):
     assert feature_maps(m, x, "conv1", "pre-ReLU").shape == (2, 32, 28, 28)
     assert feature_maps(m, x, "conv2", "post-pool").shape == (2, 32, 7, 7)
     pre, post = feature_maps(m, x, "conv2", "pre-ReLU"), feature_maps(m, x, "conv2", "post-ReLU")
-    assert pre.min() < 0 and torch.equal(post, pre.clamp(min=0))
+    assert pre.min() < 0 and torch.equal(post, pre.clamp(min=0))  # same forward, same kernels; ReLU is exact
 
 
 def test_tile_places_maps_row_major_with_gaps():
     maps = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)
     t = tile(maps, cols=2)
     assert t.shape == (5, 5) and np.isnan(t[2]).all() and np.isnan(t[:, 2]).all()
-    assert (t[:2, 3:] == maps[1]).all() and (t[3:, :2] == maps[2]).all() and np.isnan(t[3:, 3:]).all()
+    assert (t[:2, 3:] == maps[1]).all() and (t[3:, :2] == maps[2]).all() and np.isnan(t[3:, 3:]).all()  # copies: exact
 
 
 def test_the_class_of_interest_is_the_true_the_predicted_or_a_fixed_class(shipped, mnist, weights_kept):
@@ -147,6 +148,8 @@ def test_live_conv1_reads_a_runs_latest_copy_and_leaves_the_run_alone(mnist, tin
     with torch.no_grad():
         model.conv1.weight.copy_(latest["weight"])
         model.conv1.bias.copy_(latest["bias"])
+    # kernels and zmax are copies and maxima (no arithmetic); the maps are the same normalisation and conv1 on the
+    # same (standard) layout, same kernels: all exact
     assert view["step"] == 16 and np.array_equal(view["kernels"], latest["weight"][:, 0].numpy())
     assert np.array_equal(view["maps"], feature_maps(model, x, "conv1", "post-ReLU")[0].numpy())
     weights = [p["conv1.weight"] for p in snap["filters"]["snapshots"].values()] + [latest["weight"]]
@@ -159,14 +162,15 @@ def test_filters_over_time_share_one_scale_and_changes_are_relative_to_step_0():
     w0 = torch.ones(32, 1, 3, 3)
     snapshots = {0: {"conv1.weight": w0, "conv2.weight": torch.zeros(32, 32, 3, 3)},
                  5: {"conv1.weight": -3 * w0, "conv2.weight": torch.full((32, 32, 3, 3), 0.5)}}
-    frames, zmax = filters_over_time(snapshots, "conv1.weight")
+    frames, zmax = filters_over_time(snapshots, "conv1.weight")  # small integers and halves in float32: exact below
     assert list(frames) == [0, 5] and frames[5].shape == (32, 3, 3) and zmax == 3.0 and frames[5][0, 0, 0] == -3
     frames2, zmax2 = filters_over_time(snapshots, "conv2.weight")
     assert frames2[0].shape == (32, 32, 3, 3) and zmax2 == 0.5
     change, zmax3 = filters_over_time(snapshots, "conv1.weight", since_start=True)
     assert zmax3 == 4.0 and np.all(change[5] == -4) and np.all(change[0] == 0)  # W_5 − W_0 = −3 − 1
+    # two float32 norms of 288 equal values (sums of squares, square roots): a few roundings, default approx
     assert relative_change(snapshots, 5, "conv1.weight") == pytest.approx(4.0)  # ‖−3 − 1‖ / ‖1‖
-    assert relative_change(snapshots, 0, "conv1.weight") == 0.0
+    assert relative_change(snapshots, 0, "conv1.weight") == 0.0  # W₀ − W₀ is exactly 0
 
 
 def test_a_patch_as_large_as_the_image_or_a_stride_of_one_is_allowed():
@@ -184,7 +188,7 @@ def test_occlusion_reports_its_positions_defaults_and_wall_time(monkeypatch, mni
     monkeypatch.setattr(inside.time, "perf_counter", lambda: next(ticks))
     x, y = to_float(mnist.test_images[:2]), mnist.test_labels[:2]
     o = occlusion(shipped["baseline"], x, y, patch=20, stride=4)
-    assert o.rows.tolist() == o.cols.tolist() == [0, 4, 8] and o.milliseconds == 125.0
+    assert o.rows.tolist() == o.cols.tolist() == [0, 4, 8] and o.milliseconds == 125.0  # 1000 · 0.125: exact in binary
 
 
 def test_each_attribution_is_its_formula(mnist, shipped):
@@ -197,11 +201,12 @@ def test_each_attribution_is_its_formula(mnist, shipped):
     x, y = to_float(mnist.test_images[:2]), mnist.test_labels[:2]
     xg = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(model(xg).gather(1, y[:, None]).sum(), xg)
+    # the same model, batch and captum calls as attribution's: same kernels, same order (default tolerances)
     assert torch.allclose(attribution(model, x, y, "Saliency"), grad.abs()[:, 0])
     ig = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=y.tolist(), n_steps=32)
     assert torch.allclose(attribution(model, x, y, "Integrated Gradients"), ig[:, 0])
     cam = LayerGradCam(model, model.conv2).attribute(x, target=y.tolist(), relu_attributions=True)
     want = F.interpolate(cam, (28, 28), mode="bilinear", align_corners=False)[:, 0]
-    assert torch.allclose(attribution(model, x, y, "Grad-CAM (conv2)"), want.detach(), atol=1e-6)
+    assert torch.allclose(attribution(model, x, y, "Grad-CAM (conv2)"), want.detach(), atol=1e-6)  # same kernels; slack
     with pytest.raises(ValueError, match="method.*'LRP'"):
         attribution(model, x, y, "LRP")

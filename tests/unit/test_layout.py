@@ -78,7 +78,7 @@ def test_image_cells_leave_each_row_its_title_band_and_never_overlap():
     layout, height, tops = image_cells(3, 2, cell_px=100, band_px=[50, 20, 20])
     assert height == 3 * 100 + 90 and len(layout) == 12
 
-    def px(y: float) -> float:  # paper units → pixels from the top
+    def px(y: float) -> float:  # paper units → pixels from the top; rounded to 6 places: (1 − y)·height rounds by ~1e-13
         return round((1 - y) * height, 6)
 
     assert [px(t) for t in tops] == [50, 170, 290]  # 50 of band, 100 of cell, 20 of band, …
@@ -135,7 +135,7 @@ def test_transfer_matrix_names_classes_and_frames_the_examples_already_of_the_ta
 
     fig = transfer_figure(np.tile(np.arange(10), (10, 1)), list(range(10)), list(range(10)))
     assert list(fig.layout.xaxis.ticktext) == [str(c) for c in range(10)]  # not "a 0"
-    assert [(s.x0, s.y0) for s in fig.layout.shapes] == [(i - 0.5, i - 0.5) for i in range(10)]
+    assert [(s.x0, s.y0) for s in fig.layout.shapes] == [(i - 0.5, i - 0.5) for i in range(10)]  # halves: exact
 
 
 def test_the_ten_by_ten_mosaic_labels_its_rows_and_columns():

@@ -72,6 +72,7 @@ def test_the_estimated_start_plays_the_queue_forward(mnist_1k, tmp_path, tiny_co
     etas = sorted(r.progress["eta_s"] for r in runs)  # read now: the queue is played from the same numbers
     wait_a, wait_b = reg.waiting(a.id), reg.waiting(b[0].id)
     # a starts when the first active run ends; the pair when a and the second active run have both ended.
+    # rel=0.2: wall-clock estimates that move as the runs train between the reads, not float rounding.
     assert wait_a["starts_in_s"] == pytest.approx(etas[0], rel=0.2)
     duration_a = estimate_seconds(a.config, speed, 512)
     assert wait_b["starts_in_s"] == pytest.approx(max(etas[1], etas[0] + duration_a), rel=0.2)
@@ -159,6 +160,7 @@ def test_steps_to_98_and_the_table():
     assert steps_to_accuracy(snap["epochs"], 0.995) is None
     t = comparison_table([snap, _snap("b", True, 0.995, 12, [0.985])]).set_index("run")
     assert t.loc["a", "parameters"] == 799078 and t.loc["b", "parameters"] == 800206
+    # 0.99 · 100 in float64: one rounding, default approx
     assert t.loc["b", "steps to 98% val"] == 100 and t.loc["a", "test accuracy (%)"] == pytest.approx(99.0)
     assert t.loc["a", "training digits"] == 54000
 
@@ -216,6 +218,7 @@ def test_across_seeds_mean_and_sample_sd_and_a_verdict_that_weighs_the_spread():
             _diverged("bn-s9", True, 9.9, 0.1)]  # a diverged run is left out
     t = across_seeds(runs)
     assert list(t["seeds"]) == ["0, 1, 2", "0, 1, 2"]
+    # float64 means and sample sds of 3 values: a few roundings, default approx
     assert list(t["test accuracy mean (%)"]) == pytest.approx([98.2, 98.8])
     assert list(t["test accuracy sd"]) == pytest.approx([0.2, 0.2])  # sample sd of 98.0, 98.2, 98.4
     assert list(t["seconds / epoch mean"]) == pytest.approx([11.0, 13.0]) and t["seconds / epoch sd"][0] == pytest.approx(1.0)
@@ -270,6 +273,7 @@ def test_a_chart_with_nothing_yet_says_so():
 
 def test_centred_smoothing_does_not_lag():
     falling = [10.0 - i for i in range(9)]
+    # means of 2 or 3 small integers in float64: exact
     assert smooth(falling, 3).tolist() == [9.5, 9, 8, 7, 6, 5, 4, 3, 2.5]  # exact in the middle, half a step off at the ends
     assert smooth([4.0], 25).tolist() == [4.0] and smooth([], 3).tolist() == []
 
@@ -302,6 +306,7 @@ def test_the_comparison_table_columns_a_user_reads():
     t = comparison_table([live, saved]).set_index("run")
     assert list(t["BatchNorm"]) == [False, True]
     assert list(t["steps to 98% val"]) == [200, 200]  # 0.98 itself is "reached"
+    # copied from the snapshots, and the median of 1000.0 and 3000.0: exact
     assert list(t["test loss"]) == [0.03, 0.03] and list(t["epochs"]) == [2, 3]
     assert list(t["peak MiB / step"]) == [17.0, 42.5]
     assert t.loc["live", "images/s (median)"] == 2000.0
@@ -354,6 +359,7 @@ def test_across_seeds_one_arm_two_seeds_and_a_lower_mean():
     "lowered" when BatchNorm's mean is lower, and a difference equal to the spread is not called larger."""
     t = across_seeds([_seeded(True, 1, 0.99, 12.0), _seeded(True, 0, 0.98, 10.0)])
     assert list(t["BatchNorm"]) == [True] and list(t["seeds"]) == ["0, 1"]
+    # float64 sample sds of two values: a few roundings, default approx
     assert t["test accuracy sd"][0] == pytest.approx(math.sqrt(0.5)) and t["seconds / epoch sd"][0] == pytest.approx(math.sqrt(2))
     worse = [_seeded(False, 0, 0.986, 12.0), _seeded(False, 1, 0.988, 14.0), _seeded(False, 2, 0.990, 13.0),
              _seeded(True, 0, 0.980, 10.0), _seeded(True, 1, 0.982, 11.0), _seeded(True, 2, 0.984, 12.0)]

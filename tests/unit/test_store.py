@@ -25,7 +25,7 @@ def test_round_trip_is_bit_exact(tmp_path, tiny_run):
     assert not model.training
     x = torch.rand(16, 1, 28, 28)
     tiny_run.model.eval()
-    assert torch.equal(model(x), tiny_run.model(x))
+    assert torch.equal(model(x), tiny_run.model(x))  # the same bits in the same (standard) layout, same kernels: exact
     assert info["param_count"] == 799078 and info["torch_version"] == torch.__version__
     assert info["command"].startswith("python -m cnn_core train --name my-run --batchnorm false ")  # reproduces it
     assert "--train-subset 512 " in info["command"] and info["config"]["train_subset"] == 512
@@ -187,7 +187,7 @@ def test_delete_protects_shipped_runs(tmp_path, tiny_run):
     assert sorted(os.listdir(tmp_path)) == [SHIPPED_RUNS[0]]
 
 
-def _same_filters(a: dict, b: dict) -> bool:
+def _same_filters(a: dict, b: dict) -> bool:  # stored and loaded bits: exact
     return list(a) == list(b) and all(list(a[s]) == list(b[s]) and all(torch.equal(a[s][k], b[s][k]) for k in a[s])
                                       for s in a)
 
@@ -249,6 +249,7 @@ def test_the_shipped_test_probabilities_are_those_of_the_weights_and_match_run_j
     labels = mnist.test_labels.numpy()
     for name in SHIPPED_RUNS:
         stored = store.test_probabilities(name, lambda: pytest.fail("the shipped run has no test_probs.npy"))
+        # k / 10,000 in float64 both ways (numpy's mean of bools, the engine's int / int): exact
         assert (stored.argmax(1) == labels).mean() == store.load_info(name)["results"]["accuracy"]
     model = store.load_model("baseline")[0].eval()
     fresh = predict_proba(model, to_float(mnist.test_images)).numpy()
@@ -291,6 +292,7 @@ def test_a_saved_runs_history_has_the_shape_of_a_live_snapshot(tmp_path, tiny_ru
     assert shipped["status"] == "finished" and shipped["vals"] == []  # run.json of older runs has neither
     live = tiny_run.snapshot()["steps"]
     assert [(s["step"], s["epoch"]) for s in history["steps"]] == [(s["step"], s["epoch"]) for s in live]
+    # the same floats, written as text (repr) and read back: exact; default approx is slack
     assert [s["loss"] for s in history["steps"]] == pytest.approx([s["loss"] for s in live])
     assert set(history["steps"][0]) == {"step", "epoch", "loss"}
 
@@ -325,7 +327,7 @@ def test_stored_test_probabilities_are_float32_and_a_file_of_another_type_is_mad
     assert store.test_probabilities("r", lambda: probs).dtype == np.float32
     assert np.load(store.path("r") / "test_probs.npy").dtype == np.float32
     np.save(store.path("r") / "test_probs.npy", probs)  # the right shape, the wrong type: not trusted
-    assert store.test_probabilities("r", lambda: probs * 0 + 0.2)[0, 0] == np.float32(0.2)
+    assert store.test_probabilities("r", lambda: probs * 0 + 0.2)[0, 0] == np.float32(0.2)  # 0.2 cast to float32 once: exact
 
 
 def test_extra_results_are_added_replaced_and_refused_for_a_folder_that_is_not_a_run(tmp_path, tiny_run):
@@ -376,7 +378,7 @@ def test_a_folder_that_cannot_be_written_only_means_computing_again(tmp_path, ti
 
     monkeypatch.setattr(store_module, "open", read_only, raising=False)
     probs = np.full((10000, 10), 0.1, dtype=np.float32)
-    assert (store.test_probabilities("mine", lambda: probs) == probs).all()
+    assert (store.test_probabilities("mine", lambda: probs) == probs).all()  # float32 in, float32 out: exact
     assert not list((tmp_path / "mine").glob(".tmp-*"))
     with pytest.raises(CheckpointError, match="is not a saved run"):
         store.write_arrays("nowhere", "views.npz", {"a": probs})

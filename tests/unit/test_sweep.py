@@ -84,6 +84,7 @@ def test_runs_of_a_sweep_see_the_digits_in_the_same_order(mnist):
     order, plain = _labels_seen(base, mnist, idx)
     for other in (TrainConfig(epochs=2, batch_size=100, seed=3), TrainConfig(epochs=2, batch_size=64, seed=3, optimizer="sgd")):
         labels, images = _labels_seen(other, mnist, idx)
+        # the pipeline's own pixel / 255 and pixel-copying shifts, the same ops in the same order: exact
         assert torch.equal(labels, order) and torch.equal(images, plain)
     labels, shifted = _labels_seen(TrainConfig(epochs=2, batch_size=64, seed=3, augment=True), mnist, idx)
     assert torch.equal(labels, order) and not torch.equal(shifted, plain)  # the same digits, shifted
@@ -137,6 +138,7 @@ def test_the_sentence_ranks_what_trained_names_what_did_not_and_gives_the_measur
     table = sweep_table(runs, "optimizer")
     assert list(table["optimizer"]) == ["sgd", "momentum", "rmsprop", "adam"]
     assert list(table["outcome"]) == ["diverged", "trained", "trained", "trained"]
+    # the runs' own numbers, copied into the table: exact
     assert list(table.columns[:3]) == ["optimizer", "run", "outcome"] and list(table["peak MiB / step"]) == [27.0] * 4
 
     conv = [_run("builtin", 0.99, 4600, mib=27.3, field="conv"), _run("unfold", 0.985, 1700, mib=92.2, field="conv")]
@@ -191,7 +193,7 @@ def test_a_run_measures_its_step_memory_without_touching_its_weights(mnist_1k, t
     assert 5 < tiny_run.snapshot()["peak_step_mib"] < 500
     assert all(e["images_per_s_median"] > 0 for e in tiny_run.epochs)
     again = Run(tiny_config(), mnist_1k).run()  # the probe step must not change what the run trains
-    assert [s["loss"] for s in again.steps] == [s["loss"] for s in tiny_run.steps]
+    assert [s["loss"] for s in again.steps] == [s["loss"] for s in tiny_run.steps]  # same config, seed, kernels, order
     unfold = Run(tiny_config(conv="unfold", epochs=1, val_points=1), mnist_1k).run()
     assert unfold.peak_step_bytes > 1.5 * tiny_run.peak_step_bytes  # unfolded patches are stored for backward
 
@@ -205,7 +207,7 @@ def test_a_lead_of_exactly_ten_test_digits_is_a_lead():
 def test_a_sweep_of_exactly_eight_values_is_accepted():
     """MAX_VALUES is inclusive: eight learning rates are a sweep; nine are refused (test_bad_sweeps_say_what_is_wrong)."""
     text = ",".join(str(k / 100) for k in range(1, 9))
-    assert parse_values("lr", text) == [k / 100 for k in range(1, 9)]
+    assert parse_values("lr", text) == [k / 100 for k in range(1, 9)]  # str(float) → float round-trips exactly
 
 
 def test_every_kind_of_failure_is_named_and_the_rest_still_ranked():

@@ -38,6 +38,7 @@ def test_gradcheck_float64(k, s, p, cin, batch, bias):
     w = torch.randn(4, cin, k, k, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True) if bias else None
     # 32 input channels: ~6k inputs, so the random-projection check (fast_mode) keeps the test to seconds.
+    # float64 finite differences against the analytic gradient: gradcheck's own default tolerances.
     assert torch.autograd.gradcheck(lambda x, w, b: UnfoldConv2dFunction.apply(x, w, b, s, p), (x, w, b),
                                     fast_mode=cin == 32)
 
@@ -80,7 +81,7 @@ def test_the_module_has_nn_conv2d_parameters_and_state_dicts_load_both_ways():
     assert [(n, p.shape) for n, p in mine.named_parameters()] == [(n, p.shape) for n, p in ref.named_parameters()]
     assert [n for n, _ in UnfoldConv2d(1, 4, 3, bias=False).named_parameters()] == ["weight"]
     mine.load_state_dict(ref.state_dict())
-    assert torch.equal(mine.weight, ref.weight) and torch.equal(mine.bias, ref.bias)
+    assert torch.equal(mine.weight, ref.weight) and torch.equal(mine.bias, ref.bias)  # loaded copies: exact
     ref.load_state_dict(UnfoldConv2d(32, 16, 5, 2, 2).state_dict())
 
 
@@ -89,7 +90,7 @@ def test_no_input_gradient_is_computed_when_the_input_needs_none():
     x = torch.rand(1, 1, 5, 5)  # like conv1's input: a leaf without requires_grad
     conv(x).sum().backward()
     assert x.grad is None and conv.weight.grad.shape == (2, 1, 3, 3)
-    assert torch.equal(conv.bias.grad, torch.full((2,), 25.0))  # db = Σ dY = 25 positions × 1
+    assert torch.equal(conv.bias.grad, torch.full((2,), 25.0))  # db = Σ dY = 25 positions × 1; a sum of ones: exact
 
 
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=(3, 5)), dict(kernel_size=3, stride=(1, 2)),
@@ -115,11 +116,13 @@ def test_im2col_product_equals_the_models_conv1(shipped, digit, name):
     model = shipped[name]
     demo = im2col_demo(model, digit)
     assert demo.patches.shape == (784, 9) and demo.filters.shape == (9, 32) and demo.maps.shape == (32, 28, 28)
-    h = (digit - model.mean) / model.std
+    h = (digit - model.mean) / model.std  # the demo's own normalisation: patches, filters and bias are exact copies
     assert torch.equal(demo.patches[0], torch.cat([torch.zeros(4), h[0, 0:2], torch.zeros(1), h[1, 0:2]]))  # padded corner
     assert torch.equal(demo.patches[29], h[0:3, 0:3].flatten())  # output (1, 1): the window at rows 0–2, cols 0–2
     assert torch.equal(demo.filters[:, 5], model.conv1.weight[5, 0].flatten()) and torch.equal(demo.bias, model.conv1.bias)
     expected = F.conv2d(h[None, None], model.conv1.weight, model.conv1.bias, padding=1)[0]
+    # the same conv call on the same tensors: exact. The im2col maps sum 9 products and a bias in another order
+    # (a matmul): float32 rounding of values up to ~10, ~1e-6; max_difference is the same formula: exact.
     assert torch.equal(demo.reference, expected)  # conv1 before BatchNorm, not the BN output
     assert demo.max_difference == float((demo.maps - expected).abs().max()) < 1e-5
     torch.testing.assert_close(demo.maps, expected, rtol=0, atol=1e-5)
@@ -142,8 +145,8 @@ def test_size_steps_follow_the_formula_and_say_when_the_stride_does_not_divide()
 
 def test_digit_at_averages_blocks():
     img = torch.arange(784.0).reshape(28, 28)
-    assert torch.equal(digit_at(img, 28), img)
-    assert digit_at(img, 14)[0, 0] == (0 + 1 + 28 + 29) / 4 and digit_at(img, 7).shape == (7, 7)
+    assert torch.equal(digit_at(img, 28), img)  # a 1×1 average of each pixel is the pixel
+    assert digit_at(img, 14)[0, 0] == (0 + 1 + 28 + 29) / 4 and digit_at(img, 7).shape == (7, 7)  # ÷ 4: exact
     with pytest.raises(ValueError):
         digit_at(img, 10)
 
@@ -152,9 +155,12 @@ def test_sliding_window_positions_and_output():
     img = torch.arange(36.0).reshape(6, 6)
     w = sliding_window(img, 3, 1, 2, position=4)  # out = (6 − 3 + 2)/2 + 1 = 3 → position 4 = row 1, col 1
     assert w.output.shape == (3, 3) and w.cell == (1, 1) and w.top_left == (1, 1)
-    assert w.output[1, 1] == img[1:4, 1:4].mean()
+    # the window sums 9 pixels times float32 1/9 (a matmul), the reference sums and divides by 9: float32 roundings
+    # in another order, a few of 6e-8 relative — equal only by luck, so to 1e-6
+    assert w.output[1, 1].item() == pytest.approx(img[1:4, 1:4].mean().item(), rel=1e-6)
     first = sliding_window(img, 3, 1, 2, position=0)
-    assert first.top_left == (-1, -1) and first.output[0, 0] == img[0:2, 0:2].sum() / 9  # the padding counts as 0
+    assert first.top_left == (-1, -1)
+    assert first.output[0, 0].item() == pytest.approx((img[0:2, 0:2].sum() / 9).item(), rel=1e-6)  # padding counts as 0
     with pytest.raises(ValueError, match=r"position must be in \[0, 8\]"):
         sliding_window(img, 3, 1, 2, position=9)
 
@@ -165,6 +171,7 @@ def test_functional_form_defaults_to_stride_1_padding_0_and_adds_the_bias():
     x, w, b = torch.rand(2, 3, 6, 5, generator=g), torch.rand(4, 3, 3, 3, generator=g), torch.rand(4, generator=g)
     plain = unfold_conv2d(x, w)
     assert plain.shape == (2, 4, 4, 3)
+    # 27 products of values in [0, 1) summed in another order (a matmul vs the conv kernel): float32 rounding ~1e-6
     torch.testing.assert_close(plain, F.conv2d(x, w), rtol=0, atol=1e-5)
     torch.testing.assert_close(unfold_conv2d(x, w, b), F.conv2d(x, w, b), rtol=0, atol=1e-5)
 
