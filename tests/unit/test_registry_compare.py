@@ -1,4 +1,3 @@
-import math
 import time
 
 import numpy as np
@@ -8,12 +7,9 @@ import torch
 from cnn_core.compare import (
     DIVERGED_MARGIN,
     GUESS_LOSS,
-    across_seeds,
-    bn_verdict,
     comparison_table,
     misclassified,
     outcome,
-    seeds_verdict,
     steps_to_accuracy,
     summary_row,
 )
@@ -21,6 +17,7 @@ from cnn_core.plots import RUN_DASH, run_colors, smooth, thin, training_curves_f
 from cnn_core.registry import RunRegistry, TooManyRuns
 from cnn_core.store import RunStore
 from cnn_core.training import estimate_seconds
+from tests.unit.records import diverged, snap
 
 
 def test_pair_differs_only_in_batchnorm_and_is_saved(mnist_1k, tmp_path, tiny_config):
@@ -146,99 +143,22 @@ def test_names_never_clash_with_saved_runs(mnist_1k, tmp_path, tiny_run, tiny_co
     assert reg.saved_name(run.id) == "demo-2"
 
 
-def _snap(name, bn, acc, secs, val_accs, steps_per_epoch=100):
-    return {"name": name, "config": {"batchnorm": bn, "train_subset": 0, "val_fraction": 0.1},
-            "results": {"accuracy": acc, "loss": 0.03},
-            "epochs": [{"epoch": i + 1, "step": (i + 1) * steps_per_epoch, "val_accuracy": v, "seconds": secs,
-                        "val_loss": 1 - v, "train_loss": 0.5 - v / 2, "train_accuracy": v}
-                       for i, v in enumerate(val_accs)]}
-
-
 def test_steps_to_98_and_the_table():
-    snap = _snap("a", False, 0.99, 10, [0.97, 0.981, 0.99])
-    assert steps_to_accuracy(snap["epochs"]) == 200
-    assert steps_to_accuracy(snap["epochs"], 0.995) is None
-    t = comparison_table([snap, _snap("b", True, 0.995, 12, [0.985])]).set_index("run")
+    record = snap("a", False, 0.99, 10, [0.97, 0.981, 0.99])
+    assert steps_to_accuracy(record["epochs"]) == 200
+    assert steps_to_accuracy(record["epochs"], 0.995) is None
+    t = comparison_table([record, snap("b", True, 0.995, 12, [0.985])]).set_index("run")
     assert t.loc["a", "parameters"] == 799078 and t.loc["b", "parameters"] == 800206
     # 0.99 · 100 in float64: one rounding, default approx
     assert t.loc["b", "steps to 98% val"] == 100 and t.loc["a", "test accuracy (%)"] == pytest.approx(99.0)
     assert t.loc["a", "training digits"] == 54000
 
 
-def test_bn_verdict_reads_the_numbers():
-    no_bn, bn = _snap("a", False, 0.9900, 10.0, [0.97, 0.985]), _snap("b", True, 0.9950, 12.0, [0.981, 0.99])
-    assert bn_verdict(no_bn, bn) == ("BatchNorm improved test accuracy by 0.50 points (99.50% vs 99.00% without), "
-                                     "and took 20% longer per epoch (12.0 s vs 10.0 s); "
-                                     "it reached 98% validation accuracy after 100 steps vs 200. "
-                                     "From one seed: repeat with other seeds before drawing a conclusion.")
-    same = _snap("c", True, 0.9905, 10.2, [0.9])
-    assert bn_verdict(no_bn, same).startswith("BatchNorm left test accuracy about the same (99.05% vs 99.00%), "
-                                              "and cost about the same time per epoch")
-    assert "only the run without BatchNorm reached" in bn_verdict(no_bn, same)
-
-
-def _diverged(name, bn, final_loss, acc):
-    snap = _snap(name, bn, acc, 10.0, [acc])
-    snap["epochs"][0]["train_loss"] = final_loss
-    return snap
-
-
-def test_outcome_and_a_verdict_only_between_runs_that_trained():
-    assert outcome(_snap("a", False, 0.99, 10, [0.99])) == "trained"
-    assert outcome(_diverged("a", False, 3.1e10, 0.164)) == "diverged"  # lr 10: finite, but far above ln 10
-    assert outcome(_diverged("a", False, 2.41, 0.5)) == "diverged"  # ln 10 + 0.1 = 2.403: worse than guessing
-    assert outcome(_diverged("a", False, 2.39, 0.5)) == "trained"
-    assert outcome(_diverged("a", False, 2.3055, 0.0973)) == "did not learn"  # SGD at 1e-3 after 8 steps: slow, not diverged
-    assert outcome({**_snap("a", False, 0.99, 10, [0.99]), "steps": [{"step": 1, "loss": float("nan")}]}) == "diverged"
-    assert outcome(_diverged("a", False, 2.2, 0.19)) == "did not learn"  # under twice chance
-    assert outcome(_diverged("a", False, 2.2, 0.20)) == "trained"
-    assert outcome({**_snap("a", False, None, 10, []), "results": None}) == "no numbers yet"
-    verdict = bn_verdict(_diverged("a", False, 3.1e10, 0.098), _diverged("b", True, 2.5, 0.164))
-    assert verdict == ("No verdict: the BatchNorm run diverged (final training loss 2.5, test accuracy 16.40%) and the "
-                       "no-BatchNorm run diverged (final training loss 3.1e+10, test accuracy 9.80%). Compare runs that "
-                       "trained — for a diverged run, try a smaller learning rate.")
-    one = bn_verdict(_snap("a", False, 0.99, 10, [0.99]), _diverged("b", True, 9.0, 0.5))
-    assert one.startswith("No verdict: the BatchNorm run diverged (") and "no-BatchNorm" not in one
-    early = {**_snap("e", False, None, 10, []), "results": None}  # stopped before its first validation
-    assert bn_verdict(early, _snap("b", True, 0.99, 10, [0.99])).startswith(
-        "No verdict: the no-BatchNorm run ended before its first validation. Compare runs that trained")
-    stopped = {**_snap("s", True, 0.99, 10, [0.99]), "results": None}  # trained, stopped before its test
-    assert bn_verdict(_snap("a", False, 0.99, 10, [0.99]), stopped) == "Both runs must finish before they can be compared."
-
-
-def _seeded(bn, seed, acc, secs):
-    snap = _snap(f"{'bn' if bn else 'nobn'}-s{seed}", bn, acc, secs, [acc])
-    snap["config"]["seed"] = seed
-    return snap
-
-
-def test_across_seeds_mean_and_sample_sd_and_a_verdict_that_weighs_the_spread():
-    runs = [_seeded(False, 0, 0.980, 10.0), _seeded(False, 1, 0.982, 11.0), _seeded(False, 2, 0.984, 12.0),
-            _seeded(True, 2, 0.990, 13.0), _seeded(True, 0, 0.986, 12.0), _seeded(True, 1, 0.988, 14.0),
-            _diverged("bn-s9", True, 9.9, 0.1)]  # a diverged run is left out
-    t = across_seeds(runs)
-    assert list(t["seeds"]) == ["0, 1, 2", "0, 1, 2"]
-    # float64 means and sample sds of 3 values: a few roundings, default approx
-    assert list(t["test accuracy mean (%)"]) == pytest.approx([98.2, 98.8])
-    assert list(t["test accuracy sd"]) == pytest.approx([0.2, 0.2])  # sample sd of 98.0, 98.2, 98.4
-    assert list(t["seconds / epoch mean"]) == pytest.approx([11.0, 13.0]) and t["seconds / epoch sd"][0] == pytest.approx(1.0)
-    assert seeds_verdict(runs) == ("Over 3 seeds, BatchNorm improved mean test accuracy by 0.60 points (98.80 ± 0.20% vs "
-                                   "98.20 ± 0.20%) — larger than the spread between seeds; seconds per epoch 13.0 ± 1.0 vs 11.0 ± 1.0.")
-    close = [_seeded(False, 0, 0.980, 10), _seeded(False, 1, 0.990, 10), _seeded(True, 0, 0.985, 10), _seeded(True, 1, 0.986, 10)]
-    assert seeds_verdict(close).startswith("Over 2 seeds, BatchNorm improved mean test accuracy by 0.05 points (98.55 ± ")
-    assert "within the spread between seeds (sd up to 0.71): no clear effect" in seeds_verdict(close)
-    # A third of a test digit apart (means of three seeds): unchanged at the 0.01 points a sentence prints.
-    third = [_seeded(False, s, a, 10) for s, a in enumerate((0.98, 0.99, 0.99))] + \
-            [_seeded(True, s, a, 10) for s, a in enumerate((0.98, 0.99, 0.9901))]
-    assert seeds_verdict(third).startswith("Over 3 seeds, BatchNorm left mean test accuracy unchanged (98.67 ± ")
-    assert seeds_verdict(runs[:4]) == "Both arms need at least two seeds that trained."
-
-
 def test_curves_one_colour_per_run_batchnorm_by_line_style_decades_only():
     steps = [{"step": i, "loss": 1.0 / i} for i in range(1, 5001)]
-    snap = {**_snap("a", False, 0.99, 10, [0.95, 0.99]), "steps": steps}
-    bn = {**snap, "name": "b", "config": {"batchnorm": True, "train_subset": 0, "val_fraction": 0.1}}
-    fig = training_curves_figure([snap, bn, {**snap, "name": "a2"}])
+    record = {**snap("a", False, 0.99, 10, [0.95, 0.99]), "steps": steps}
+    bn = {**record, "name": "b", "config": {"batchnorm": True, "train_subset": 0, "val_fraction": 0.1}}
+    fig = training_curves_figure([record, bn, {**record, "name": "a2"}])
     assert all(len(tr.x) <= 2000 for tr in fig.data) and fig.data[0].x[0] == 1
     assert {tr.type for tr in fig.data} == {"scatter"}  # SVG, not WebGL
     per_run = {}
@@ -263,12 +183,12 @@ def test_a_shipped_run_has_one_colour_in_every_chart_and_other_runs_never_take_i
 
 
 def test_a_chart_with_nothing_yet_says_so():
-    empty = training_curves_figure([{**_snap("a", False, None, 10, []), "steps": []}])
+    empty = training_curves_figure([{**snap("a", False, None, 10, []), "steps": []}])
     assert "No training step yet" in empty.layout.annotations[0].text and not empty.data
-    early = training_curves_figure([{**_snap("a", False, None, 10, []), "steps": [{"step": 1, "loss": 2.3}]}])
+    early = training_curves_figure([{**snap("a", False, None, 10, []), "steps": [{"step": 1, "loss": 2.3}]}])
     assert any("first validation" in a.text for a in early.layout.annotations)
-    queued = {**_snap("q", True, None, 10, []), "steps": []}  # a run still queued beside one that trains
-    assert len(training_curves_figure([queued, {**_snap("a", False, None, 10, []), "steps": [{"step": 1, "loss": 2.3}]}]).data)
+    queued = {**snap("q", True, None, 10, []), "steps": []}  # a run still queued beside one that trains
+    assert len(training_curves_figure([queued, {**snap("a", False, None, 10, []), "steps": [{"step": 1, "loss": 2.3}]}]).data)
 
 
 def test_centred_smoothing_does_not_lag():
@@ -300,9 +220,9 @@ def test_misclassified_ties_keep_test_set_order():
 def test_the_comparison_table_columns_a_user_reads():
     """Each column of the Result table: exactly 98% counts as reached, the test loss, the epoch count, the median
     training speed, peak memory from a live snapshot or from a saved run's timings, and the BatchNorm flag."""
-    live = {**_snap("live", False, 0.99, 10, [0.97, 0.98]), "peak_step_mib": 17.0}
+    live = {**snap("live", False, 0.99, 10, [0.97, 0.98]), "peak_step_mib": 17.0}
     live["epochs"][0]["images_per_s_median"], live["epochs"][1]["images_per_s_median"] = 1000.0, 3000.0
-    saved = {**_snap("saved", True, 0.99, 10, [0.97, 0.99, 0.99]), "timings": {"peak_step_mib": 42.5}}
+    saved = {**snap("saved", True, 0.99, 10, [0.97, 0.99, 0.99]), "timings": {"peak_step_mib": 42.5}}
     t = comparison_table([live, saved]).set_index("run")
     assert list(t["BatchNorm"]) == [False, True]
     assert list(t["steps to 98% val"]) == [200, 200]  # 0.98 itself is "reached"
@@ -311,9 +231,9 @@ def test_the_comparison_table_columns_a_user_reads():
     assert list(t["peak MiB / step"]) == [17.0, 42.5]
     assert t.loc["live", "images/s (median)"] == 2000.0
     assert summary_row(saved)["images/s (median)"] is None  # runs saved before the speed was recorded: blank, not NaN
-    assert summary_row(_snap("x", True, 0.99, 10, []))["BatchNorm"] is True
+    assert summary_row(snap("x", True, 0.99, 10, []))["BatchNorm"] is True
     # Training digits follow the split: round(60,000 · f) validation digits, for any legal fraction.
-    odd = _snap("f", False, 0.99, 10, [0.99])
+    odd = snap("f", False, 0.99, 10, [0.99])
     odd["config"]["val_fraction"] = 0.49999
     assert summary_row(odd)["training digits"] == 30001
 
@@ -321,61 +241,8 @@ def test_the_comparison_table_columns_a_user_reads():
 def test_outcome_judges_the_test_accuracy_and_diverges_only_above_the_margin():
     """The test accuracy, when there is one, decides "trained" / "did not learn" (not the last validation); a final
     training loss exactly at ln 10 + DIVERGED_MARGIN is not yet "diverged"."""
-    assert outcome(_snap("a", False, 0.5, 10, [0.1])) == "trained"
-    assert outcome(_snap("a", False, 0.1, 10, [0.5])) == "did not learn"
-    assert outcome(_diverged("a", False, GUESS_LOSS + DIVERGED_MARGIN, 0.5)) == "trained"
+    assert outcome(snap("a", False, 0.5, 10, [0.1])) == "trained"
+    assert outcome(snap("a", False, 0.1, 10, [0.5])) == "did not learn"
+    assert outcome(diverged("a", False, GUESS_LOSS + DIVERGED_MARGIN, 0.5)) == "trained"
 
 
-def test_bn_verdict_every_wording():
-    """The sentence for BatchNorm lowering accuracy and saving time, the 5% and 60% time wordings, only the BatchNorm
-    run reaching 98% (steps with a thousands separator), neither reaching it, and a run that did not learn."""
-    assert bn_verdict(_snap("a", False, 0.995, 10.0, [0.97]), _snap("b", True, 0.990, 8.0, [0.97])) == (
-        "BatchNorm lowered test accuracy by 0.50 points (99.00% vs 99.50% without), "
-        "and took 20% less time per epoch (8.0 s vs 10.0 s). "
-        "From one seed: repeat with other seeds before drawing a conclusion.")
-    only_bn = bn_verdict(_snap("a", False, 0.99, 20.0, [0.97], 1000), _snap("b", True, 0.99, 21.0, [0.985], 1000))
-    assert only_bn == ("BatchNorm left test accuracy about the same (99.00% vs 99.00%), "
-                       "and took 5% longer per epoch (21.0 s vs 20.0 s); "  # exactly 5% is no longer "about the same"
-                       "only the BatchNorm run reached 98% validation accuracy (after 1,000 steps). "
-                       "From one seed: repeat with other seeds before drawing a conclusion.")
-    assert "and took 60% longer per epoch (16.0 s vs 10.0 s)." in bn_verdict(
-        _snap("a", False, 0.99, 10.0, [0.97]), _snap("b", True, 0.99, 16.0, [0.97]))
-    lazy = _diverged("b", True, 2.2, 0.15)
-    assert bn_verdict(_snap("a", False, 0.99, 10, [0.99]), lazy) == (
-        "No verdict: the BatchNorm run did not learn (final training loss 2.2, test accuracy 15.00%). "
-        "Compare runs that trained — for a diverged run, try a smaller learning rate.")
-
-
-def test_a_stopped_run_that_diverged_is_reported_with_its_validation_accuracy():
-    """A run stopped before its test has no test accuracy: the verdict quotes its last validation accuracy."""
-    stopped = {**_diverged("b", True, 9.0, 0.5), "results": None}
-    assert bn_verdict(_snap("a", False, 0.99, 10, [0.99]), stopped) == (
-        "No verdict: the BatchNorm run diverged (final training loss 9, validation accuracy 50.00%). "
-        "Compare runs that trained — for a diverged run, try a smaller learning rate.")
-
-
-def test_across_seeds_one_arm_two_seeds_and_a_lower_mean():
-    """An arm is listed even when the other has no run that trained; two seeds give a sample sd; the verdict says
-    "lowered" when BatchNorm's mean is lower, and a difference equal to the spread is not called larger."""
-    t = across_seeds([_seeded(True, 1, 0.99, 12.0), _seeded(True, 0, 0.98, 10.0)])
-    assert list(t["BatchNorm"]) == [True] and list(t["seeds"]) == ["0, 1"]
-    # float64 sample sds of two values: a few roundings, default approx
-    assert t["test accuracy sd"][0] == pytest.approx(math.sqrt(0.5)) and t["seconds / epoch sd"][0] == pytest.approx(math.sqrt(2))
-    worse = [_seeded(False, 0, 0.986, 12.0), _seeded(False, 1, 0.988, 14.0), _seeded(False, 2, 0.990, 13.0),
-             _seeded(True, 0, 0.980, 10.0), _seeded(True, 1, 0.982, 11.0), _seeded(True, 2, 0.984, 12.0)]
-    assert seeds_verdict(worse) == ("Over 3 seeds, BatchNorm lowered mean test accuracy by 0.60 points (98.20 ± 0.20% vs "
-                                    "98.80 ± 0.20%) — larger than the spread between seeds; seconds per epoch 11.0 ± 1.0 vs 13.0 ± 1.0.")
-    # Exact binary fractions: the means differ by 1.5625 points and each arm's sd is exactly 1.5625.
-    tie = [_seeded(False, s, a, 10.0) for s, a in enumerate((0.9375, 0.953125, 0.96875))] + \
-          [_seeded(True, s, a, 10.0) for s, a in enumerate((0.953125, 0.96875, 0.984375))]
-    assert "within the spread between seeds (sd up to 1.56): no clear effect" in seeds_verdict(tie)
-
-
-def test_verdicts_count_a_tenth_of_a_point_in_whole_test_digits():
-    """99.10% vs 99.00% is 10 test digits, the threshold itself: "improved by 0.10 points", though the float difference
-    is 0.0999…; equal means over seeds are "unchanged", never "lowered by 0.00 points"."""
-    assert 99.1 - 99.0 < 0.1  # the float trap the verdicts must not fall into
-    assert bn_verdict(_snap("a", False, 0.990, 10.0, [0.97]), _snap("b", True, 0.991, 10.0, [0.97])).startswith(
-        "BatchNorm improved test accuracy by 0.10 points (99.10% vs 99.00% without)")
-    same = [_seeded(bn, s, a, 10.0) for bn in (False, True) for s, a in enumerate((0.98, 0.99))]
-    assert seeds_verdict(same).startswith("Over 2 seeds, BatchNorm left mean test accuracy unchanged (98.50 ± 0.71% vs")

@@ -23,6 +23,7 @@ from cnn_core.sweep import (
     sweep_verdict,
 )
 from cnn_core.training import Run, TrainConfig, training_batches
+from tests.unit.records import sweep_run
 
 
 def test_values_are_parsed_by_the_fields_type_and_default_to_the_usual_ones():
@@ -116,53 +117,6 @@ def test_a_sweep_queues_beyond_the_cap_trains_each_run_on_the_same_threads_and_s
     assert all(r.wait(30) for r in long) and [r.status for r in long[:2]] == ["stopped"] * 2
 
 
-def _run(value, acc, speed, mib=27.0, final_loss=0.1, steps_to_98=None, field="optimizer", batch=128):
-    vals = [{"step": 100, "val_loss": 0.1, "val_accuracy": 0.99 if steps_to_98 else 0.9, "train_loss": final_loss,
-             "train_accuracy": 0.9}]
-    if steps_to_98:
-        vals[0]["step"] = steps_to_98
-    config = asdict(TrainConfig(batch_size=batch)) | {field: value}
-    return {"name": f"r-{value}", "config": config, "results": None if acc is None else {"accuracy": acc, "loss": 0.05},
-            "vals": vals, "epochs": [{"seconds": 54000 / speed, "images_per_s_median": speed}], "steps": [],
-            "peak_step_mib": mib}
-
-
-def test_the_sentence_ranks_what_trained_names_what_did_not_and_gives_the_measured_ranges():
-    runs = [_run("sgd", 0.0980, 5000, final_loss=3.1e10), _run("momentum", 0.9850, 4800, steps_to_98=300),
-            _run("rmsprop", 0.9895, 4700, steps_to_98=200), _run("adam", 0.9901, 4400, steps_to_98=150)]
-    assert sweep_verdict(runs, "optimizer") == (
-        "Test accuracy, best first: adam 99.01%, rmsprop 98.95%, momentum 98.50% — adam and rmsprop are about the same at the "
-        "top; sgd diverged; training speed from 4,400 images/s (adam) to 5,000 images/s (sgd); about the same peak memory per step "
-        "(27 MiB to 27 MiB); first to 98% validation accuracy: adam (after 150 steps, 19,200 digits). From one seed: "
-        "differences under 0.1 point are within the run-to-run spread.")
-    table = sweep_table(runs, "optimizer")
-    assert list(table["optimizer"]) == ["sgd", "momentum", "rmsprop", "adam"]
-    assert list(table["outcome"]) == ["diverged", "trained", "trained", "trained"]
-    # the runs' own numbers, copied into the table: exact
-    assert list(table.columns[:3]) == ["optimizer", "run", "outcome"] and list(table["peak MiB / step"]) == [27.0] * 4
-
-    conv = [_run("builtin", 0.99, 4600, mib=27.3, field="conv"), _run("unfold", 0.985, 1700, mib=92.2, field="conv")]
-    assert sweep_verdict(conv, "conv").startswith(
-        "Test accuracy, best first: builtin 99.00%, unfold 98.50% — builtin is best, 0.50 points ahead of unfold; training speed "
-        "from 1,700 images/s (unfold) to 4,600 images/s (builtin); peak memory per step from 27 MiB (builtin) to "
-        "92 MiB (unfold).")
-    same = [_run("sgd", 0.99, 4600, field="optimizer"), _run("adam", 0.98, 4300, field="optimizer")]
-    assert "about the same training speed (4,300 images/s to 4,600 images/s)" in sweep_verdict(same, "optimizer")
-    # Digits, not steps, decide who was first to 98%: batch 512 took fewer steps but saw more digits.
-    sizes = [_run(32, 0.99, 3000, field="batch_size", batch=32, steps_to_98=400),
-             _run(512, 0.99, 9000, field="batch_size", batch=512, steps_to_98=50)]
-    assert "first to 98% validation accuracy: 32 (after 400 steps, 12,800 digits)" in sweep_verdict(sizes, "batch_size")
-    lrs = [_run(1e-4, 0.98, 4000, field="lr"), _run(1e-2, None, 4000, field="lr")]
-    assert sweep_verdict(lrs, "lr").startswith("Only 1e-4 trained: test accuracy 98.00%; 1e-2 was stopped before its test")
-    assert sweep_verdict([_run("sgd", 0.09, 4000, final_loss=9.0), _run("adam", None, 4000, final_loss=9.0)],
-                         "optimizer") == "No verdict: sgd diverged, adam diverged."
-
-
-def test_the_batchnorm_sweep_is_the_pair_and_gets_its_verdict():
-    pair = [_run(True, 0.995, 4500, field="batchnorm"), _run(False, 0.990, 5400, field="batchnorm")]
-    assert sweep_verdict(pair, "batchnorm").startswith("BatchNorm improved test accuracy by 0.50 points (99.50% vs 99.00%")
-
-
 def test_peak_bytes_counts_what_the_calling_thread_allocates():
     cpu = torch.device("cpu")
     assert 2**20 <= peak_bytes(lambda: torch.ones(2**20, dtype=torch.uint8), cpu) < 1.05 * 2**20
@@ -200,7 +154,7 @@ def test_a_run_measures_its_step_memory_without_touching_its_weights(mnist_1k, t
 
 def test_a_lead_of_exactly_ten_test_digits_is_a_lead():
     """99.10% over 99.00% is 0.0999… in floats but 10 test digits: the threshold, so a lead and not 'about the same'."""
-    runs = [_run("adam", 0.991, 4400), _run("sgd", 0.990, 5000)]
+    runs = [sweep_run("adam", 0.991, 4400), sweep_run("sgd", 0.990, 5000)]
     assert "adam is best, 0.10 points ahead of sgd" in sweep_verdict(runs, "optimizer")
 
 
@@ -212,9 +166,9 @@ def test_a_sweep_of_exactly_eight_values_is_accepted():
 
 def test_every_kind_of_failure_is_named_and_the_rest_still_ranked():
     """Each outcome that is not "trained" reads its own way, all of them joined by commas after the ranking."""
-    stalled = _run("rmsprop", 0.15, 4000)  # final loss fine, 15% accuracy: under twice chance
-    empty = _run("momentum", None, 4000) | {"vals": [], "epochs": []}  # no validation yet
-    runs = [_run("adam", 0.99, 4000), _run("sgd", 0.09, 4000, final_loss=9.0), stalled, empty]
+    stalled = sweep_run("rmsprop", 0.15, 4000)  # final loss fine, 15% accuracy: under twice chance
+    empty = sweep_run("momentum", None, 4000) | {"vals": [], "epochs": []}  # no validation yet
+    runs = [sweep_run("adam", 0.99, 4000), sweep_run("sgd", 0.09, 4000, final_loss=9.0), stalled, empty]
     assert sweep_verdict(runs, "optimizer").startswith(
         "Only adam trained: test accuracy 99.00%; sgd diverged, rmsprop did not learn, momentum ended before its first "
         "validation; about the same training speed")
@@ -225,13 +179,13 @@ def test_every_kind_of_failure_is_named_and_the_rest_still_ranked():
                                         (21.9, "about the same peak memory per step (20 MiB to 22 MiB)")])
 def test_a_measured_range_is_a_difference_from_10_percent_up(mib, reads):
     """20 → 22 MiB is exactly 10% more: a difference (the threshold is inclusive), 21.9 is not; speeds likewise."""
-    runs = [_run("sgd", 0.99, 4000, mib=20.0), _run("adam", 0.98, 4400, mib=mib)]
+    runs = [sweep_run("sgd", 0.99, 4000, mib=20.0), sweep_run("adam", 0.98, 4400, mib=mib)]
     verdict = sweep_verdict(runs, "optimizer")
     assert reads in verdict and "training speed from 4,000 images/s (sgd) to 4,400 images/s (adam)" in verdict
 
 
 def test_a_run_without_a_measured_speed_is_left_out_of_the_range():
-    runs = [_run("rmsprop", 0.97, 5000), _run("sgd", 0.99, 4000), _run("adam", 0.98, 4400)]
+    runs = [sweep_run("rmsprop", 0.97, 5000), sweep_run("sgd", 0.99, 4000), sweep_run("adam", 0.98, 4400)]
     runs[0]["epochs"][0]["images_per_s_median"] = float("nan")  # first: min() and max() would keep a NaN there
     assert "training speed from 4,000 images/s (sgd) to 4,400 images/s (adam)" in sweep_verdict(runs, "optimizer")
 
@@ -243,5 +197,5 @@ def test_a_run_without_a_measured_speed_is_left_out_of_the_range():
     ("batch_size", [32, 512], ["32", "512"]),
 ])
 def test_a_sweeps_values_read_as_words_in_its_table(field, values, labels):
-    table = sweep_table([_run(v, 0.99, 4000, field=field) for v in values], field)
+    table = sweep_table([sweep_run(v, 0.99, 4000, field=field) for v in values], field)
     assert list(table[SWEEPS[field][0]]) == labels
