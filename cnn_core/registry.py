@@ -133,7 +133,7 @@ class RunRegistry:
             runs = [Run(cfg, data, name=name, threads=threads) for cfg, name in zip(configs, names, strict=True)]
             for run in runs:
                 run.callback = self._on_event(run)
-                run.status = "queued"
+                run.queue()
                 self._runs[run.id] = run
                 self._owner[run.id] = owner
                 self._keep_stopped[run.id] = keep_stopped
@@ -169,7 +169,6 @@ class RunRegistry:
                 starting.append(self._queue.pop(0))
             for group in starting:
                 for run in group:
-                    run.status = "pending"
                     run.start()
 
     def _on_event(self, run: Run):

@@ -437,9 +437,19 @@ class Run:
 
     # ----- control -------------------------------------------------------------------------
     def start(self) -> Run:
-        """Train in a daemon worker thread; returns at once."""
-        self._thread = threading.Thread(target=self.run, name=f"run-{self.id}", daemon=True)
+        """Train in a daemon worker thread; returns at once (the run is pending until the worker sets it running)."""
+        with self._lock:
+            self.status = "pending"
+            self._thread = threading.Thread(target=self.run, name=f"run-{self.id}", daemon=True)
         self._thread.start()
+        return self
+
+    def queue(self) -> Run:
+        """Mark a run that waits for a free slot (a registry's queue) as queued, until start() or cancel(); a run that
+        has started or ended keeps its status. A registry changes a run's status only through these three."""
+        with self._lock:
+            if self._thread is None and not self.done:
+                self.status = "queued"
         return self
 
     def stop(self) -> None:

@@ -883,6 +883,20 @@ def test_a_queued_run_cancels_once(mnist_1k, tiny_config):
     assert run.cancel() is False and run.status == "cancelled"  # it has ended: nothing more to cancel
 
 
+def test_a_run_is_queued_until_it_starts_and_a_started_or_ended_run_stays_as_it_is(mnist_1k, tiny_config, tiny_run):
+    run = Run(tiny_config(epochs=50), mnist_1k)
+    assert run.status == "pending" and run.queue() is run and run.status == "queued" and not run.done
+    run.start()
+    try:
+        assert run.status in ("pending", "running")  # the worker sets running when it begins
+        run.queue()
+        assert run.status in ("pending", "running")  # started: no longer queued
+    finally:
+        run.stop()
+    assert run.wait(timeout=30) and run.queue().status == "stopped"
+    assert tiny_run.queue().status == "finished"
+
+
 def test_a_started_or_finished_run_is_not_cancelled(mnist_1k, tiny_config, tiny_run):
     before = (tiny_run.status, tiny_run.total_seconds)
     assert tiny_run.cancel() is False and (tiny_run.status, tiny_run.total_seconds) == before
