@@ -70,7 +70,7 @@ c4.metric("Best epoch (by validation)", f"{best['epoch']} of {cfg['epochs']}",
                + (f" at step {best['step']:,}" if "step" in best else ""))
 st.caption(f"{'BatchNorm' if cfg['batchnorm'] else 'No BatchNorm'} · {cfg['optimizer']} lr {cfg['lr']:g} · "
            f"batch {cfg['batch_size']} · {cfg['schedule']} schedule · weight decay {cfg['weight_decay']:g} · "
-           f"{training_digits(cfg['train_subset'], cfg.get('val_fraction', 0.1)):,} training digits{' with random shifts' if cfg.get('augment') else ''} · "
+           f"{training_digits(cfg['train_subset'], cfg['val_fraction']):,} training digits{' with random shifts' if cfg.get('augment') else ''} · "
            f"seed {cfg['seed']}")
 
 left, right = st.columns([3, 2])

@@ -12,7 +12,7 @@ import torch
 from cnn_core.cli import main as cli_main
 from cnn_core.data import load_mnist
 from cnn_core.model import for_inference
-from cnn_core.store import RunStore
+from cnn_core.store import LECTURE_PAIR, RunStore
 from cnn_core.training import Run, TrainConfig
 
 
@@ -53,7 +53,7 @@ def tiny_run(mnist):
 @pytest.fixture(scope="session")
 def shipped():
     """The shipped models as the app caches them: eval mode, frozen, channels_last."""
-    return {name: for_inference(RunStore().load_model(name)[0]) for name in ("baseline", "batchnorm")}
+    return {name: for_inference(RunStore().load_model(name)[0]) for name in LECTURE_PAIR}
 
 
 @pytest.fixture

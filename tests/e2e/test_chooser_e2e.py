@@ -2,12 +2,9 @@
 model, its name shows there, and the pick follows to the next page through the sidebar."""
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
-
-REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 
