@@ -18,6 +18,7 @@ from cnn_core import views as V
 from cnn_core.attack_plots import attack_attribution_figure, perturbation_figure, robustness_figure, stacked_rows
 from cnn_core.data import to_float
 from cnn_core.plots import digit_grid, digit_strip, run_colors
+from cnn_core.robust_attacks import ATTACKS, AttackSettings
 from cnn_core.store import ROBUSTNESS_FILE, SHIPPED_RUNS
 
 st.title("Robustness lab")
@@ -44,13 +45,10 @@ def cached_attack(model_key: str, _model, images: np.ndarray, labels: tuple, met
                   step_size: float | None, random_start: bool, target: int | None):
     """The attacked images and the predictions before and after; ``model_key`` names the weights of ``_model``
     (app_pages.chooser): every cached function here takes the model it uses, never looks it up."""
-    model = _model
     x, y = torch.from_numpy(images)[:, None], torch.tensor(labels)
-    t = None if target is None else torch.full_like(y, target)
-    kw = dict(steps=steps, step_size=step_size, random_start=random_start) if method == "pgd" else {}
-    xa = R.attack(model, x, y, method, eps, target=t, **kw)
+    xa = R.attack(_model, x, y, method, eps, AttackSettings(steps, step_size, random_start, target))
     with torch.no_grad():
-        before, after = model(x).softmax(1), model(xa).softmax(1)
+        before, after = _model(x).softmax(1), _model(xa).softmax(1)
     return xa[:, 0].numpy(), before.numpy(), after.numpy()
 
 
@@ -81,20 +79,15 @@ def cached_flip(model_key: str, _model, images: np.ndarray, labels: tuple, steps
             "reference": y.numpy(), "seconds": seconds}
 
 
-def stored_curves(name: str) -> dict | None:
-    return run_store().read_extra(name, ROBUSTNESS_FILE)
-
-
 @st.cache_data(max_entries=16, show_spinner="Attacking the test digits at 7 budgets…")
-def live_curves(model_key: str, _model, _data, n: int, steps: int) -> dict:
+def live_curves(model_key: str, _model, _data, n: int, steps: int) -> R.RobustnessCurves:
     """Robustness curves on the first ``n`` test digits of ``_data`` (MNIST: the same for the server's life)."""
-    return R.robustness_curves(_model, to_float(_data.test_images[:n]), _data.test_labels[:n], pgd_steps=steps)
+    return R.robustness_curves(_model, to_float(_data.test_images[:n]), _data.test_labels[:n], steps=steps)
 
 
 if section == "Attacks":
-    st.markdown("**FGSM**: one step, x' = clip(x + ε·sign(∇ₓL), 0, 1). **PGD**: many small steps of size η, each "
-                "followed by a projection back into the ε-ball around x (and [0, 1]); with a random start. "
-                "**Targeted**: step *down* the loss of the target class instead.")
+    st.markdown(" ".join(a.formula for a in ATTACKS.values()) +
+                " **Targeted**: step *down* the loss of the target class instead (DeepFool: towards its boundary).")
     digits = pick_digits(data, 6, "rob")
     if digits is None or None in digits.labels:
         if digits is not None:
@@ -102,15 +95,18 @@ if section == "Attacks":
         st.stop()
     a, b, c = st.columns(3)
     with a:
-        method = st.radio("Attack", ["fgsm", "pgd"], format_func=str.upper, horizontal=True, key="rob_method", bind=SCENE)
+        method = st.radio("Attack", list(ATTACKS), format_func=lambda m: ATTACKS[m].label, horizontal=True,
+                          key="rob_method", bind=SCENE)
         eps = eps_slider("ε", 0.2, "rob_eps")  # at 0.1 FGSM flipped none of the 6 digits of the baseline
+    uses = ATTACKS[method].uses  # the controls this attack reads; the others are shown disabled
     with b:
-        steps = st.slider("PGD steps", 1, 100, 20, key="rob_steps", bind=SCENE, disabled=method == "fgsm")
-        auto = st.toggle("η = 2.5·ε / steps", True, key="rob_auto_eta", bind=SCENE, disabled=method == "fgsm")
-        eta = None if auto else st.slider("η (step size)", 0.001, 0.1, 0.01, 0.001, format="%.3f", key="rob_eta", bind=SCENE)
-        random_start = st.toggle("Random start", True, key="rob_random", bind=SCENE, disabled=method == "fgsm")
+        steps = st.slider("Steps", 1, 100, 20, key="rob_steps", bind=SCENE, disabled="steps" not in uses)
+        auto = st.toggle("η = 2.5·ε / steps", True, key="rob_auto_eta", bind=SCENE, disabled="step_size" not in uses)
+        eta = None if auto else st.slider("η (step size)", 0.001, 0.1, 0.01, 0.001, format="%.3f", key="rob_eta", bind=SCENE,
+                                          disabled="step_size" not in uses)
+        random_start = st.toggle("Random start", True, key="rob_random", bind=SCENE, disabled="random_start" not in uses)
     with c:
-        targeted = st.toggle("Targeted", key="rob_targeted", bind=SCENE)
+        targeted = st.toggle("Targeted", key="rob_targeted", bind=SCENE, disabled="target" not in uses)
         target = st.selectbox("Target class", list(range(10)), key="rob_target", bind=SCENE) if targeted else None
     attacked = {}
     for c in chosen:  # one block per model, stacked: six digits need the page's width
@@ -217,15 +213,16 @@ elif section == "Smallest ε":
             "(51/255) and needs two to three times the baseline's budget.")
 
 elif section == "Robustness curves":
-    st.markdown("Accuracy on test digits attacked at each budget ε. PGD (solid) is usually the stronger attack — with "
-                "enough steps its line lies below FGSM's (dashed); the adversarially trained model holds on much longer.")
+    st.markdown("Accuracy on test digits attacked at each budget ε, one line style per attack. PGD (solid) is usually "
+                "the strongest — with enough steps its line lies lowest; the adversarially trained model holds on much "
+                "longer.")
     runs = [r["name"] for r in run_store().list_runs() if "error" not in r]
     picked = st.multiselect("Runs (shipped, and any you trained — e.g. with adversarial training on the Train page)",
                             runs, default=[n for n in dict.fromkeys([*SHIPPED_RUNS, *(c.name for c in chosen)]) if n in runs],
                             key="rob_runs", bind=SCENE)
     curves, missing = {}, []
     for n in picked:
-        stored = stored_curves(n)
+        stored = V.stored_curves(run_store(), n)
         if stored:
             curves[n] = stored
         else:
@@ -233,10 +230,10 @@ elif section == "Robustness curves":
     with st.expander("Compute live (other runs or settings)", expanded=bool(missing)):
         a, b = st.columns(2)
         n_digits = a.select_slider("Test digits", [100, 200, 500, 1000], 200, key="rob_live_n", bind=SCENE)
-        pgd_steps = b.slider("PGD steps", 1, 50, 10, key="rob_live_steps", bind=SCENE)
+        steps = b.slider("Steps (iterative attacks)", 1, 50, 10, key="rob_live_steps", bind=SCENE)
         todo = missing or picked
         if st.button(f"Compute for {', '.join(todo) or '—'}", key="rob_live_go", disabled=not todo):
-            st.session_state.rob_live = (tuple(todo), n_digits, pgd_steps)
+            st.session_state.rob_live = (tuple(todo), n_digits, steps)
         live = st.session_state.get("rob_live")
         if live and set(live[0]) <= set(runs):
             for n in live[0]:
@@ -245,14 +242,16 @@ elif section == "Robustness curves":
                     curves[n] = live_curves(f"{n}@{mtime}", saved_model(n, mtime)[0], data, live[1], live[2])
     if curves:
         chart(robustness_figure(curves, run_colors(list(curves))), key="rob_curves")
-        st.caption(" · ".join(f"{n}: first {c['n']:,} test digits, PGD-{c['pgd_steps']}" for n, c in curves.items()))
+        st.caption(" · ".join(f"{n}: first {c.n:,} test digits, PGD-{c.steps}" for n, c in curves.items()))
     still = [n for n in picked if n not in curves]
     if still:
         st.info(f"No curve yet for {', '.join(still)}: press Compute above, or run "
                 f"`python -m cnn_core robustness {still[0]}` to store one with the run.")
     explain("One line per attack and run: accuracy on the same test digits, each attacked with a budget ε (x axis; "
             "0 = clean digits). PGD (solid) searches harder than FGSM's single step (dashed), so it is the honest "
-            "measure of robustness. A plain network falls to almost nothing by ε = 0.2, while the digits stay "
+            "measure of robustness. DeepFool (dotted) looks for the *smallest* change that flips a digit, in L∞ steps "
+            "of a model made linear; cut to a budget, it fools a digit only where that smallest change fits, so its "
+            "line shows how far each digit is from a boundary, not the worst case. A plain network falls to almost nothing by ε = 0.2, while the digits stay "
             "readable to a person; adversarial training holds up to the budget it was trained at.")
 
 elif section == "Universal perturbation":
@@ -299,31 +298,25 @@ elif section == "Universal perturbation":
 
 else:
     st.markdown("**Adversarial training** mixes PGD examples into every training batch (Train page, or "
-                "`python -m cnn_core train --adversarial pgd --adv-epsilon 0.2`). Accuracy (%) on test digits attacked by "
-                "FGSM and PGD at each budget ε:")
-    rows, curves, configs = [], {}, {}
+                "`python -m cnn_core train --adversarial pgd --adv-epsilon 0.2`). Accuracy (%) on test digits attacked at "
+                "each budget ε, per attack:")
+    curves, configs = {}, {}
     store = run_store()  # only the runs shown are read (the ε slider below reruns this page)
     for n in dict.fromkeys([*SHIPPED_RUNS, *(c.name for c in chosen)]):
-        c = stored_curves(n) if store.exists(n) else None
+        c = V.stored_curves(store, n) if store.exists(n) else None
         if c is None:
             continue
-        if not {0.0, *R.EPSILONS} <= set(c["epsilons"]):
-            st.warning(f"`{n}/{ROBUSTNESS_FILE}` lacks some of ε = 0, {', '.join(map(str, R.EPSILONS))}: rerun "
+        if R.missing_epsilons(c):
+            st.warning(f"`{n}/{ROBUSTNESS_FILE}` lacks ε = {', '.join(f'{e:g}' for e in R.missing_epsilons(c))}: rerun "
                        f"`python -m cnn_core robustness {n}`.")
             continue
         curves[n], configs[n] = c, store.load_info(n)["config"]
-        acc = dict(zip(c["epsilons"], zip(c["fgsm"], c["pgd"], strict=True), strict=True))
-        row = {"model": LABELS.get(n, n), "clean": 100 * acc[0.0][0]}
-        row.update({f"FGSM {e:g}": 100 * acc[e][0] for e in R.EPSILONS})
-        row.update({f"PGD {e:g}": 100 * acc[e][1] for e in R.EPSILONS})
-        rows.append(row)
-    if rows:
-        table = pd.DataFrame(rows)
+    if curves:
+        table = pd.DataFrame(R.robustness_rows({LABELS.get(n, n): c for n, c in curves.items()}))
         st.dataframe(table, hide_index=True, column_config={
-            k: st.column_config.NumberColumn(format="%.1f") for k in table.columns if k != "model"})
-        st.caption(" · ".join(f"{LABELS.get(n, n)}: first {c['n']:,} test digits, PGD-{c['pgd_steps']}"
-                              for n, c in curves.items()))
-        pgd = {n: dict(zip(c["epsilons"], c["pgd"], strict=True)) for n, c in curves.items()}
+            k: st.column_config.NumberColumn(format="%.1f") for k in table.columns if k not in ("model", "attack")})
+        st.caption(" · ".join(f"{LABELS.get(n, n)}: first {c.n:,} test digits, PGD-{c.steps}" for n, c in curves.items()))
+        pgd = {n: c.at("pgd") for n, c in curves.items()}
         for n in curves:
             st.markdown(f"- **{LABELS.get(n, n)}**: {R.robustness_sentence(configs[n], pgd[n], pgd.get('baseline'))}")
         chart(robustness_figure(curves, run_colors(list(curves))), key="def_curves")

@@ -1,4 +1,5 @@
-"""Figures of the attack pages: image rows, cost curves, noises and perturbations, the transfer matrix,\nrobustness curves."""
+"""Figures of the attack pages: image rows, cost curves, noises and perturbations, the transfer matrix,
+robustness curves."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from cnn_core.plots import (
     thin,
     title_note,
 )
+from cnn_core.robust import RobustnessCurves
+from cnn_core.robust_attacks import ATTACKS
 
 
 def images_figure(images: np.ndarray, titles: list[str], wrong: list[bool] | None = None, cols: int = 10,
@@ -83,18 +86,24 @@ def perturbation_figure(rows: list[tuple[str, np.ndarray, bool]], titles: list[s
     return go.Figure(dict(data=data, layout=layout))
 
 
-def robustness_figure(curves: dict[str, dict], colors: dict[str, str]) -> go.Figure:
-    """Accuracy against the L∞ budget ε for several models: PGD solid, FGSM dashed, one colour per model."""
+DASH_WORDS = {"solid": "solid", "dash": "dashed", "dot": "dotted", "dashdot": "dash-dotted", "longdash": "long dashes"}
+
+
+def robustness_figure(curves: dict[str, RobustnessCurves], colors: dict[str, str]) -> go.Figure:
+    """Accuracy against the L∞ budget ε for several models: one colour per model, one line style per attack (its
+    ``dash`` in the registry), in the registry's order."""
     fig = go.Figure()
+    shown = [a for a in ATTACKS.values() if any(a.name in c.accuracy for c in curves.values())]
     for name, c in curves.items():
-        eps = c["epsilons"]
-        for method, dash in (("pgd", "solid"), ("fgsm", "dash")):
-            fig.add_trace(go.Scatter(x=eps, y=[100 * a for a in c[method]], name=f"{name} — {method.upper()}",
-                                     mode="lines+markers", line=dict(color=colors[name], dash=dash, width=3),
-                                     hovertemplate="ε = %{x}: %{y:.1f}%<extra></extra>"))
-    ticks = sorted({e for c in curves.values() for e in c["epsilons"]})
+        for a in shown:
+            if a.name in c.accuracy:
+                fig.add_trace(go.Scatter(x=c.epsilons, y=[100 * v for v in c.accuracy[a.name]], name=f"{name} — {a.label}",
+                                         mode="lines+markers", line=dict(color=colors[name], dash=a.dash, width=3),
+                                         hovertemplate="ε = %{x}: %{y:.1f}%<extra></extra>"))
+    ticks = sorted({e for c in curves.values() for e in c.epsilons})
+    styles = ", ".join(f"{a.label} {DASH_WORDS.get(a.dash, a.dash)}" for a in shown)
     fig.update_layout(height=450, margin=dict(l=10, r=10, t=50, b=10), font=FONT, legend=dict(font=FONT),
-                      title="Accuracy under attack (PGD solid, FGSM dashed)",
+                      title=f"Accuracy under attack ({styles})",
                       xaxis=dict(title="ε (pixels in [0, 1]; in grey levels /255 below)", tickvals=ticks,
                                  ticktext=[f"{e:g}<br>{round(255 * e)}/255" for e in ticks], **TICKS),
                       yaxis=dict(title="accuracy (%)", range=[0, 101], **TICKS))

@@ -8,6 +8,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from .robust_attacks import ATTACKS
 from .store import LECTURE_PAIR, ROBUSTNESS_FILE, RUNS_DIR_ENV, CheckpointError, RunStore, default_root, sanitize_name
 from .sweep import SWEEPS, parse_sweep, sweep_configs, sweep_table, sweep_verdict, value_label
 from .training import ADVERSARIAL, CONVS, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, Run, TrainConfig, evaluate
@@ -48,10 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="test-set accuracy and loss of a saved run")
     ev.add_argument("run", help="run name, or a path such as checkpoints/baseline")
 
-    rob = sub.add_parser("robustness", help="accuracy under FGSM and PGD at ε = 0 … 0.3; saved as robustness.json in the run")
+    rob = sub.add_parser("robustness", help=f"accuracy under {', '.join(a.label for a in ATTACKS.values())} at ε = 0 … 0.3; "
+                                            "saved as robustness.json in the run")
     rob.add_argument("run", help="run name, or a path such as checkpoints/baseline")
     rob.add_argument("--n", type=int, default=1000, help="first n test digits (default: 1000)")
-    rob.add_argument("--pgd-steps", type=int, default=20, help="PGD steps (default: 20)")
+    rob.add_argument("--steps", "--pgd-steps", dest="steps", type=int, default=20,
+                     help="steps of the iterative attacks (default: 20, PGD-20)")
+    rob.add_argument("--attacks", nargs="+", choices=list(ATTACKS), default=list(ATTACKS),
+                     help="which attacks (default: all of them)")
 
     views = sub.add_parser("views", help="the Robustness lab's defences and universal perturbation at every ε of its "
                                          "slider, stored in the run so that the page shows them at once (~20 min)")
@@ -166,22 +171,26 @@ def cmd_evaluate(args) -> int:
 def cmd_robustness(args) -> int:
     from .data import load_mnist, to_float
     from .robust import robustness_curves
+    from .views import stored_curves
 
     loaded = _load(args)
     if loaded is None:
         return 1
     store, name, model = loaded
-    if not 1 <= args.n <= 10000 or not 1 <= args.pgd_steps <= 1000:
-        print("error: --n must be in [1, 10000] and --pgd-steps in [1, 1000]", file=sys.stderr)
+    if not 1 <= args.n <= 10000 or not 1 <= args.steps <= 1000:
+        print("error: --n must be in [1, 10000] and --steps in [1, 1000]", file=sys.stderr)
         return 2
     data = load_mnist()
     x, y = to_float(data.test_images[: args.n]), data.test_labels[: args.n]
-    curves = robustness_curves(model.requires_grad_(False), x, y, pgd_steps=args.pgd_steps)
-    path = store.write_extra(name, ROBUSTNESS_FILE, curves)
+    curves = robustness_curves(model.requires_grad_(False), x, y, steps=args.steps, attacks=args.attacks)
+    curves = curves.keeping(stored_curves(store, name))
+    path = store.write_extra(name, ROBUSTNESS_FILE, curves.to_json())
+    labels = {m: ATTACKS[m].label if m in ATTACKS else m for m in curves.accuracy}
+    width = max(map(len, labels.values())) + 1
     print(f"{name}: accuracy (%) on the first {args.n} test digits")
-    print("ε      " + "  ".join(f"{e:>5.2f}" for e in curves["epsilons"]))
-    for method in ("fgsm", "pgd"):
-        print(f"{method:<6} " + "  ".join(f"{100 * a:>5.1f}" for a in curves[method]))
+    print("ε".ljust(width) + "  ".join(f"{e:>5.2f}" for e in curves.epsilons))
+    for method, acc in curves.accuracy.items():
+        print(labels[method].ljust(width) + "  ".join(f"{100 * a:>5.1f}" for a in acc))
     print(f"saved to {path}")
     return 0
 

@@ -38,7 +38,8 @@ from .plots import (
     training_curves_figure,
 )
 from .robust import DEFENCES, bit_depth, defence_verdict
-from .store import LECTURE_PAIR, ROBUSTNESS_FILE, SHIPPED_RUNS, RunStore
+from .robust_attacks import ATTACKS
+from .store import LECTURE_PAIR, SHIPPED_RUNS, RunStore
 
 # The sections, in the assignment's order (a test checks that each is there).
 SECTIONS = (
@@ -216,11 +217,14 @@ def _defences(doc, store, data, runs, infos, models, best, attacked) -> None:
     """Defences: robustness curves and an input defence"""
     doc.heading(SECTIONS[14])
     shipped = [n for n in SHIPPED_RUNS if store.exists(n)]
-    curves = {n: c for n in dict.fromkeys([*runs, *shipped]) if (c := store.read_extra(n, ROBUSTNESS_FILE))}
+    curves = {n: c for n in dict.fromkeys([*runs, *shipped]) if (c := V.stored_curves(store, n))}
     if curves:
+        attacks = [a.label for m, a in ATTACKS.items() if any(m in c.accuracy for c in curves.values())]
         doc.figure(robustness_figure(curves, run_colors(list(curves))))
-        doc.para("Accuracy on the first test digits under FGSM and PGD at each L∞ budget ε (pixels in [0, 1]). "
-                 "Adversarial training (PGD examples in every batch) is the defence that holds, up to its budget.")
+        named = " and ".join(filter(None, (", ".join(attacks[:-1]), attacks[-1])))  # "FGSM, PGD and DeepFool"
+        doc.para(f"Accuracy on the first test digits under {named} at each L∞ budget ε "
+                 "(pixels in [0, 1]). Adversarial training (PGD examples in every batch) is the defence that holds, up "
+                 "to its budget.")
     for d, fn in DEFENCES.items():
         res = V.stored_defence(store, best, d, 0.2) or V.defence_view(attacked, data, d, 0.2)
         doc.para(f"Input defence <b>{html.escape(d)}</b> on {best} at ε = 0.2: PGD that ignores it leaves "

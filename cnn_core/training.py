@@ -26,7 +26,8 @@ from torch import nn
 from .data import Mnist, iterate_batches, random_shift, stratified_split, to_float, training_digits
 from .memory import peak_bytes
 from .model import MnistCNN
-from .robust import fgsm, pgd
+from .robust_attacks.fgsm import fgsm
+from .robust_attacks.pgd import pgd
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("constant", "cosine", "onecycle")

@@ -14,7 +14,7 @@ from torch import nn
 
 from . import robust as R
 from .data import Mnist, to_float
-from .store import RunStore
+from .store import ROBUSTNESS_FILE, RunStore
 
 SLIDER_EPSILONS = tuple(round(0.01 * i, 2) for i in range(51))  # the pages' ε sliders: 0 … 0.5 in steps of 0.01
 DEFENCE_DIGITS = 500  # the defences are judged on the first 500 test digits: two PGD-10 runs take ~3 s on 2 cores
@@ -70,6 +70,15 @@ def store_views(store: RunStore, name: str, model: nn.Module, data: Mnist,
         "epsilons": np.array(SLIDER_EPSILONS), "delta": np.stack([v.delta for v in views]).astype(np.float32),
         "rates": np.array([[v.rate[k] for k in RATE_KEYS] for v in views]),
         "predicted": np.stack([v.predicted for v in views])})
+
+
+def stored_curves(store: RunStore, name: str) -> R.RobustnessCurves | None:
+    """The run's robustness curves (``python -m cnn_core robustness``), or None when it has none or the file is not
+    one (then the page offers to compute them)."""
+    try:
+        return R.RobustnessCurves.from_json(store.read_extra(name, ROBUSTNESS_FILE))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def stored_defence(store: RunStore, name: str, defence: str, eps: float) -> dict[str, float] | None:

@@ -24,6 +24,10 @@ def test_attacks_stay_within_the_budget(at, captions):
     assert "6 of 6 now misclassified" in captions(at)  # PGD at ε = 0.3 breaks the baseline
     at.toggle(key="rob_targeted").set_value(True).run()
     assert re.search(r"\d of \d now classified as 0", captions(at)) and not at.exception
+    assert at.radio(key="rob_method").options == [a.label for a in R.ATTACKS.values()]  # every registered attack
+    at.radio(key="rob_method").set_value("deepfool").run()
+    assert re.search(r"\d of \d now classified as 0 · largest \|δ\| = 0\.\d{3} ≤ ε = 0\.30", captions(at)), captions(at)
+    assert at.toggle(key="rob_random").disabled and not at.slider(key="rob_steps").disabled  # the controls it reads
 
 
 def test_a_drawn_digit_has_no_true_class_and_gets_a_message(at):
@@ -42,7 +46,7 @@ def test_curves_come_from_the_stored_runs_or_are_computed_live(at, captions):
     next(b for b in at.button if b.key == "rob_live_go").click().run()
     assert "baseline: first 100 test digits, PGD-2" in captions(at)
     names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
-    assert names == ["baseline — PGD", "baseline — FGSM"]
+    assert names == [f"baseline — {a.label}" for a in R.ATTACKS.values()]  # a line for every registered attack
 
 
 def test_universal_perturbation_reports_its_fooling_rate(at):
@@ -81,7 +85,7 @@ def test_attributions_under_attack_show_the_predictions_before_and_after(at):
     model = common.shipped_models()["baseline"][0]
     data = common.mnist()
     x, y = to_float(data.test_images[:2]), data.test_labels[:2]
-    x_adv = R.attack(model, x, y, "pgd", 0.3, target=None, steps=20, step_size=None, random_start=True)  # as the page
+    x_adv = R.attack(model, x, y, "pgd", 0.3, R.AttackSettings(steps=20, step_size=None, random_start=True))  # as the page
     att = R.attributions_under_attack(model, x, x_adv)
     assert (att["pred_adv"] != att["pred_clean"]).all()
     (chart,) = _chart_texts(at, "rob_attr")  # one figure: a row per digit, each under its line

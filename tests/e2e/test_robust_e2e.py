@@ -19,7 +19,7 @@ def test_raising_epsilon_breaks_more_digits_and_the_defences_table_shows(server,
     page.screenshot(path=str(output_dir / "robust-attacks.png"))
 
     page.get_by_text("Defences", exact=True).click()
-    expect(page.get_by_text("Accuracy under attack (PGD solid, FGSM dashed)")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Accuracy under attack \(FGSM dashed, PGD solid"))).to_be_visible()
     expect(page.get_by_text("adaptive attacker", exact=True)).to_be_visible()
     expect(page.get_by_text(re.compile(r"An adaptive attacker also runs PGD through the defence"))).to_be_visible()
     expect(page.get_by_test_id("stException")).to_have_count(0)

@@ -4,6 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from cnn_core.robust import RobustnessCurves
+from cnn_core.robust_attacks import ATTACKS
+from cnn_core.views import stored_curves
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -67,11 +71,16 @@ def test_adversarial_training_and_robustness_from_the_command_line(tmp_path, cli
     assert "--adversarial pgd --adv-epsilon 0.2 --adv-steps 2" in json.loads((tmp_path / "adv" / "run.json").read_text())["command"]
     rob = cli("--runs-dir", str(tmp_path), "robustness", "adv", "--n", "40", "--pgd-steps", "2")
     assert rob.returncode == 0, rob.stderr
-    assert re.search(r"^pgd(\s+\d+\.\d){7}$", rob.stdout, re.M)
-    curves = json.loads((tmp_path / "adv" / "robustness.json").read_text())
-    assert curves["n"] == 40 and curves["epsilons"] == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
-    # at ε = 0 both attacks return the digits unchanged: the same clean pass, same kernels, same order: exact
-    assert curves["fgsm"][0] == curves["pgd"][0] and curves["pgd"][-1] <= curves["pgd"][0]
+    assert all(re.search(rf"^{a.label}(\s+\d+\.\d){{7}}$", rob.stdout, re.M) for a in ATTACKS.values())
+    curves = RobustnessCurves.from_json(json.loads((tmp_path / "adv" / "robustness.json").read_text()))
+    assert curves.n == 40 and curves.steps == 2 and curves.epsilons == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+    # at ε = 0 every attack returns the digits unchanged: the same clean pass, same kernels, same order: exact
+    assert len({a[0] for a in curves.accuracy.values()}) == 1 and list(curves.accuracy) == list(ATTACKS)
+    assert curves.accuracy["pgd"][-1] <= curves.accuracy["pgd"][0]
+    # one attack more, later: added to the stored curves of the same digits and steps, the others kept
+    again = cli("--runs-dir", str(tmp_path), "robustness", "adv", "--n", "40", "--steps", "2", "--attacks", "fgsm")
+    assert again.returncode == 0, again.stderr
+    assert RobustnessCurves.from_json(json.loads((tmp_path / "adv" / "robustness.json").read_text())) == curves
     bad = cli("--runs-dir", str(tmp_path), "robustness", "adv", "--n", "0")
     assert bad.returncode == 2 and "--n must be in [1, 10000]" in bad.stderr
 
@@ -101,8 +110,8 @@ def test_shipped_adversarially_trained_checkpoint_is_robust(mnist):
     model, info = store.load_model("adv-trained")
     assert info["config"]["adversarial"] == "pgd" and info["results"]["accuracy"] >= 0.985
     x, y = to_float(mnist.test_images[:200]), mnist.test_labels[:200]
-    assert R.robust_accuracy(model.requires_grad_(False), x, y, "pgd", 0.2, steps=20) >= 0.75
-    for name in ("baseline", "batchnorm", "adv-trained"):
-        curves = store.read_extra(name, "robustness.json")
-        assert curves["n"] == 1000 and curves["pgd_steps"] == 20 and len(curves["pgd"]) == 7
-    assert store.read_extra("adv-trained", "robustness.json")["pgd"][4] > 0.7 > store.read_extra("baseline", "robustness.json")["pgd"][4]
+    assert R.robust_accuracy(model.requires_grad_(False), x, y, "pgd", 0.2) >= 0.75  # PGD-20
+    curves = {name: stored_curves(store, name) for name in ("baseline", "batchnorm", "adv-trained")}
+    for c in curves.values():  # every registered attack: after adding one, `python -m cnn_core robustness RUN --attacks NAME`
+        assert c.n == 1000 and c.steps == 20 and list(c.accuracy) == list(ATTACKS) and len(c.accuracy["pgd"]) == 7
+    assert curves["adv-trained"].at("pgd")[0.2] > 0.7 > curves["baseline"].at("pgd")[0.2]

@@ -16,7 +16,7 @@ def test_no_legacy_pages_folder_beside_the_entry_script():
 
 def test_cnn_core_never_imports_streamlit():
     imports = re.compile(r"^\s*(import|from)\s+streamlit\b", re.M)
-    offenders = [p.name for p in (REPO / "cnn_core").glob("*.py") if imports.search(p.read_text())]
+    offenders = [p.name for p in (REPO / "cnn_core").rglob("*.py") if imports.search(p.read_text())]
     assert offenders == []
 
 
@@ -218,6 +218,7 @@ def _every_figure():
     from cnn_core import attack_plots as A
     from cnn_core import conv_plots as C
     from cnn_core import plots as P
+    from cnn_core.robust import RobustnessCurves
 
     rng = np.random.default_rng(0)
     im = rng.random((3, 28, 28)).astype(np.float32)
@@ -236,8 +237,9 @@ def _every_figure():
     yield "probabilities", P.probability_bars({"a": np.full(10, 0.1), "b": np.full(10, 0.1)})
     yield "cost curves", A.cost_curves_figure(rng.random((20, 10)), [f"target {t}" for t in range(10)], "c")
     yield "perturbation", A.perturbation_figure([("x", im, False), ("δ", im - 0.5, True)], ["1", "2", "3"])
-    yield "robustness", A.robustness_figure({"m": {"epsilons": [0, 0.1, 0.2], "pgd": [1, 0.5, 0.1], "fgsm": [1, 0.6, 0.3]}},
-                                            {"m": "#1f77b4"})
+    yield "robustness", A.robustness_figure(
+        {"m": RobustnessCurves([0, 0.1, 0.2], {"fgsm": [1, 0.6, 0.3], "pgd": [1, 0.5, 0.1], "deepfool": [1, 0.6, 0.2]}, 3, 20)},
+        {"m": "#1f77b4"})
     yield "transfer", A.transfer_figure(rng.integers(0, 10, (10, 10)), list(range(10)), list(range(10)))
     maps = {"Saliency": (im[0], im[1])}
     row = A.attack_attribution_figure(im[0], im[1], maps, {"Saliency": 1.0}, ("→ 1", "→ 2"), (1, 2))

@@ -1,6 +1,8 @@
 """FGSM/PGD against the textbook update rules, budget invariants, universal perturbation, input defences and
 adversarial training, on the shipped models (whose weights must not change by a bit)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -68,7 +70,7 @@ def test_pgd_is_at_least_as_strong_as_fgsm(shipped, test_batch, name):
     model = shipped[name]
     clean = R.robust_accuracy(model, x, y, "clean", 0.0)
     fgsm = R.robust_accuracy(model, x, y, "fgsm", 0.1)
-    pgd = R.robust_accuracy(model, x, y, "pgd", 0.1, steps=10)
+    pgd = R.robust_accuracy(model, x, y, "pgd", 0.1, settings=R.AttackSettings(steps=10))
     assert clean > 0.98 and pgd <= fgsm < clean, (clean, fgsm, pgd)
 
 
@@ -254,16 +256,35 @@ def test_robustness_curves_are_robust_accuracy_at_each_epsilon(shipped, test_bat
     x, y = test_batch[0][:40], test_batch[1][:40]
     model = shipped["baseline"]
     fractions = []
-    out = R.robustness_curves(model, x, y, epsilons=(0.0, 0.2), pgd_steps=3, progress=fractions.append)
-    # the same calls on the same batch of 40, same kernels: the same float32 means, exact
-    assert out == {"epsilons": [0.0, 0.2], "n": 40, "pgd_steps": 3,
-                   "fgsm": [R.robust_accuracy(model, x, y, "fgsm", e) for e in (0.0, 0.2)],
-                   "pgd": [R.robust_accuracy(model, x, y, "pgd", e, steps=3) for e in (0.0, 0.2)]}
-    assert out["pgd"][1] < out["pgd"][0] and fractions == [0.5, 1.0]
-    defended = R.robustness_curves(model, x, y, epsilons=(0.2,), pgd_steps=3, defence=R.bit_depth)
-    assert defended["fgsm"] == [R.robust_accuracy(model, x, y, "fgsm", 0.2, defence=R.bit_depth)] != out["fgsm"][1:]
-    assert defended["pgd"] == [R.robust_accuracy(model, x, y, "pgd", 0.2, defence=R.bit_depth, steps=3)]
-    assert R.robustness_curves(model, x, y, epsilons=(0.0,))["pgd_steps"] == 20  # PGD-20 unless told otherwise
+    three = R.AttackSettings(steps=3)
+    out = R.robustness_curves(model, x, y, epsilons=(0.0, 0.2), steps=3, progress=fractions.append)
+    # the same calls on the same batch of 40, same kernels: the same float32 means, exact; every registered attack
+    assert out == R.RobustnessCurves([0.0, 0.2], {m: [R.robust_accuracy(model, x, y, m, e, settings=three)
+                                                      for e in (0.0, 0.2)] for m in R.ATTACKS}, 40, 3)
+    # after each attack and ε: k/6 computed as (k · 1)/(3 · 2) or so, float64 of small integers: exact either way
+    assert out.accuracy["pgd"][1] < out.accuracy["pgd"][0] and fractions == [k / 6 for k in range(1, 7)]
+    defended = R.robustness_curves(model, x, y, epsilons=(0.2,), steps=3, attacks=["fgsm"], defence=R.bit_depth)
+    assert defended.accuracy == {"fgsm": [R.robust_accuracy(model, x, y, "fgsm", 0.2, defence=R.bit_depth)]}
+    assert defended.accuracy["fgsm"] != out.accuracy["fgsm"][1:]
+    assert R.robustness_curves(model, x, y, epsilons=(0.0,)).steps == 20  # PGD-20 unless told otherwise
+
+
+def test_robustness_curves_read_what_they_wrote_and_the_files_of_before_the_registry():
+    curves = R.RobustnessCurves([0.0, 0.1], {"fgsm": [0.9, 0.5], "deepfool": [0.9, 0.7]}, 200, 10)
+    assert R.RobustnessCurves.from_json(json.loads(json.dumps(curves.to_json()))) == curves
+    legacy = {"epsilons": [0.0, 0.1], "fgsm": [0.9, 0.5], "pgd": [0.9, 0.2], "n": 1000, "pgd_steps": 20}
+    assert R.RobustnessCurves.from_json(legacy) == R.RobustnessCurves([0.0, 0.1], {"fgsm": [0.9, 0.5], "pgd": [0.9, 0.2]},
+                                                                      1000, 20)
+    assert curves.at("deepfool") == {0.0: 0.9, 0.1: 0.7}
+
+
+def test_the_defences_table_has_a_row_per_run_and_attack_and_names_what_is_missing():
+    curves = {"a": R.RobustnessCurves([0.0, 0.1, 0.2], {"pgd": [1.0, 0.5, 0.25], "fgsm": [1.0, 0.75, 0.5]}, 10, 20)}
+    assert R.robustness_rows(curves, epsilons=(0.1, 0.2)) == [  # registry order: FGSM before PGD
+        {"model": "a", "attack": "FGSM", "clean": 100.0, "ε = 0.1": 75.0, "ε = 0.2": 50.0},
+        {"model": "a", "attack": "PGD", "clean": 100.0, "ε = 0.1": 50.0, "ε = 0.2": 25.0}]
+    assert R.missing_epsilons(curves["a"], epsilons=(0.1, 0.3)) == [0.3]
+    assert R.missing_epsilons(curves["a"], epsilons=(0.1, 0.2)) == []
 
 
 def test_fgsm_leaves_pixels_with_zero_gradient_alone():
@@ -447,7 +468,7 @@ def test_evaluate_defence_keeps_the_worse_attack_per_digit(shipped, test_batch):
     with torch.no_grad():  # the same batch of 40, same kernels, the same float32 mean: exact
         assert res["clean"] == (model(x).argmax(1) == y).float().mean().item()
         assert res["clean + defence"] == (model(R.median_filter(x)).argmax(1) == y).float().mean().item()
-    through = R.robust_accuracy(R.ThroughDefence(model, R.median_filter), x, y, "pgd", 0.2, steps=5)
+    through = R.robust_accuracy(R.ThroughDefence(model, R.median_filter), x, y, "pgd", 0.2, settings=R.AttackSettings(steps=5))
     assert res["adaptive attacker"] <= min(res["PGD, defence on"], through)
     assert res["PGD"] < res["PGD, defence on"]  # the median filter helps against PGD that ignores it
 
@@ -520,10 +541,10 @@ def test_attack_dispatches_by_method_and_budget(shipped, test_batch):
     model, (x, y) = shipped["baseline"], test_batch
     x, y = x[:7], y[:7]
     assert R.attack(model, x, y, "clean", 0.3) is x and R.attack(model, x, y, "pgd", 0.0) is x
-    t = torch.full_like(y, 3)
-    assert torch.equal(R.attack(model, x, y, "fgsm", 0.2, target=t), R.fgsm(model, x, y, 0.2, t))  # the same call: exact
-    assert not torch.equal(R.attack(model, x, y, "fgsm", 0.2, target=t), R.fgsm(model, x, y, 0.2))
-    with pytest.raises(ValueError, match="method.*'cw'"):
+    t, to_3 = torch.full_like(y, 3), R.AttackSettings(target=3)
+    assert torch.equal(R.attack(model, x, y, "fgsm", 0.2, to_3), R.fgsm(model, x, y, 0.2, t))  # the same call: exact
+    assert not torch.equal(R.attack(model, x, y, "fgsm", 0.2, to_3), R.fgsm(model, x, y, 0.2))
+    with pytest.raises(ValueError, match="'cw'.*pgd"):  # names what was asked and what there is
         R.attack(model, x, y, "cw", 0.1)
     # in batches of 3 (3 + 3 + 1 digits): the same answers as all at once, one per digit
     assert torch.equal(R.robust_correct(model, x, y, "fgsm", 0.1, batch=3), R.robust_correct(model, x, y, "fgsm", 0.1))

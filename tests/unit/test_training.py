@@ -12,7 +12,7 @@ import torch
 import cnn_core.training as training
 from cnn_core.data import stratified_split, to_float
 from cnn_core.model import MnistCNN
-from cnn_core.robust import fgsm, pgd, robust_accuracy
+from cnn_core.robust import AttackSettings, fgsm, pgd, robust_accuracy
 from cnn_core.training import (
     ADVERSARIAL,
     CONVS,
@@ -1053,7 +1053,7 @@ def test_adversarial_training_improves_pgd_accuracy(mnist_1k, tiny_config):
         cfg = tiny_config(train_subset=2000, epochs=2, adversarial=adversarial, adv_epsilon=0.1, adv_steps=3)
         run = Run(cfg, mnist_1k).run()
         assert run.status == "finished", run.error
-        pgd_accuracy[adversarial] = robust_accuracy(run.model.eval(), x, y, "pgd", 0.1, steps=10)
+        pgd_accuracy[adversarial] = robust_accuracy(run.model.eval(), x, y, "pgd", 0.1, settings=AttackSettings(steps=10))
     assert pgd_accuracy["pgd"] > pgd_accuracy["none"] + 0.05, pgd_accuracy
 
 
