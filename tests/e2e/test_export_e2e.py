@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from cnn_core.robust_attacks import ATTACKS
+
 pytestmark = pytest.mark.e2e
-LEGEND = [f"{run} — {attack}" for run in ("baseline", "batchnorm", "adv-trained") for attack in ("PGD", "FGSM")]
+# the shipped runs' curves hold every registered attack (tests/unit/test_cli.py checks it)
+LEGEND = [f"{run} — {a.label}" for run in ("baseline", "batchnorm", "adv-trained") for a in ATTACKS.values()]
 SMALLEST_TEXT = """() => Math.min(...Array.from(document.querySelectorAll('[data-testid=stMain] .js-plotly-plot svg text'))
     .filter(t => t.textContent.trim() && t.getBoundingClientRect().width > 0)
     .map(t => parseFloat(getComputedStyle(t).fontSize)))"""
@@ -56,7 +59,7 @@ def test_a_chart_saves_as_svg_with_its_legend_as_png_at_3x_and_its_numbers_as_cs
         page.get_by_role("button", name=re.compile("Data \\(CSV\\)")).first.click()
     rows = list(csv.DictReader(Path(data.value.path()).read_text().splitlines()))
     assert data.value.suggested_filename == "cnn-lab-rob_curves.csv"
-    assert len(rows) == 6 * 7 and {r["x"] for r in rows} == {"0.0", "0.05", "0.1", "0.15", "0.2", "0.25", "0.3"}
+    assert len(rows) == len(LEGEND) * 7 and {r["x"] for r in rows} == {"0.0", "0.05", "0.1", "0.15", "0.2", "0.25", "0.3"}
 
 
 def test_chart_text_is_at_least_16_px_on_the_results_page(server, page):
